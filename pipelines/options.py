@@ -1,0 +1,63 @@
+"""Pipeline options of the detection: every flag a user types, and every Flex Template parameter."""
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+SEMANTICS = ('sentinel', 'strict')
+INPUT_FORMATS = ('auto', 'jsonl', 'records', 'activity_log', 'defender_streaming', 'eventhub_avro', 'csv')
+SCAN_MODES = ('full', 'relevant')
+
+
+class DetectionOptions(PipelineOptions):
+    """Options of ``python -m pipelines.rare_runcommand``."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        inputs = parser.add_argument_group('inputs')
+        inputs.add_argument(
+            '--azure_activity', default=None,
+            help='File pattern of AzureActivity exports (Beam FileSystems syntax: *, ** across folders, '
+                 'gs://, plain or .gz). Without any input pattern the bundled sample day is used.')
+        inputs.add_argument(
+            '--device_file_events', default=None, help='File pattern of DeviceFileEvents exports.')
+        inputs.add_argument(
+            '--device_events', default=None, help='File pattern of DeviceEvents exports.')
+        inputs.add_argument(
+            '--input_format', choices=INPUT_FORMATS, default='auto',
+            help='Force one export format for every input file; auto detects it per file.')
+        inputs.add_argument(
+            '--scan', choices=SCAN_MODES, default='full',
+            help='full: parse and validate every record (every bad record is dead-lettered); '
+                 'relevant: skip, unparsed, records that a byte-level prefilter proves irrelevant to the '
+                 'rule (much faster; skipped records are counted, not validated).')
+
+        detection = parser.add_argument_group('detection')
+        detection.add_argument(
+            '--semantics', choices=SEMANTICS, default='sentinel',
+            help="sentinel: exactly the rule's KQL, quirks included; strict: the rule as its description "
+                 'means it (see the README).')
+        detection.add_argument(
+            '--rule', default=None,
+            help='A Sentinel analytic rule YAML whose metadata (name, severity, tactics, techniques, '
+                 'entity mappings, queryPeriod, queryFrequency, trigger) the alerts use. '
+                 'Default: the rule metadata bundled with the package.')
+        detection.add_argument(
+            '--query_period', default=None,
+            help='Kusto timespan (5m, 2h, 1d, 2d) of data each evaluation sees; default: the rule\'s queryPeriod.')
+        detection.add_argument(
+            '--query_frequency', default=None,
+            help="Kusto timespan between evaluations; default: the rule's queryFrequency.")
+        detection.add_argument(
+            '--window_offset', default=None,
+            help='Kusto timespan shifting window starts from UTC midnight (e.g. 6h); default 0.')
+        detection.add_argument(
+            '--start', default=None,
+            help='ISO 8601 start of a backfill: only windows starting at or after it are evaluated.')
+        detection.add_argument(
+            '--end', default=None,
+            help='ISO 8601 end of a backfill: only windows ending at or before it are evaluated.')
+
+        outputs = parser.add_argument_group('outputs')
+        outputs.add_argument(
+            '--output_dir', default=None,
+            help='Directory (local or gs://) for alerts-*.jsonl, dead_letter-*.jsonl and the run summary. '
+                 'Default: ./rare_runcommand_output.')

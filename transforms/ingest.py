@@ -1,0 +1,167 @@
+"""Typing of exported rows the way Log Analytics ingestion types them.
+
+A raw row is a dict decoded from an export (column name -> JSON value). Typing follows the Kusto
+column types of `transforms.schema` and the behaviour of the reference evaluation:
+
+* string: a missing key or null is ``""`` (Kusto strings have no null); a non-string JSON value is its
+  compact JSON text (``1.5``, ``true``, ``{"a":1}``).
+* datetime: ISO 8601, ``T`` or space between date and time, up to any number of fractional digits
+  (truncated to microseconds, the reference's precision), ``Z``, ``+hh``, ``+hhmm``, ``+hh:mm`` or
+  `` UTC``; no zone means UTC. Anything else is null. Kept as integer microseconds since the epoch.
+* long: a JSON integer, or a number or numeric string rounded half away from zero; otherwise null.
+* dynamic: a JSON string whose text is JSON is parsed (``"{\\"Command\\":\\"x\\"}"``); any other value
+  is kept as it is.
+"""
+
+import re
+
+from transforms import kql
+from transforms.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING
+
+_DATETIME = re.compile(
+    r'\s*([0-9]+)[-/]([0-9]{1,2})[-/]([0-9]{1,2})'
+    r'(?:(?:[T ]([0-9]{1,2}):([0-9]{1,2})(?::([0-9]{1,2})(?:\.([0-9]*))?)?)'
+    r'(?:(Z)|([+-])([0-9]{2})(?::?([0-9]{2}))?|( UTC))?\s*)?')
+
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_US_PER_DAY = 86_400_000_000
+
+
+def _is_leap(year):
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def _days_from_civil(year, month, day):
+    # Howard Hinnant's algorithm: days since 1970-01-01 of a proleptic Gregorian date.
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def parse_datetime_us(text):
+    """An ISO 8601 datetime string -> microseconds since the Unix epoch (UTC), or None."""
+    match = _DATETIME.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m, _utc = match.groups()
+    year, month, day = int(year), int(month), int(day)
+    if not 1 <= month <= 12 or day < 1:
+        return None
+    days_in_month = 29 if month == 2 and _is_leap(year) else _DAYS_IN_MONTH[month - 1]
+    if day > days_in_month:
+        return None
+    hour = int(hour or 0)
+    minute = int(minute or 0)
+    second = int(second or 0)
+    if hour > 24 or minute > 59 or second > 59 or (hour == 24 and (minute or second or (fraction or '').strip('0'))):
+        return None
+    micros = int((fraction or '')[:6].ljust(6, '0'))
+    value = (_days_from_civil(year, month, day) * _US_PER_DAY
+             + ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros)
+    if sign:
+        offset = (int(off_h) * 60 + int(off_m or 0)) * 60_000_000
+        value += -offset if sign == '+' else offset
+    return value
+
+
+def format_datetime_us(micros):
+    """Microseconds since the epoch -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    days, rest = divmod(micros, _US_PER_DAY)
+    # civil_from_days (Howard Hinnant)
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    y += m <= 2
+    seconds, micro = divmod(rest, 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return '%04d-%02d-%02dT%02d:%02d:%02d.%06dZ' % (y, m, d, hour, minute, second, micro)
+
+
+def to_string(value):
+    if value is None:
+        return ''
+    if isinstance(value, str):
+        return value
+    return kql.json_text(value)
+
+
+def to_datetime_us(value):
+    if isinstance(value, str):
+        return parse_datetime_us(value)
+    return None
+
+
+_NUMBER = re.compile(r'\s*([+-]?)([0-9][0-9_]*)?(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?\s*')
+_HEX = re.compile(r'0[xX]([0-9a-fA-F]+)')
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _round_half_away(numerator, denominator):
+    quotient, remainder = divmod(abs(numerator), denominator)
+    if remainder * 2 >= denominator:
+        quotient += 1
+    return -quotient if numerator < 0 else quotient
+
+
+def to_long(value):
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, float):
+        if value != value or value in (float('inf'), float('-inf')):
+            return None
+        from fractions import Fraction
+        exact = Fraction(value)
+        result = _round_half_away(exact.numerator, exact.denominator)
+    elif isinstance(value, str):
+        result = _parse_long_text(value)
+        if result is None:
+            return None
+    else:
+        return None
+    return result if _LONG_MIN <= result <= _LONG_MAX else None
+
+
+def _parse_long_text(text):
+    match = _NUMBER.fullmatch(text)
+    if match is None:
+        hex_match = _HEX.fullmatch(text)
+        return int(hex_match.group(1), 16) if hex_match else None
+    sign, whole, fraction, exponent = match.groups()
+    if whole is None and not fraction:
+        return None
+    if whole is not None and (whole.endswith('_') or '__' in whole):
+        return None
+    digits = (whole or '0').replace('_', '') + (fraction or '')
+    scale = len(fraction or '') - int(exponent or 0)
+    numerator = int(digits)
+    if sign == '-':
+        numerator = -numerator
+    if scale <= 0:
+        return numerator * 10 ** (-scale)
+    return _round_half_away(numerator, 10 ** scale)
+
+
+def to_dynamic(value):
+    if isinstance(value, str):
+        return kql.parse_json_text(value)
+    return value
+
+
+_CONVERTERS = {STRING: to_string, DATETIME: to_datetime_us, LONG: to_long, DYNAMIC: to_dynamic}
+
+
+def typed_row(table, raw):
+    """The typed row of `table` (the columns of `transforms.schema`) from a decoded export row."""
+    return {column: _CONVERTERS[kind](raw.get(column)) for column, kind in COLUMNS[table].items()}

@@ -1,0 +1,207 @@
+"""Kusto (KQL) operators used by the rule, as small pure functions on plain Python values.
+
+Each function follows the Kusto documentation (learn.microsoft.com/kusto/query/...) and, where the
+documentation leaves a detail open, the behaviour of the DuckDB reference translation of the rule
+(RE2 regular expressions, yyjson JSON text), so that results are bit-for-bit reproducible:
+
+* ``has``: a whole-term match, case-insensitive. A term is a maximal run of letters and digits
+  (Unicode categories L and N); the boundary is only required on a side where the needle itself
+  starts or ends with a letter or digit, so ``"x-File a"`` has ``"-File"``. Case-insensitivity is
+  RE2's: simple case folding, in which ``k`` also matches KELVIN SIGN and ``s`` LONG S, while ``i``
+  matches neither dotted nor dotless Turkish i.
+* ``=~``: equality of the simple lower-case mappings (``İ`` lowers to ``i``, ``K`` to ``k``).
+* ``toupper``: .NET ``ToUpperInvariant``, the one-to-one simple upper-case mapping (``ß`` stays).
+* ``tostring`` of a dynamic value: compact JSON with yyjson's escaping (control characters as
+  ``\\u00XX`` with upper-case hex, non-ASCII characters raw, ``/`` unescaped).
+"""
+
+import json
+import re
+from functools import lru_cache
+
+__all__ = [
+    'has_term', 'has_any_term', 'equals_ignore_case', 'to_lower_simple', 'to_upper_invariant',
+    'kusto_split_at', 'tostring_dynamic', 'json_text', 'extract_script_name', 'between',
+    'parse_json_text', 'split_caller',
+]
+
+# A letter or digit (Unicode L* or N*); for Python's str, `[^\W_]` is exactly that set.
+_ALNUM = r'[^\W_]'
+
+# RE2 simple case-folding orbits of ASCII letters that reach outside ASCII.
+_FOLD_EXTRA = {'k': '\u212a', 's': '\u017f'}
+
+
+def _char_class(ch):
+    """A regex matching `ch` and every character RE2 case-folds together with it."""
+    members = {ch}
+    for variant in (ch.lower(), ch.upper()):
+        if len(variant) == 1:
+            members.add(variant)
+    for variant in list(members):
+        extra = _FOLD_EXTRA.get(variant)
+        if extra:
+            members.add(extra)
+    if len(members) == 1:
+        return re.escape(ch)
+    return '[' + ''.join(re.escape(m) for m in sorted(members)) + ']'
+
+
+@lru_cache(maxsize=256)
+def _term_pattern(needles):
+    parts = []
+    for needle in needles:
+        body = ''.join(_char_class(c) for c in needle)
+        if needle[:1].isalnum():
+            body = '(?<!' + _ALNUM + ')' + body
+        if needle[-1:].isalnum():
+            body = body + '(?!' + _ALNUM + ')'
+        parts.append(body)
+    return re.compile('|'.join('(?:%s)' % p for p in parts))
+
+
+def has_term(haystack, needle):
+    """Kusto ``haystack has needle``: `needle` occurs as a whole term, ignoring case."""
+    return _term_pattern((needle,)).search(haystack) is not None
+
+
+def has_any_term(haystack, needles):
+    """Kusto ``haystack has_any (needles...)``: `has_term` for at least one needle."""
+    return _term_pattern(tuple(needles)).search(haystack) is not None
+
+
+@lru_cache(maxsize=4096)
+def _upper_char(ch):
+    mapped = ch.upper()
+    if len(mapped) == 1:
+        return mapped
+    title = ch.title()
+    # Characters whose full upper-case mapping expands: their simple mapping is the
+    # single-character title-case letter when one exists (U+1F80 -> U+1F88, U+1FB3 -> U+1FBC),
+    # otherwise they have none and stay as they are ('ß', 'ŉ', 'ǰ', ligatures).
+    return title if len(title) == 1 else ch
+
+
+@lru_cache(maxsize=4096)
+def _lower_char(ch):
+    mapped = ch.lower()
+    if len(mapped) == 1:
+        return mapped
+    # Only U+0130 (İ) expands in lower case ('i' + U+0307); its simple mapping is 'i'.
+    return mapped[0]
+
+
+def to_upper_invariant(text):
+    """Kusto ``toupper()``: .NET ``ToUpperInvariant`` (simple mapping, so ``ß`` stays ``ß``)."""
+    if text.isascii():
+        return text.upper()
+    return ''.join(_upper_char(c) for c in text)
+
+
+def to_lower_simple(text):
+    """The simple (one-to-one) lower-case mapping of `text`."""
+    if text.isascii():
+        return text.lower()
+    return ''.join(_lower_char(c) for c in text)
+
+
+def equals_ignore_case(left, right):
+    """Kusto ``left =~ right``."""
+    return to_lower_simple(left) == to_lower_simple(right)
+
+
+def kusto_split_at(text, delimiter, index):
+    """``split(text, delimiter)[index]``: negative indexes count from the end; out of range -> None."""
+    parts = text.split(delimiter)
+    if -len(parts) <= index < len(parts):
+        return parts[index]
+    return None
+
+
+_CONTROL = re.compile('[\x00-\x1f\x7f]')
+_ESCAPES = {'"': '\\"', '\\': '\\\\', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
+
+
+def _escape_char(match):
+    ch = match.group(0)
+    if ch == '\x7f':
+        return ch
+    return _ESCAPES.get(ch) or '\\u%04X' % ord(ch)
+
+
+def _json_string(text):
+    if _CONTROL.search(text) is None:
+        return json.dumps(text, ensure_ascii=False)
+    escaped = text.replace('\\', '\\\\').replace('"', '\\"')
+    return '"' + _CONTROL.sub(_escape_char, escaped) + '"'
+
+
+def json_text(value):
+    """Compact JSON text of a dynamic value, escaped as Kusto/yyjson write it."""
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, list):
+        if all(isinstance(v, str) for v in value):
+            return '[' + ','.join(_json_string(v) for v in value) + ']'
+        return '[' + ','.join(json_text(v) for v in value) + ']'
+    if isinstance(value, dict):
+        return '{' + ','.join(_json_string(k) + ':' + json_text(v) for k, v in value.items()) + '}'
+    if value is None:
+        return 'null'
+    if value is True:
+        return 'true'
+    if value is False:
+        return 'false'
+    return json.dumps(value)
+
+
+def tostring_dynamic(value):
+    """Kusto ``tostring(dynamic)``: null -> ``""``, a string as is, anything else as compact JSON."""
+    if value is None:
+        return ''
+    if isinstance(value, str):
+        return value
+    return json_text(value)
+
+
+def _first_key_wins(pairs):
+    result = {}
+    for key, value in pairs:
+        result.setdefault(key, value)
+    return result
+
+
+def _reject_constant(name):
+    raise ValueError('not JSON: ' + name)
+
+
+def parse_json_text(text):
+    """Kusto ``parse_json(string)``: the JSON value, or the string itself when it is not JSON.
+
+    Duplicate keys keep their first value, as the reference's JSON reader does.
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
+    except ValueError:
+        return text
+
+
+# RE2's \s is [\t\n\f\r ] (no vertical tab, no Unicode spaces).
+_SCRIPT_NAME = re.compile(r'-File[\t\n\f\r ](script[0-9]{1,9}\.ps1)')
+
+
+def extract_script_name(command_line):
+    """``extract(@"\\-File\\s(script[0-9]{1,9}\\.ps1)", 1, command_line)``; ``""`` when absent."""
+    match = _SCRIPT_NAME.search(command_line)
+    return match.group(1) if match else ''
+
+
+def between(value, low, high):
+    """``value between (low .. high)``: inclusive at both ends; a null never matches."""
+    return value is not None and low is not None and high is not None and low <= value <= high
+
+
+def split_caller(caller):
+    """``split(Caller, "@")[0]`` and ``[1]`` as strings (``""`` when out of range)."""
+    parts = caller.split('@')
+    return parts[0], parts[1] if len(parts) > 1 else ''
