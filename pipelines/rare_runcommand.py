@@ -1,0 +1,201 @@
+"""Azure VM Run Command operations executing a unique PowerShell script, as a Beam pipeline.
+
+    python -m pipelines.rare_runcommand \\
+        --azure_activity 'exports/AzureActivity/**' \\
+        --device_file_events 'exports/DeviceFileEvents/**' \\
+        --device_events 'exports/DeviceEvents/**' \\
+        --output_dir out/ [--semantics sentinel|strict] [--query_period 1d --query_frequency 1d]
+
+Without input patterns it runs on the bundled sample day. This module only wires the stages of
+`transforms` together with the options of `pipelines.options`.
+"""
+
+import json
+import logging
+import os
+import sys
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.options import DetectionOptions
+from transforms import export_formats
+from transforms.alerts import ToAlerts
+from transforms.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
+from transforms.fingerprints import UniqueFingerprints
+from transforms.rule import load_rule
+from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
+from transforms.script_cmdlets import ScriptCmdletEvents, ScriptCmdletLists
+from transforms.script_runs import RUNS, SCRIPTS, JoinScriptCmdlets
+from transforms.semantics import Semantics
+from transforms.sessions import RunCommandSessions
+from transforms.sinks import WriteJsonLines
+from transforms.sources import ReadTable
+from transforms.windows import AssignQueryWindows, QueryWindows, parse_instant, parse_timespan
+
+SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_data')
+DEFAULT_OUTPUT_DIR = 'rare_runcommand_output'
+TABLE_OPTIONS = {AZURE_ACTIVITY: 'azure_activity', DEVICE_FILE_EVENTS: 'device_file_events',
+                 DEVICE_EVENTS: 'device_events'}
+
+
+class CountElements(beam.DoFn):
+    """Passes elements through, counting them in the `detection` metrics namespace."""
+
+    def __init__(self, name):
+        self._name = name
+        self._counter = None
+
+    def setup(self):
+        self._counter = beam.metrics.Metrics.counter('detection', self._name)
+
+    def process(self, element):
+        self._counter.inc()
+        yield element
+
+
+class DetectUniqueScripts(beam.PTransform):
+    """The rule on windowed tables: {table name: rows} -> result rows of each window."""
+
+    def __init__(self, semantics):
+        super().__init__()
+        self._semantics = semantics
+
+    def expand(self, tables):
+        semantics = self._semantics
+        sessions = (
+            tables[AZURE_ACTIVITY]
+            | 'RunCommandSessions' >> RunCommandSessions(semantics)
+            | 'CountSessions' >> beam.ParDo(CountElements('sessions')))
+        runs = (
+            {SESSIONS: sessions, FILES: tables[DEVICE_FILE_EVENTS]}
+            | 'JoinSessionsWithScriptFiles' >> JoinSessionsWithScriptFiles(semantics)
+            | 'CountJoinedRows' >> beam.ParDo(CountElements('joined_rows')))
+        if semantics.strict:
+            scripts = tables[DEVICE_EVENTS] | 'ScriptCmdletEvents' >> ScriptCmdletEvents(semantics)
+        else:
+            scripts = (
+                tables[DEVICE_EVENTS]
+                | 'ScriptCmdletLists' >> ScriptCmdletLists(semantics)
+                | 'CountScripts' >> beam.ParDo(CountElements('scripts')))
+        run_command_data = (
+            {RUNS: runs, SCRIPTS: scripts}
+            | 'JoinScriptCmdlets' >> JoinScriptCmdlets(semantics)
+            | 'CountRunCommandData' >> beam.ParDo(CountElements('run_command_data')))
+        return run_command_data | 'UniqueFingerprints' >> UniqueFingerprints(semantics)
+
+
+def resolve_inputs(options):
+    """{table: file pattern}, the bundled sample day when no pattern is given."""
+    patterns = {table: getattr(options, name) for table, name in TABLE_OPTIONS.items()}
+    if not any(patterns.values()):
+        return {table: os.path.join(SAMPLE_DIR, table + '.jsonl.gz') for table in TABLES}, True
+    return patterns, False
+
+
+def query_windows(options, rule):
+    period = parse_timespan(options.query_period or rule.query_period)
+    frequency = parse_timespan(options.query_frequency or options.query_period or rule.query_frequency)
+    offset = parse_timespan(options.window_offset) if options.window_offset else 0
+    start = parse_instant(options.start) if options.start else None
+    end = parse_instant(options.end) if options.end else None
+    return QueryWindows(period, frequency, offset, start, end)
+
+
+def build(pipeline, options):
+    """Adds the detection to `pipeline`; returns (alerts, dead letters)."""
+    detection = options.view_as(DetectionOptions)
+    rule = load_rule(detection.rule)
+    semantics = Semantics.named(detection.semantics)
+    windows = query_windows(detection, rule)
+    patterns, _ = resolve_inputs(detection)
+    output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
+
+    tables, dead_letters = {}, []
+    for table in TABLES:
+        needles = None
+        if detection.scan == 'relevant':
+            needles = export_formats.relevance_needles(table, semantics.process_names)
+        read = pipeline | 'Read' + table >> ReadTable(table, patterns[table], detection.input_format, needles)
+        tables[table] = read.rows | 'Window' + table >> AssignQueryWindows(table, windows)
+        dead_letters.append(read.dead_letter)
+
+    results = tables | 'DetectUniqueScripts' >> DetectUniqueScripts(semantics)
+    alerts = results | 'ToAlerts' >> ToAlerts(rule, semantics.name)
+    alerts | 'WriteAlerts' >> WriteJsonLines(output_dir, 'alerts')
+    all_dead_letters = dead_letters | 'FlattenDeadLetters' >> beam.Flatten()
+    all_dead_letters | 'WriteDeadLetters' >> WriteJsonLines(output_dir, 'dead_letter')
+    return alerts, all_dead_letters
+
+
+def counters(result):
+    """{namespace: {name: value}} of the run's committed counters."""
+    summary = {}
+    try:
+        for counter in result.metrics().query()['counters']:
+            namespace = counter.key.metric.namespace
+            name = counter.key.metric.name
+            value = counter.committed if counter.committed is not None else counter.attempted
+            summary.setdefault(namespace, {})
+            summary[namespace][name] = summary[namespace].get(name, 0) + (value or 0)
+    except Exception:  # pylint: disable=broad-except  # some runners report no metrics
+        logging.warning('The runner reported no metrics.')
+    return summary
+
+
+def print_summary(summary, output_dir, stream=sys.stdout):
+    lines = ['', 'Run summary']
+    for table in TABLES:
+        values = summary.get(table, {})
+        lines.append('  %-17s read %9d  parsed %9d  dead-lettered %6d  skipped %9d' % (
+            table, values.get('read', 0), values.get('parsed', 0), values.get('dead_lettered', 0),
+            values.get('skipped_irrelevant', 0)))
+    detection = summary.get('detection', {})
+    for name in ('sessions', 'joined_rows', 'scripts', 'run_command_data', 'alerts'):
+        lines.append('  %-17s %d' % (name, detection.get(name, 0)))
+    lines.append('  output            %s' % output_dir)
+    stream.write('\n'.join(lines) + '\n')
+
+
+def run(argv=None):
+    options = PipelineOptions(argv)
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        # Beam's DirectRunner first tries to download a runner binary; the in-process runner does not.
+        standard.runner = 'FnApiRunner'
+    detection = options.view_as(DetectionOptions)
+    _, sample = resolve_inputs(detection)
+    if sample:
+        logging.info('No input patterns given: running on the bundled sample day in %s', SAMPLE_DIR)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options)
+    result = pipeline.run()
+    result.wait_until_finish()
+    output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
+    summary = counters(result)
+    print_summary(summary, output_dir)
+    if sample:
+        _print_alerts(output_dir)
+    return result
+
+
+def _print_alerts(output_dir):
+    from apache_beam.io.filesystems import FileSystems
+    matches = FileSystems.match([FileSystems.join(output_dir, 'alerts-*.jsonl')])[0].metadata_list
+    for metadata in sorted(matches, key=lambda m: m.path):
+        with FileSystems.open(metadata.path) as handle:
+            for line in handle.read().decode('utf-8').splitlines():
+                alert = json.loads(line)
+                result = alert['QueryResult']
+                print('ALERT %s  %s on %s by %s: %s' % (
+                    alert['QueryPeriodStart'][:10], result['PowershellFileName'], result['VirtualMachineName'],
+                    result['Caller'], ', '.join(result['PowershellScriptCommands'])))
+
+
+def main():
+    logging.getLogger().setLevel(logging.WARNING)
+    run(sys.argv[1:])
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,27 @@
+"""Dead-letter records: every input record that cannot be used, with where it came from and why."""
+
+MAX_RAW_CHARS = 4096
+
+# Reasons, as they appear in dead_letter-*.jsonl.
+INVALID_UTF8 = 'invalid UTF-8'
+NOT_JSON = 'not JSON'
+NOT_OBJECT = 'not a JSON object'
+TOO_LONG = 'record longer than 1 MiB'
+NO_TIME = 'TimeGenerated missing or unparsable'
+LATE = 'late'
+OUTSIDE_RANGE = 'outside --start/--end'
+
+
+def dead_letter(table, source, position, reason, raw=b''):
+    """One dead-letter record.
+
+    Args:
+      table: the Log Analytics table the record was read for.
+      source: the file (or subscription) it came from.
+      position: where in the source: a dict such as ``{'line': 12, 'offset': 3310}``.
+      reason: why it could not be used.
+      raw: the record's bytes or text (kept up to MAX_RAW_CHARS characters).
+    """
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw[:MAX_RAW_CHARS * 4]).decode('utf-8', errors='replace')
+    return {'table': table, 'source': source, **position, 'reason': reason, 'raw': raw[:MAX_RAW_CHARS]}

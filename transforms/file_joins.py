@@ -1,0 +1,93 @@
+"""The join of Run Command sessions with the script files the Run Command extension wrote.
+
+KQL: DeviceFileEvents written by ``RunCommandExtension.exe`` (case-sensitive ``==``), with the VM
+name taken as ``DeviceName`` up to the first ``.``, left-outer joined to the sessions on the VM name
+(case-sensitive; ``""`` joins ``""``) and kept where the file's TimeGenerated lies between the
+session's StartTime and EndTime, inclusive: in effect an inner join. Strict semantics match the VM
+name case-insensitively and accept the configured extension process names, ignoring case.
+"""
+
+import apache_beam as beam
+
+from transforms import kql
+
+SESSIONS = 'sessions'
+FILES = 'files'
+
+
+def is_script_file_write(row, semantics):
+    if semantics.strict:
+        name = row['InitiatingProcessFileName'].lower()
+        return any(name == process.lower() for process in semantics.process_names)
+    return row['InitiatingProcessFileName'] in semantics.process_names
+
+
+def host_name(device_name):
+    """``tostring(split(DeviceName, ".")[0])``."""
+    return device_name.split('.', 1)[0]
+
+
+def vm_join_key(vm_name, semantics):
+    return kql.to_lower_simple(vm_name) if semantics.strict else vm_name
+
+
+def to_script_file(row):
+    return {
+        'VirtualMachineName': host_name(row['DeviceName']),
+        'PowershellFileCreatedTimestamp': row['TimeGenerated'],
+        'FileName': row['FileName'],
+        'FileSize': row['FileSize'],
+        'InitiatingProcessAccountName': row['InitiatingProcessAccountName'],
+        'InitiatingProcessAccountDomain': row['InitiatingProcessAccountDomain'],
+        'InitiatingProcessFolderPath': row['InitiatingProcessFolderPath'],
+        'InitiatingProcessId': row['InitiatingProcessId'],
+    }
+
+
+def join_on_time(vm_key, grouped):
+    """Every (session, file) pair of one VM where the file time is between the session's bounds."""
+    sessions = list(grouped[SESSIONS])
+    if not sessions:
+        return
+    for script_file in grouped[FILES]:
+        created = script_file['PowershellFileCreatedTimestamp']
+        for session in sessions:
+            if kql.between(created, session['StartTime'], session['EndTime']):
+                yield {
+                    'StartTime': session['StartTime'],
+                    'EndTime': session['EndTime'],
+                    'PowershellFileCreatedTimestamp': created,
+                    'VirtualMachineName': session['VirtualMachineName'],
+                    'Caller': session['Caller'],
+                    'CallerIpAddress': session['CallerIpAddress'],
+                    'FileName': script_file['FileName'],
+                    'FileSize': script_file['FileSize'],
+                    'InitiatingProcessId': script_file['InitiatingProcessId'],
+                    'InitiatingProcessAccountDomain': script_file['InitiatingProcessAccountDomain'],
+                    'InitiatingProcessFolderPath': script_file['InitiatingProcessFolderPath'],
+                    'Scope': session['Scope'],
+                    'CorrelationId': session['CorrelationId'],
+                    'DeviceVirtualMachineName': script_file['VirtualMachineName'],
+                }
+
+
+class JoinSessionsWithScriptFiles(beam.PTransform):
+    """{'sessions': sessions, 'files': DeviceFileEvents rows} -> one row per session and script file."""
+
+    def __init__(self, semantics):
+        super().__init__()
+        self._semantics = semantics
+
+    def expand(self, inputs):
+        semantics = self._semantics
+        sessions_by_vm = inputs[SESSIONS] | 'KeySessionsByVm' >> beam.Map(
+            lambda s: (vm_join_key(s['VirtualMachineName'], semantics), s))
+        files_by_vm = (
+            inputs[FILES]
+            | 'IsScriptFileWrite' >> beam.Filter(is_script_file_write, semantics)
+            | 'ToScriptFile' >> beam.Map(to_script_file)
+            | 'KeyFilesByVm' >> beam.Map(lambda f: (vm_join_key(f['VirtualMachineName'], semantics), f)))
+        return (
+            {SESSIONS: sessions_by_vm, FILES: files_by_vm}
+            | 'CoGroupByVm' >> beam.CoGroupByKey()
+            | 'JoinOnTime' >> beam.FlatMapTuple(join_on_time))

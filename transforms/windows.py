@@ -1,0 +1,124 @@
+"""Query windows: the scheduled rule's queryPeriod/queryFrequency as Beam event-time windows.
+
+A scheduled rule runs every queryFrequency over the last queryPeriod of data. A backfill reproduces
+that with windows ``[offset + k * frequency, offset + k * frequency + period)``: fixed windows when
+the two are equal, sliding (overlapping) windows when the period is longer. Each row belongs to
+every window covering its TimeGenerated, and each window is evaluated on its own rows only.
+"""
+
+import re
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import window
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from transforms.ingest import format_datetime_us, parse_datetime_us
+
+US = 1_000_000
+_UNITS = {
+    'd': 86400 * US, 'day': 86400 * US, 'days': 86400 * US,
+    'h': 3600 * US, 'hr': 3600 * US, 'hrs': 3600 * US, 'hour': 3600 * US, 'hours': 3600 * US,
+    'm': 60 * US, 'min': 60 * US, 'minute': 60 * US, 'minutes': 60 * US,
+    's': US, 'sec': US, 'second': US, 'seconds': US,
+    'ms': 1000, 'milli': 1000, 'millis': 1000, 'millisecond': 1000, 'milliseconds': 1000,
+    'microsecond': 1, 'microseconds': 1,
+}
+_LITERAL = re.compile(r'([+-]?)\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)')
+_CLOCK = re.compile(r'([+-]?)(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?')
+
+
+def parse_timespan(text):
+    """A Kusto timespan literal (``5m``, ``2h``, ``1d``, ``1.5h``, ``1.00:00:00``, ``time(1d)``) -> microseconds."""
+    value = str(text).strip()
+    if value.startswith('time(') and value.endswith(')'):
+        value = value[5:-1].strip()
+    match = _LITERAL.fullmatch(value)
+    if match and match.group(3).lower() in _UNITS:
+        sign, number, unit = match.groups()
+        micros = round(float(number) * _UNITS[unit.lower()]) if '.' in number else int(number) * _UNITS[unit.lower()]
+        return -micros if sign == '-' else micros
+    match = _CLOCK.fullmatch(value)
+    if match:
+        sign, days, hours, minutes, seconds, fraction = match.groups()
+        micros = ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 * US + int(seconds or 0) * US
+        micros += int((fraction or '').ljust(7, '0')[:6] or 0)
+        return -micros if sign == '-' else micros
+    raise ValueError('not a Kusto timespan: %r (examples: 5m, 2h, 1d, 1.00:00:00)' % text)
+
+
+def format_timespan(micros):
+    for unit, size in (('d', 86400 * US), ('h', 3600 * US), ('m', 60 * US), ('s', US)):
+        if micros % size == 0:
+            return '%d%s' % (micros // size, unit)
+    return '%dmicroseconds' % micros
+
+
+def parse_instant(text):
+    """An ISO 8601 instant for --start/--end -> microseconds since the epoch (no zone means UTC)."""
+    micros = parse_datetime_us(text)
+    if micros is None:
+        raise ValueError('not an ISO 8601 datetime: %r' % text)
+    return micros
+
+
+class QueryWindows:
+    """The windows of a backfill: period, frequency, offset and an optional [start, end) range."""
+
+    def __init__(self, period_us, frequency_us, offset_us=0, start_us=None, end_us=None):
+        if period_us <= 0 or frequency_us <= 0:
+            raise ValueError('query period and frequency must be positive')
+        if period_us < frequency_us:
+            raise ValueError('a query period shorter than the frequency would leave rows unevaluated')
+        self.period_us = period_us
+        self.frequency_us = frequency_us
+        self.offset_us = offset_us % frequency_us
+        self.start_us = start_us
+        self.end_us = end_us
+
+    def window_fn(self):
+        if self.period_us == self.frequency_us:
+            return window.FixedWindows(Duration(micros=self.period_us), Timestamp(micros=self.offset_us))
+        return window.SlidingWindows(Duration(micros=self.period_us), Duration(micros=self.frequency_us),
+                                     Timestamp(micros=self.offset_us))
+
+    def in_range(self, start_us, end_us):
+        return ((self.start_us is None or start_us >= self.start_us)
+                and (self.end_us is None or end_us <= self.end_us))
+
+
+def window_bounds(beam_window):
+    """(start, end) of a Beam interval window in microseconds."""
+    return beam_window.start.micros, beam_window.end.micros
+
+
+def window_label(beam_window):
+    start, end = window_bounds(beam_window)
+    return format_datetime_us(start), format_datetime_us(end)
+
+
+class _KeepWindowsInRange(beam.DoFn):
+    def __init__(self, table, windows):
+        self._windows = windows
+        self._outside = Metrics.counter('outside_range', table)
+
+    def process(self, row, beam_window=beam.DoFn.WindowParam):
+        if self._windows.in_range(*window_bounds(beam_window)):
+            yield row
+        else:
+            self._outside.inc()
+
+
+class AssignQueryWindows(beam.PTransform):
+    """Timestamped rows -> the same rows in every query window covering them, inside --start/--end."""
+
+    def __init__(self, table, windows):
+        super().__init__()
+        self._table = table
+        self._windows = windows
+
+    def expand(self, rows):
+        windowed = rows | 'WindowIntoQueryPeriods' >> beam.WindowInto(self._windows.window_fn())
+        if self._windows.start_us is None and self._windows.end_us is None:
+            return windowed
+        return windowed | 'KeepWindowsInRange' >> beam.ParDo(_KeepWindowsInRange(self._table, self._windows))
