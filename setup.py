@@ -1,0 +1,32 @@
+"""Packaging of the rare Run Command PowerShell script detection (Apache Beam, Python)."""
+
+import setuptools
+
+setuptools.setup(
+    name='rare-runcommand-detection',
+    version='0.1.0',
+    description='Sentinel rule "Azure VM Run Command operations executing a unique PowerShell script" '
+                'as an Apache Beam pipeline, with exact Sentinel parity and a strict mode.',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=['pipelines', 'transforms'],
+    package_data={'pipelines': ['rule_metadata.yaml', 'sample_data/*']},
+    include_package_data=True,
+    install_requires=[
+        'apache-beam>=2.60,<3',
+        'fastavro>=1.8',
+        'pyyaml>=6',
+    ],
+    extras_require={
+        'test': ['pytest>=7', 'hypothesis>=6'],
+        'gcp': ['apache-beam[gcp]>=2.60,<3'],
+        'bench': ['duckdb>=1.1'],
+    },
+    entry_points={
+        'console_scripts': [
+            'rare-runcommand=pipelines.rare_runcommand:main',
+        ],
+    },
+)
