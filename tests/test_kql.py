@@ -1,0 +1,147 @@
+"""KQL operator helpers on their tricky cases (Kusto docs examples first, then RE2/yyjson details)."""
+
+import hashlib
+
+import pytest
+
+from transforms import kql
+
+
+@pytest.mark.parametrize('haystack, needle, expected', [
+    ('North America', 'america', True),           # Kusto docs: case-insensitive whole term
+    ('North America', 'amer', False),             # a prefix is not a term
+    ('/subscriptions/x/providers/Microsoft.Compute/virtualMachines/vm1', 'virtualMachines', True),
+    ('Microsoft.Compute/VIRTUALMACHINES/x', 'virtualMachines', True),
+    ('virtualMachinesScaleSets', 'virtualMachines', False),
+    ('myvirtualMachines', 'virtualMachines', False),
+    ('virtualMachines_x', 'virtualMachines', True),   # '_' is not a letter or digit
+    ('virtualMachines1', 'virtualMachines', False),
+    ('virtualMachinesé', 'virtualMachines', False),   # non-ASCII letters are term characters
+    ('x-File a', '-File', True),                      # boundary only where the needle has a letter/digit
+    ('x-Filea', '-File', False),
+    ('a-file b', '-File', True),
+    ('', 'x', False),
+    ('\u017fucceeded', 'Succeeded', True),            # RE2 folds LONG S with s
+    ('\u0130t', 'it', False),                         # but not dotted capital I with i
+    ('\u0131t', 'it', False),                         # nor dotless i
+    ('wor\u212a', 'work', True),                      # KELVIN SIGN folds with k
+])
+def test_has_term(haystack, needle, expected):
+    assert kql.has_term(haystack, needle) is expected
+
+
+@pytest.mark.parametrize('haystack, expected', [
+    ('["Started","Accepted","Succeeded"]', True),
+    ('["Start","Accept","Success"]', True),
+    ('["Started","Accepted","PartiallySucceeded"]', False),
+    ('["succeeded"]', True),
+    ('["Succeeded-WithWarnings"]', True),
+    ('["Failed"]', False),
+    ('["Successful"]', False),
+])
+def test_has_any_term_on_status_list_text(haystack, expected):
+    assert kql.has_any_term(haystack, ('Succeeded', 'Success')) is expected
+
+
+@pytest.mark.parametrize('left, right, expected', [
+    ('MICROSOFT.COMPUTE/VIRTUALMACHINES/RUNCOMMAND/ACTION', 'Microsoft.Compute/virtualMachines/runCommand/action', True),
+    ('microsoft.compute/virtualmachines/runcommand/action', 'Microsoft.Compute/virtualMachines/runCommand/action', True),
+    ('Microsoft.Compute/virtualMachines/runCommands/write', 'Microsoft.Compute/virtualMachines/runCommand/action', False),
+    ('M\u0130CROSOFT', 'microsoft', True),     # simple lower-case mapping of U+0130 is 'i'
+    ('\u212a', 'k', True),
+    ('STRASSE', 'straße', False),
+])
+def test_equals_ignore_case(left, right, expected):
+    assert kql.equals_ignore_case(left, right) is expected
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('Get-Process', 'GET-PROCESS'),
+    ('straße', 'STRAßE'),              # .NET ToUpperInvariant keeps ß (Python's upper() gives SS)
+    ('ǆ ǅ', 'Ǆ Ǆ'),
+    ('ı', 'I'),
+    ('ŉ', 'ŉ'),                        # no simple upper-case mapping
+    ('\u1fb3', '\u1fbc'),              # simple mapping where the full mapping expands
+    ('ﬀ', 'ﬀ'),
+    ('', ''),
+])
+def test_to_upper_invariant(text, expected):
+    assert kql.to_upper_invariant(text) == expected
+
+
+@pytest.mark.parametrize('text, delimiter, index, expected', [
+    ('/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1', '/', -1, 'vm1'),
+    ('/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1', '/', 2, 's'),
+    ('/a/b/', '/', -1, ''),
+    ('', '/', -1, ''),                 # split("", "/") is [""]
+    ('', '/', 2, None),                # out of range
+    ('abc', '/', -2, None),
+    ('web01.contoso.local', '.', 0, 'web01'),
+])
+def test_kusto_split_at(text, delimiter, index, expected):
+    assert kql.kusto_split_at(text, delimiter, index) == expected
+
+
+@pytest.mark.parametrize('value, expected', [
+    (None, ''),
+    ('text', 'text'),
+    (['GET-PROCESS', 'WRITE-OUTPUT'], '["GET-PROCESS","WRITE-OUTPUT"]'),
+    (['a"b', 'c\\d', 'e/f', 'é'], '["a\\"b","c\\\\d","e/f","é"]'),
+    (['\x01', '\x1f', '\n', '\x7f'], '["\\u0001","\\u001F","\\n","\x7f"]'),   # yyjson: upper-case hex
+    ({'b': 1, 'a': [1, 2.0, True, None]}, '{"b":1,"a":[1,2.0,true,null]}'),
+    (5, '5'),
+    (1.5, '1.5'),
+    (True, 'true'),
+])
+def test_tostring_dynamic(value, expected):
+    assert kql.tostring_dynamic(value) == expected
+
+
+def test_fingerprint_text_is_documented_sha256():
+    # Kusto docs: hash_sha256("World") = 78ae647d...d1d524
+    assert hashlib.sha256(b'World').hexdigest().startswith('78ae647d')
+    assert hashlib.sha256(b'World').hexdigest().endswith('d1d524')
+
+
+@pytest.mark.parametrize('command_line, expected', [
+    ('powershell -ExecutionPolicy Unrestricted -File script0.ps1', 'script0.ps1'),
+    ('powershell -File\tscript12.ps1', 'script12.ps1'),
+    ('powershell -File  script1.ps1', ''),              # exactly one whitespace
+    ('powershell -file script1.ps1', ''),               # case-sensitive
+    ('powershell -File script1234567890.ps1', ''),      # at most 9 digits
+    ('powershell -File script123456789.ps1', 'script123456789.ps1'),
+    ('powershell -File script5.ps1x', 'script5.ps1'),   # unanchored
+    ('powershell -File\x0bscript1.ps1', ''),            # RE2's \s has no vertical tab
+    ('powershell -File\u00a0script1.ps1', ''),          # nor Unicode spaces
+    ('a -File script1.ps1 -File script2.ps1', 'script1.ps1'),  # first match
+    ('', ''),
+])
+def test_extract_script_name(command_line, expected):
+    assert kql.extract_script_name(command_line) == expected
+
+
+@pytest.mark.parametrize('value, low, high, expected', [
+    (5, 5, 10, True), (10, 5, 10, True), (4, 5, 10, False), (11, 5, 10, False), (None, 5, 10, False)])
+def test_between_is_inclusive(value, low, high, expected):
+    assert kql.between(value, low, high) is expected
+
+
+@pytest.mark.parametrize('caller, expected', [
+    ('alice@contoso.com', ('alice', 'contoso.com')),
+    ('9f2a1c3e-0000-4000-8000-000000000001', ('9f2a1c3e-0000-4000-8000-000000000001', '')),
+    ('', ('', '')),
+    ('a@b@c', ('a', 'b')),
+])
+def test_split_caller(caller, expected):
+    assert kql.split_caller(caller) == expected
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('{"scope": "/a"}', {'scope': '/a'}),
+    ('{"scope": 5, "scope": 6}', {'scope': 5}),    # first key wins, as in the reference
+    ('not json', 'not json'),
+    ('NaN', 'NaN'),
+    ('"x"', 'x'),
+])
+def test_parse_json_text(text, expected):
+    assert kql.parse_json_text(text) == expected
