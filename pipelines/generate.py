@@ -483,25 +483,26 @@ class NoiseFactory:
                      r.randrange(400, 12000))
         return _template(row, ["ReportId", "TimeGenerated"], numeric=("ReportId",))
 
-    def rows(self, table: str, n: int, t_lo: int, span: int) -> list[tuple[int, str]]:
-        """*n* unrelated rows of *table* at random times in [t_lo, t_lo + span)."""
-        r = self.rnd
-        rand, choice, randrange = r.random, r.choice, r.randrange
+    def rows(self, table: str, n: int, hour_start: int) -> list[tuple[int, str]]:
+        """*n* unrelated rows of *table* at random times in the hour starting at tick *hour_start*."""
+        rand, getrandbits = self.rnd.random, self.rnd.getrandbits
+        prefix = fmt_ticks(hour_start)[:14] + "%02d:%02d.%07dZ"  # "2024-03-01T10:" + mm:ss.fffffffZ
+        pool = {"AzureActivity": self.aa, "DeviceFileEvents": self.dfe, "DeviceEvents": self.de}[table]
+        size = len(pool)
         out = []
-        if table == "AzureActivity":
-            pool = self.aa
-            for _ in range(n):
-                tk = t_lo + int(rand() * span)
-                h = "%032x" % r.getrandbits(128)
+        for _ in range(n):
+            offset = int(rand() * HOUR_TICKS)
+            m, rest = divmod(offset, 60 * TICKS)
+            time = prefix % (m, rest // TICKS, rest % TICKS)
+            template = pool[int(rand() * size)]
+            if table == "AzureActivity":
+                h = "%032x" % getrandbits(128)
                 corr = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
-                h = "%032x" % r.getrandbits(128)
+                h = "%032x" % getrandbits(128)
                 eid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-b{h[17:20]}-{h[20:]}"
-                out.append((tk, choice(pool) % (corr, eid, fmt_ticks(tk))))
-        else:
-            pool = self.dfe if table == "DeviceFileEvents" else self.de
-            for _ in range(n):
-                tk = t_lo + int(rand() * span)
-                out.append((tk, choice(pool) % (randrange(1, 900000), fmt_ticks(tk))))
+                out.append((hour_start + offset, template % (corr, eid, time)))
+            else:
+                out.append((hour_start + offset, template % (int(rand() * 899_999) + 1, time)))
         return out
 
 
@@ -633,7 +634,7 @@ def output_paths(out_dir: str, gz: bool = False) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 # generate
 # ---------------------------------------------------------------------------
-ROWS_PER_SESSION = 12.0  # about: 3 activity rows, 1.3 file events, 1 + ~7 PowerShell commands
+ROWS_PER_SESSION = 9.4  # about: 3 activity rows + (file event, status file 30%, 1 + ~4.5 PowerShell commands) on 94% of VMs
 
 
 def generate(out_dir: str, days: int | None = None, start: str = "2024-03-01", seed: int = 0,
@@ -679,7 +680,7 @@ def _stream(tenant, rnd, t_start, days, n_noise, n_sessions, sinks) -> None:
         lo = t_start + h * HOUR_TICKS
         per_table = _allocate(noise_per_hour[h], [NOISE_SHARE[t] for t in TABLES])
         for table, n in zip(TABLES, per_table):
-            sinks[table].add(noise.rows(table, n, lo, HOUR_TICKS))
+            sinks[table].add(noise.rows(table, n, lo))
         for _ in range(sessions_per_hour[h]):
             t0 = min(lo + rnd.randrange(HOUR_TICKS), latest_start)
             for table, rs in factory.session(t0).items():
@@ -751,8 +752,9 @@ def _edge(tenant: Tenant, rnd: random.Random, t0: int, days: int, n_noise: int, 
     E = _EdgeBuilder(tenant, rnd, t0)
     E.build(days)
     noise = NoiseFactory(tenant, rnd)
-    for table, n in zip(TABLES, _allocate(n_noise, [NOISE_SHARE[t] for t in TABLES])):
-        sinks[table].add(noise.rows(table, n, t0, days * DAY_TICKS))
+    for h, n_hour in enumerate(_allocate(n_noise, [NOISE_HOUR_WEIGHT[h % 24] for h in range(days * 24)])):
+        for table, n in zip(TABLES, _allocate(n_hour, [NOISE_SHARE[t] for t in TABLES])):
+            sinks[table].add(noise.rows(table, n, t0 + h * HOUR_TICKS))
     for table in TABLES:
         sinks[table].add(E.rows[table])
 
