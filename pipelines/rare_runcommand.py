@@ -31,6 +31,7 @@ from transforms.semantics import Semantics
 from transforms.sessions import RunCommandSessions
 from transforms.sinks import WriteJsonLines
 from transforms.sources import ReadTable
+from transforms.window_summary import ALERTS, SummarizeWindows
 from transforms.windows import AssignQueryWindows, QueryWindows, parse_instant, parse_timespan
 
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_data')
@@ -123,6 +124,8 @@ def build(pipeline, options):
     results = tables | 'DetectUniqueScripts' >> DetectUniqueScripts(semantics)
     alerts = results | 'ToAlerts' >> ToAlerts(rule, semantics.name)
     alerts | 'WriteAlerts' >> WriteJsonLines(output_dir, 'alerts')
+    window_summary = dict(tables, **{ALERTS: alerts}) | 'SummarizeWindows' >> SummarizeWindows()
+    window_summary | 'WriteWindowSummary' >> WriteJsonLines(output_dir, 'windows')
     all_dead_letters = dead_letters | 'FlattenDeadLetters' >> beam.Flatten()
     all_dead_letters | 'WriteDeadLetters' >> WriteJsonLines(output_dir, 'dead_letter')
     return alerts, all_dead_letters
@@ -147,9 +150,9 @@ def print_summary(summary, output_dir, stream=sys.stdout):
     lines = ['', 'Run summary']
     for table in TABLES:
         values = summary.get(table, {})
-        lines.append('  %-17s read %9d  parsed %9d  dead-lettered %6d  skipped %9d' % (
+        lines.append('  %-17s read %9d  parsed %9d  dead-lettered %6d  skipped %9d  outside range %d' % (
             table, values.get('read', 0), values.get('parsed', 0), values.get('dead_lettered', 0),
-            values.get('skipped_irrelevant', 0)))
+            values.get('skipped_irrelevant', 0), values.get('outside_range', 0)))
     detection = summary.get('detection', {})
     for name in ('sessions', 'joined_rows', 'scripts', 'run_command_data', 'alerts'):
         lines.append('  %-17s %d' % (name, detection.get(name, 0)))
@@ -174,22 +177,37 @@ def run(argv=None):
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
     summary = counters(result)
     print_summary(summary, output_dir)
+    print_windows(output_dir)
     if sample:
         _print_alerts(output_dir)
     return result
 
 
-def _print_alerts(output_dir):
+def read_json_lines_output(output_dir, prefix):
+    """The records of ``<output_dir>/<prefix>-*.jsonl`` (for the console summary of a run)."""
     from apache_beam.io.filesystems import FileSystems
-    matches = FileSystems.match([FileSystems.join(output_dir, 'alerts-*.jsonl')])[0].metadata_list
+    matches = FileSystems.match([FileSystems.join(output_dir, prefix + '-*.jsonl')])[0].metadata_list
     for metadata in sorted(matches, key=lambda m: m.path):
         with FileSystems.open(metadata.path) as handle:
             for line in handle.read().decode('utf-8').splitlines():
-                alert = json.loads(line)
-                result = alert['QueryResult']
-                print('ALERT %s  %s on %s by %s: %s' % (
-                    alert['QueryPeriodStart'][:10], result['PowershellFileName'], result['VirtualMachineName'],
-                    result['Caller'], ', '.join(result['PowershellScriptCommands'])))
+                yield json.loads(line)
+
+
+def print_windows(output_dir, stream=sys.stdout):
+    windows = sorted(read_json_lines_output(output_dir, 'windows'), key=lambda w: w['QueryPeriodStart'])
+    stream.write('  windows evaluated %d\n' % len(windows))
+    for record in windows:
+        stream.write('    [%s, %s)  rows %s  alerts %d\n' % (
+            record['QueryPeriodStart'], record['QueryPeriodEnd'],
+            ' / '.join(str(record.get(table, 0)) for table in TABLES), record.get(ALERTS, 0)))
+
+
+def _print_alerts(output_dir):
+    for alert in read_json_lines_output(output_dir, 'alerts'):
+        for result in alert.get('QueryResults') or [alert['QueryResult']]:
+            print('ALERT %s  %s on %s by %s: %s' % (
+                alert['QueryPeriodStart'][:10], result['PowershellFileName'], result['VirtualMachineName'],
+                result['Caller'], ', '.join(result['PowershellScriptCommands'])))
 
 
 def main():

@@ -99,8 +99,12 @@ def window_label(beam_window):
 
 class _KeepWindowsInRange(beam.DoFn):
     def __init__(self, table, windows):
+        self._table = table
         self._windows = windows
-        self._outside = Metrics.counter('outside_range', table)
+        self._outside = None
+
+    def setup(self):
+        self._outside = Metrics.counter(self._table, 'outside_range')
 
     def process(self, row, beam_window=beam.DoFn.WindowParam):
         if self._windows.in_range(*window_bounds(beam_window)):
