@@ -3,8 +3,22 @@
 The result row keeps exactly the 14 columns of the query's final ``project`` (``QueryResult``);
 the alert around it carries the rule's metadata, its entities (from the rule's entity mappings),
 the query window and a deterministic ``SystemAlertId``.
+
+Identity: ``SystemAlertId`` is ``uuid5(ALERT_ID_NAMESPACE, [rule id, semantics, window start, window
+end, row identity])`` where the row identity is the canonical JSON of the result row without
+``Prevalence`` (a statistic of the whole window, not of the row), or the sorted identities of all the
+window's rows for a ``SingleAlert``. Nothing else (run time, runner, sharding, window function) enters
+it, so a rerun, or an overlapping (sliding-window) backfill that evaluates the same window, gives
+the same ids and downstream can deduplicate on them.
+
+Trigger and grouping (Sentinel's "Alert threshold" and "Event grouping"): a window raises alerts
+only when its number of result rows satisfies ``triggerOperator``/``triggerThreshold``; then
+``AlertPerResult`` makes one alert per row (``QueryResult``) and ``SingleAlert`` one alert for the
+window carrying all its rows (``QueryResults``, in canonical order). A window without any result
+row has no element in Beam and raises nothing, whatever the operator (``lt``/``eq 0`` never fire).
 """
 
+import json
 import uuid
 
 import apache_beam as beam
@@ -17,8 +31,12 @@ from transforms.rule import RESULT_COLUMNS
 from transforms.windows import window_label
 
 PROVIDER_NAME = 'rare-runcommand-beam'
-# Namespace of the alert ids (uuid5): ids depend only on rule, semantics, window and result row.
+# Namespace of the alert ids (uuid5): ids depend only on rule, semantics, window and result rows.
 ALERT_ID_NAMESPACE = uuid.UUID('6f0c3a52-4d8e-5b7a-9c1d-2e3f4a5b6c7d')
+# Columns left out of a row's identity: statistics of the window rather than facts of the row.
+NON_IDENTITY_COLUMNS = ('Prevalence',)
+# Metrics namespace of the per-window alert counts (counter name: "<QueryPeriodStart>/<QueryPeriodEnd>").
+ALERTS_PER_WINDOW = 'alerts_per_window'
 
 
 def _datetime(micros):
@@ -47,8 +65,13 @@ def query_result(row):
     return {column: values[column] for column in RESULT_COLUMNS}
 
 
+def row_identity(result):
+    """The canonical text identifying a result row (its columns but the window statistics)."""
+    return canonical_row_text({k: v for k, v in result.items() if k not in NON_IDENTITY_COLUMNS})
+
+
 def entities(result, rule):
-    """Sentinel-style entities from the rule's entity mappings (empty identifiers left out)."""
+    """Sentinel-style entities of one result row from the rule's entity mappings (empty identifiers left out)."""
     found = []
     for entity_type, fields in rule.entity_mappings:
         entity = {}
@@ -57,18 +80,41 @@ def entities(result, rule):
             if value not in (None, ''):
                 entity[identifier] = value if isinstance(value, str) else kql.tostring_dynamic(value)
         if entity:
-            found.append({'$id': str(len(found) + 1), 'Type': entity_type.lower(), **entity})
+            found.append({'Type': entity_type.lower(), **entity})
+    return found
+
+
+def alert_entities(results, rule):
+    """The distinct entities of all the alert's rows, numbered ``$id`` 1, 2, ... in first-seen order."""
+    seen, found = set(), []
+    for result in results:
+        for entity in entities(result, rule):
+            key = canonical_row_text(entity)
+            if key not in seen:
+                seen.add(key)
+                found.append({'$id': str(len(found) + 1), **entity})
     return found
 
 
 def alert_id(rule, semantics_name, window_start, window_end, identity):
-    return str(uuid.uuid5(ALERT_ID_NAMESPACE, '|'.join((rule.id, semantics_name, window_start, window_end, identity))))
+    """uuid5 of the unambiguous JSON encoding of (rule id, semantics, window, row identity)."""
+    name = json.dumps([rule.id, semantics_name, window_start, window_end, identity],
+                      ensure_ascii=False, separators=(',', ':'))
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, name))
 
 
-def make_alert(results, rule, semantics_name, window_start, window_end):
+def _bound(values, pick):
+    present = [v for v in values if v is not None]
+    return pick(present) if present else None
+
+
+def make_alert(results, rule, semantics_name, window_start, window_end, grouping=None):
     """One alert for one result row (AlertPerResult) or for all of a window's rows (SingleAlert)."""
-    first = results[0]
-    identity = '\n'.join(sorted(canonical_row_text(r) for r in results))
+    grouping = grouping or rule.event_grouping
+    if grouping == 'AlertPerResult' and len(results) != 1:
+        raise ValueError('an AlertPerResult alert carries exactly one result row')
+    ordered = sorted(results, key=row_identity)
+    identity = '\n'.join(row_identity(r) for r in ordered)
     alert = {
         'AlertName': rule.name,
         'AlertSeverity': rule.severity,
@@ -76,51 +122,53 @@ def make_alert(results, rule, semantics_name, window_start, window_end):
         'AlertType': rule.id,
         'ProviderName': PROVIDER_NAME,
         'SystemAlertId': alert_id(rule, semantics_name, window_start, window_end, identity),
-        'StartTime': min(r['StartTime'] for r in results),
-        'EndTime': max(r['EndTime'] for r in results),
+        'StartTime': _bound((r['StartTime'] for r in results), min),
+        'EndTime': _bound((r['EndTime'] for r in results), max),
         'Tactics': list(rule.tactics),
         'Techniques': list(rule.techniques),
-        'Entities': entities(first, rule) if len(results) == 1 else [
-            e for r in results for e in entities(r, rule)],
+        'Entities': alert_entities(ordered, rule),
         'Semantics': semantics_name,
         'QueryPeriodStart': window_start,
         'QueryPeriodEnd': window_end,
     }
-    if len(results) == 1 and rule.event_grouping == 'AlertPerResult':
-        alert['QueryResult'] = first
+    if grouping == 'AlertPerResult':
+        alert['QueryResult'] = results[0]
     else:
-        alert['QueryResults'] = sorted(results, key=canonical_row_text)
+        alert['QueryResults'] = ordered
     return alert
+
+
+def _count_alert(start, end):
+    Metrics.counter('detection', 'alerts').inc()
+    Metrics.counter(ALERTS_PER_WINDOW, '%s/%s' % (start, end)).inc()
 
 
 class _AlertPerResult(beam.DoFn):
     def __init__(self, rule, semantics_name):
         self._rule = rule
         self._semantics_name = semantics_name
-        self._alerts = Metrics.counter('detection', 'alerts')
 
     def process(self, row, result_count, beam_window=beam.DoFn.WindowParam):
         if not self._rule.triggers(result_count):
             return
         start, end = window_label(beam_window)
-        self._alerts.inc()
-        yield make_alert([query_result(row)], self._rule, self._semantics_name, start, end)
+        _count_alert(start, end)
+        yield make_alert([query_result(row)], self._rule, self._semantics_name, start, end, 'AlertPerResult')
 
 
 class _SingleAlertPerWindow(beam.DoFn):
     def __init__(self, rule, semantics_name):
         self._rule = rule
         self._semantics_name = semantics_name
-        self._alerts = Metrics.counter('detection', 'alerts')
 
     def process(self, keyed_rows, beam_window=beam.DoFn.WindowParam):
         _, rows = keyed_rows
         results = [query_result(row) for row in rows]
-        if not self._rule.triggers(len(results)):
+        if not results or not self._rule.triggers(len(results)):
             return
         start, end = window_label(beam_window)
-        self._alerts.inc()
-        yield make_alert(results, self._rule, self._semantics_name, start, end)
+        _count_alert(start, end)
+        yield make_alert(results, self._rule, self._semantics_name, start, end, 'SingleAlert')
 
 
 class ToAlerts(beam.PTransform):
