@@ -82,6 +82,16 @@ class QueryWindows:
         return window.SlidingWindows(Duration(micros=self.period_us), Duration(micros=self.frequency_us),
                                      Timestamp(micros=self.offset_us))
 
+    def starts_covering(self, time_us):
+        """Start of every window [s, s + period) that holds `time_us`."""
+        first = (time_us - self.offset_us - self.period_us) // self.frequency_us + 1
+        last = (time_us - self.offset_us) // self.frequency_us
+        return [self.offset_us + k * self.frequency_us for k in range(first, last + 1)]
+
+    def evaluates(self, time_us):
+        """Whether a row at `time_us` belongs to at least one window inside --start/--end."""
+        return any(self.in_range(s, s + self.period_us) for s in self.starts_covering(time_us))
+
     def in_range(self, start_us, end_us):
         return ((self.start_us is None or start_us >= self.start_us)
                 and (self.end_us is None or end_us <= self.end_us))
@@ -97,7 +107,9 @@ def window_label(beam_window):
     return format_datetime_us(start), format_datetime_us(end)
 
 
-class _KeepWindowsInRange(beam.DoFn):
+class _KeepRowsInRange(beam.DoFn):
+    """Drops, and counts, the rows that no window inside --start/--end holds."""
+
     def __init__(self, table, windows):
         self._table = table
         self._windows = windows
@@ -106,8 +118,8 @@ class _KeepWindowsInRange(beam.DoFn):
     def setup(self):
         self._outside = Metrics.counter(self._table, 'outside_range')
 
-    def process(self, row, beam_window=beam.DoFn.WindowParam):
-        if self._windows.in_range(*window_bounds(beam_window)):
+    def process(self, row):
+        if self._windows.evaluates(row['TimeGenerated']):
             yield row
         else:
             self._outside.inc()
@@ -122,7 +134,12 @@ class AssignQueryWindows(beam.PTransform):
         self._windows = windows
 
     def expand(self, rows):
-        windowed = rows | 'WindowIntoQueryPeriods' >> beam.WindowInto(self._windows.window_fn())
-        if self._windows.start_us is None and self._windows.end_us is None:
-            return windowed
-        return windowed | 'KeepWindowsInRange' >> beam.ParDo(_KeepWindowsInRange(self._table, self._windows))
+        windows = self._windows
+        if windows.start_us is None and windows.end_us is None:
+            return rows | 'WindowIntoQueryPeriods' >> beam.WindowInto(windows.window_fn())
+        return (
+            rows
+            | 'KeepRowsInRange' >> beam.ParDo(_KeepRowsInRange(self._table, windows))
+            | 'WindowIntoQueryPeriods' >> beam.WindowInto(windows.window_fn())
+            | 'KeepWindowsInRange' >> beam.Filter(
+                lambda row, w=beam.DoFn.WindowParam: windows.in_range(*window_bounds(w))))
