@@ -697,7 +697,7 @@ Quirks of the rule's KQL that the edge mix exercises (script numbers 100+ name t
 --start, every scenario is built so that it changes the alerts when handled wrongly):
 
  1. OperationNameValue in several cases in one session (=~ is case-insensitive): alert (script100).
- 2. Authorization with `virtualmachines` in lower case (has is case-insensitive): alert (script101).
+ 2. Authorization with `virtualmachines` only in lower case (has is case-insensitive): alert (script101).
  3. Authorization with virtualMachines only inside a longer term (`virtualMachinesV2`, not a `has`
     match): the session is dropped although its VM has file and PowerShell events (script102).
  4. Scope at resource-group level: VirtualMachineName is the RG name, which is also a device (script103).
@@ -845,8 +845,10 @@ class _EdgeBuilder:
         self.session(0, "10:00:00.1000000", "web-prod-01", "script100.ps1", ["Get-Service", "Stop-Service", "Start-Service"],
                      ops=(up, RUN_COMMAND_OP.lower(), RUN_COMMAND_OP))
         # 2 has is case-insensitive
-        self.session(0, "10:10:00", "vm-lower-01", "script101.ps1", ["Get-Volume", "Optimize-Volume"],
-                     scope=f"/subscriptions/{self.sub}/resourcegroups/rg-edge/providers/microsoft.compute/virtualmachines/vm-lower-01")
+        sc = f"/subscriptions/{self.sub}/resourcegroups/rg-edge/providers/microsoft.compute/virtualmachines/vm-lower-01"
+        a = self.auth(sc, RUN_COMMAND_OP.lower())
+        self.session(0, "10:10:00", "vm-lower-01", "script101.ps1", ["Get-Volume", "Optimize-Volume"], scope=sc,
+                     auths=(a, a, a))
         # 3 virtualMachines only inside a longer term
         sc = f"/subscriptions/{self.sub}/resourceGroups/rg-classic/providers/Microsoft.ClassicCompute/virtualMachinesV2/classic-vm-01"
         a = self.auth(sc, "Microsoft.ClassicCompute/virtualMachinesV2/runCommand/action")
