@@ -48,6 +48,7 @@ Python API: :func:`generate` (same parameters) returns the number of rows writte
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as _dt
 import gzip as _gzip
 import json
@@ -255,7 +256,7 @@ def authorization(rnd: random.Random, action: str, scope: str, admin: Admin, sub
     return dumps(auth)
 
 
-def aa_row(tenant: Tenant, rnd, time, op: str, status: str, auth, corr, caller, ip, sub: str, rg: str,
+def aa_row(rnd, time, op: str, status: str, auth, corr, caller, ip, sub: str, rg: str,
            resource_id: str, **over) -> dict:
     row = {
         "CallerIpAddress": ip, "CorrelationId": corr, "Authorization": auth,
@@ -268,7 +269,7 @@ def aa_row(tenant: Tenant, rnd, time, op: str, status: str, auth, corr, caller, 
     return row
 
 
-def dfe_row(tenant: Tenant, rnd, time, device_name, device_id, file_name, folder, size, proc, proc_folder,
+def dfe_row(rnd, time, device_name, device_id, file_name, folder, size, proc, proc_folder,
             account=("system", "nt authority"), action="FileCreated", pid=None, **over) -> dict:
     row = {
         "DeviceId": device_id, "DeviceName": device_name, "ActionType": action,
@@ -284,8 +285,8 @@ def dfe_row(tenant: Tenant, rnd, time, device_name, device_id, file_name, folder
     return row
 
 
-def de_row(tenant: Tenant, rnd, time, device_name, device_id, action, additional, cmdline, proc, proc_folder,
-           parent, pid, account=("system", "nt authority"), **over) -> dict:
+def de_row(rnd, time, device_name, device_id, action, additional, cmdline, proc, proc_folder,
+           pid, account=("system", "nt authority"), **over) -> dict:
     row = {
         "DeviceId": device_id, "DeviceName": device_name, "ActionType": action,
         "AdditionalFields": additional, "InitiatingProcessAccountDomain": account[1],
@@ -397,41 +398,41 @@ NOISE_FILE_PROCS = [
 ]
 
 NOISE_DEVICE_EVENTS = [
-    # (action type, process, folder, cmdline, parent, additional fields factory, weight)
-    ("PowerShellCommand", "powershell.exe", PS_PATH, '"powershell.exe" ', "explorer.exe",
+    # (action type, process, folder, cmdline, additional fields factory, weight)
+    ("PowerShellCommand", "powershell.exe", PS_PATH, '"powershell.exe" ',
      lambda r: {"Command": r.choice(["Get-ChildItem", "Get-Service", "Set-Location", "Get-Help", "Clear-Host",
                                      "Get-EventLog", "Select-String", "Out-Default"])}, 6),
     ("PowerShellCommand", "powershell.exe", PS_PATH,
-     "powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\\Scripts\\Invoke-NightlyBackup.ps1", "svchost.exe",
+     "powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\\Scripts\\Invoke-NightlyBackup.ps1",
      lambda r: dumps({"Command": r.choice(["Invoke-NightlyBackup.ps1", "Get-Date", "Copy-Item", "Write-Log",
                                            "Remove-Item", "Send-MailMessage"])}), 4),
     ("PowerShellCommand", "powershell.exe", PS_PATH,
      "powershell.exe -ExecutionPolicy AllSigned -NoProfile -NonInteractive -Command \"& {Import-Module "
      "'C:\\Program Files\\Microsoft Monitoring Agent\\Agent\\Health Service State\\Resources\\Health.psm1'}\"",
-     "MonitoringHost.exe", lambda r: {"Command": r.choice(["Import-Module", "Get-Counter", "Get-CimInstance"])}, 4),
+     lambda r: {"Command": r.choice(["Import-Module", "Get-Counter", "Get-CimInstance"])}, 4),
     ("AntivirusScanCompleted", "MsMpEng.exe", "c:\\programdata\\microsoft\\windows defender\\platform\\4.18.24020.7-0\\msmpeng.exe",
-     "MsMpEng.exe", "services.exe", lambda r: {"ScanTypeIndex": r.choice([1, 2]), "ScanId": "{%s}" % _guid(r).upper()}, 3),
+     "MsMpEng.exe", lambda r: {"ScanTypeIndex": r.choice([1, 2]), "ScanId": "{%s}" % _guid(r).upper()}, 3),
     ("ScheduledTaskUpdated", "svchost.exe", "c:\\windows\\system32\\svchost.exe", "svchost.exe -k netsvcs -p -s Schedule",
-     "services.exe", lambda r: dumps({"TaskName": r.choice(["\\Microsoft\\Windows\\UpdateOrchestrator\\Schedule Scan",
+     lambda r: dumps({"TaskName": r.choice(["\\Microsoft\\Windows\\UpdateOrchestrator\\Schedule Scan",
                                                             "\\Microsoft\\Windows\\Defrag\\ScheduledDefrag"])}), 3),
     ("DnsQueryResponse", "svchost.exe", "c:\\windows\\system32\\svchost.exe", "svchost.exe -k NetworkService -p -s Dnscache",
-     "services.exe", lambda r: {"DnsQueryString": r.choice(["login.microsoftonline.com", "contoso.local",
+     lambda r: {"DnsQueryString": r.choice(["login.microsoftonline.com", "contoso.local",
                                                             "management.azure.com", "wd.microsoft.com"]),
                                 "DnsQueryResult": [{"DnsQueryType": 1}]}, 6),
-    ("LdapSearch", "lsass.exe", "c:\\windows\\system32\\lsass.exe", "C:\\Windows\\system32\\lsass.exe", "wininit.exe",
+    ("LdapSearch", "lsass.exe", "c:\\windows\\system32\\lsass.exe", "C:\\Windows\\system32\\lsass.exe",
      lambda r: {"AttributeList": ["objectSid", "sAMAccountName"], "ScopeOfSearch": "SubTree",
                 "SearchFilter": "(&(objectCategory=computer)(name=*))"}, 3),
     ("NamedPipeEvent", "sqlservr.exe", "c:\\program files\\microsoft sql server\\mssql15.mssqlserver\\mssql\\binn\\sqlservr.exe",
-     '"sqlservr.exe" -sMSSQLSERVER', "services.exe",
+     '"sqlservr.exe" -sMSSQLSERVER',
      lambda r: {"PipeName": "\\Device\\NamedPipe\\sql\\query", "FileOperation": "File opened"}, 2),
     ("ProcessCreatedUsingWmiQuery", "WmiPrvSE.exe", "c:\\windows\\system32\\wbem\\wmiprvse.exe",
-     "C:\\Windows\\system32\\wbem\\wmiprvse.exe -secured -Embedding", "svchost.exe", lambda r: None, 2),
+     "C:\\Windows\\system32\\wbem\\wmiprvse.exe -secured -Embedding", lambda r: None, 2),
     ("OpenProcessApiCall", "MonitoringHost.exe", "c:\\program files\\microsoft monitoring agent\\agent\\monitoringhost.exe",
-     '"MonitoringHost.exe" -Embedding', "HealthService.exe", lambda r: {"DesiredAccess": 4096}, 3),
+     '"MonitoringHost.exe" -Embedding', lambda r: {"DesiredAccess": 4096}, 3),
     ("FirewallInboundConnectionBlocked", "svchost.exe", "c:\\windows\\system32\\svchost.exe",
-     "svchost.exe -k LocalServiceNoNetworkFirewall -p", "services.exe", lambda r: {"Direction": "In"}, 3),
+     "svchost.exe -k LocalServiceNoNetworkFirewall -p", lambda r: {"Direction": "In"}, 3),
     ("ServiceInstalled", "services.exe", "c:\\windows\\system32\\services.exe", "C:\\Windows\\system32\\services.exe",
-     "wininit.exe", lambda r: {"ServiceName": r.choice(["WindowsAzureGuestAgent", "AzureMonitorAgent", "Sense"]),
+     lambda r: {"ServiceName": r.choice(["WindowsAzureGuestAgent", "AzureMonitorAgent", "Sense"]),
                                "ServiceStartType": 2}, 1),
 ]
 
@@ -459,7 +460,7 @@ class NoiseFactory:
             caller = r.choice(t.other_callers)
             ip = r.choice([a.ips for a in t.admins])[0] if r.random() < 0.8 else f"10.{r.randrange(256)}.{r.randrange(256)}.{r.randrange(1, 255)}"
         admin = r.choice(t.admins)
-        row = aa_row(t, r, None, op, r.choice(statuses), authorization(r, op, rid, admin, vm.sub, r.random() < 0.1), None, caller,
+        row = aa_row(r, None, op, r.choice(statuses), authorization(r, op, rid, admin, vm.sub, r.random() < 0.1), None, caller,
                      ip, vm.sub, vm.rg, rid)
         return _template(row, ["CorrelationId", "EventDataId", "TimeGenerated"])
 
@@ -469,17 +470,17 @@ class NoiseFactory:
         device, device_id = r.choice(t.workstations if ws_only else t.devices)
         fdir, pattern = r.choice(files)
         fname = pattern.format(r.choice([_hex(r, 8).upper(), str(r.randrange(100000)), "0301", _guid(r)]))
-        row = dfe_row(t, r, None, device, device_id, fname, fdir, r.choice([r.randrange(100, 5_000_000), 0]),
+        row = dfe_row(r, None, device, device_id, fname, fdir, r.choice([r.randrange(100, 5_000_000), 0]),
                       proc, folder, account, action=r.choice(["FileCreated"] * 5 + ["FileModified"] * 3 + ["FileRenamed"]),
                       )
         return _template(row, ["ReportId", "TimeGenerated"], numeric=("ReportId",))
 
     def _de_template(self) -> str:
         t, r = self.tenant, self.rnd
-        action, proc, folder, cmdline, parent, fields, _ = r.choices(
-            NOISE_DEVICE_EVENTS, weights=[e[6] for e in NOISE_DEVICE_EVENTS])[0]
+        action, proc, folder, cmdline, fields, _ = r.choices(
+            NOISE_DEVICE_EVENTS, weights=[e[5] for e in NOISE_DEVICE_EVENTS])[0]
         device, device_id = r.choice(t.devices)
-        row = de_row(t, r, None, device, device_id, action, fields(r), cmdline, proc, folder, parent,
+        row = de_row(r, None, device, device_id, action, fields(r), cmdline, proc, folder,
                      r.randrange(400, 12000))
         return _template(row, ["ReportId", "TimeGenerated"], numeric=("ReportId",))
 
@@ -549,7 +550,7 @@ class SessionFactory:
         aa = []
         for tk, status in zip((t0, t_accept, t_end), statuses):
             op = RUN_COMMAND_OP.upper() if r.random() < 0.35 else RUN_COMMAND_OP
-            aa.append((tk, dumps(aa_row(t, r, fmt_ticks(tk), op, status, auth, corr, admin.caller, ip, vm.sub, vm.rg,
+            aa.append((tk, dumps(aa_row(r, fmt_ticks(tk), op, status, auth, corr, admin.caller, ip, vm.sub, vm.rg,
                                         vm.resource_id))))
         out = {"AzureActivity": aa, "DeviceFileEvents": [], "DeviceEvents": []}
         if vm.device_name is None:
@@ -558,20 +559,20 @@ class SessionFactory:
         rc_proc = f"c:\\packages\\plugins\\microsoft.cplat.core.runcommandwindows\\{vm.rc_version}\\bin\\runcommandextension.exe"
         pid = r.randrange(400, 12000)
         out["DeviceFileEvents"].append((t_file, dumps(dfe_row(
-            t, r, fmt_ticks(t_file), vm.device_name, vm.device_id, script, folder + "Downloads\\", size,
+            r, fmt_ticks(t_file), vm.device_name, vm.device_id, script, folder + "Downloads\\", size,
             "RunCommandExtension.exe", rc_proc, pid=pid))))
         if r.random() < 0.3:
             ts = t_end - r.randrange(TICKS // 10, 2 * TICKS)
             out["DeviceFileEvents"].append((ts, dumps(dfe_row(
-                t, r, fmt_ticks(ts), vm.device_name, vm.device_id, f"{vm.seq - 1}.status", folder + "Status\\",
+                r, fmt_ticks(ts), vm.device_name, vm.device_id, f"{vm.seq - 1}.status", folder + "Status\\",
                 r.randrange(400, 900), "RunCommandExtension.exe", rc_proc, pid=pid, action="FileModified"))))
         cmd = ps_command_line(script)
         ps_pid = r.randrange(400, 12000)
         tk = t_ps
         for command, gap in zip([script] + cmdlets, gaps):
             out["DeviceEvents"].append((tk, dumps(de_row(
-                t, r, fmt_ticks(tk), vm.device_name, vm.device_id, "PowerShellCommand", command_field(r, command),
-                cmd, "powershell.exe", PS_PATH, "RunCommandExtension.exe", ps_pid))))
+                r, fmt_ticks(tk), vm.device_name, vm.device_id, "PowerShellCommand", command_field(r, command),
+                cmd, "powershell.exe", PS_PATH, ps_pid))))
             tk += gap
         return out
 
@@ -598,7 +599,7 @@ class _Sink:
         if before is None:
             ready, self.pending = self.pending, []
         else:
-            i = _bisect_ticks(self.pending, before)
+            i = bisect.bisect_left(self.pending, before, key=_first)
             ready, self.pending = self.pending[:i], self.pending[i:]
         if ready:
             self.fh.write(("\n".join([line for _, line in ready]) + "\n").encode("utf-8"))
@@ -613,17 +614,6 @@ class _Sink:
 
 def _first(pair):
     return pair[0]
-
-
-def _bisect_ticks(rows, t):
-    lo, hi = 0, len(rows)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if rows[mid][0] < t:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def output_paths(out_dir: str, gz: bool = False) -> dict[str, str]:
@@ -799,14 +789,14 @@ class _EdgeBuilder:
         auths = auths or (auth, auth, auth)
         corr = _guid(self.r) if corr is None else corr
         for i, tk in enumerate(times):
-            row = aa_row(self.t, self.r, time_texts[i] or fmt_ticks(tk), ops[i], statuses[i], auths[i], corr,
+            row = aa_row(self.r, time_texts[i] or fmt_ticks(tk), ops[i], statuses[i], auths[i], corr,
                          caller, ips[i], self.sub, "rg-edge", scope)
             self.add("AzureActivity", tk, row)
 
     def file(self, tk: int, device, script: str, size=1024, action="FileCreated", proc="RunCommandExtension.exe",
              time_text=None, folder=None, **over) -> None:
         folder = folder or f"{RC_ROOT}1.1.8\\Downloads\\"
-        row = dfe_row(self.t, self.r, time_text or fmt_ticks(tk), device, self.device_id(device), script, folder,
+        row = dfe_row(self.r, time_text or fmt_ticks(tk), device, self.device_id(device), script, folder,
                       size, proc, "c:\\packages\\plugins\\microsoft.cplat.core.runcommandwindows\\1.1.8\\bin\\"
                       "runcommandextension.exe", action=action, pid=4242, **over)
         if size is _MISSING:
@@ -821,9 +811,8 @@ class _EdgeBuilder:
         fields_list = ([command_field(self.r, script)] if first else []) + (
             list(commands) if raw_fields else [command_field(self.r, c) for c in commands])
         for fields in fields_list:
-            self.add("DeviceEvents", tk, de_row(self.t, self.r, fmt_ticks(tk), device, self.device_id(device), action,
-                                                fields, cmdline, "powershell.exe", PS_PATH,
-                                                "RunCommandExtension.exe", 5150))
+            self.add("DeviceEvents", tk, de_row(self.r, fmt_ticks(tk), device, self.device_id(device), action,
+                                                fields, cmdline, "powershell.exe", PS_PATH, 5150))
             tk += step
         return tk
 
