@@ -1,0 +1,297 @@
+"""Alerts into Microsoft Sentinel / Log Analytics through the Azure Monitor Logs Ingestion API.
+
+One call is ``POST {dce}/dataCollectionRules/{dcr_immutable_id}/streams/{stream}?api-version=2023-01-01``
+with ``Authorization: Bearer <token>``, ``Content-Type: application/json`` and a JSON array of records
+(optionally gzip-compressed, ``Content-Encoding: gzip``); success is ``204 No Content``.
+
+Documented limits (Azure Monitor service limits, "Logs Ingestion API"):
+
+* maximum size of one API call: 1 MB, for both compressed and uncompressed data -- batches here
+  are cut so that the *uncompressed* JSON body stays within ``MAX_CALL_BYTES``, which bounds the
+  compressed body too; a single alert larger than that is dead-lettered, never sent;
+* field values longer than 64 KB are truncated by the service (a ``SingleAlert``'s ``QueryResults``
+  can be that long: keep ``AlertPerResult`` for Sentinel, or read the complete alert from the files);
+* 2 GB of data and 12,000 requests per minute per DCR; over that the service answers ``429`` with
+  ``Retry-After``.
+
+Retries: ``429`` and ``5xx`` (and connection errors/timeouts) are retried up to ``max_attempts`` calls in
+all, waiting ``Retry-After`` (seconds, HTTP date, or ``retry-after-ms``) when the response gives it,
+else exponential backoff ``base_delay * 2**n``, every wait capped at ``max_delay``. ``413`` splits the
+batch in two. Any other answer, or retries exhausted, dead-letters every alert of the batch with the
+status and the start of the response body.
+
+The bearer token comes from a file (re-read before every call, so an external refresher can
+rotate it; local path or any Beam FileSystems path) or an environment variable. It is never
+logged, never put in a dead letter, and never sent over plain HTTP except to a loopback address
+(tests).
+"""
+
+import email.utils
+import gzip
+import ipaddress
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+API_VERSION = '2023-01-01'
+MAX_CALL_BYTES = 1_000_000          # "Maximum size of API call: 1 MB" (decimal, to stay safely under)
+RETRYABLE_STATUSES = frozenset([408, 429, 500, 502, 503, 504])
+DEFAULT_TOKEN_ENV = 'SENTINEL_BEARER_TOKEN'
+SINK = 'sentinel'
+_BODY_EXCERPT = 300
+
+_LOG = logging.getLogger(__name__)
+
+
+def ingestion_url(endpoint, dcr_immutable_id, stream):
+    """The Logs Ingestion API URL of one DCR stream."""
+    if not endpoint or not dcr_immutable_id or not stream:
+        raise ValueError('the Sentinel sink needs --dce_endpoint, --dcr_immutable_id and --dcr_stream_name')
+    return '%s/dataCollectionRules/%s/streams/%s?api-version=%s' % (
+        endpoint.rstrip('/'), urllib.parse.quote(dcr_immutable_id, safe=''),
+        urllib.parse.quote(stream, safe=''), API_VERSION)
+
+
+def _is_loopback(host):
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(url):
+    """Refuses to send a bearer token anywhere but over HTTPS (plain HTTP only to loopback, for tests)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == 'https' or (parsed.scheme == 'http' and _is_loopback(parsed.hostname or '')):
+        return
+    raise ValueError('the data collection endpoint must be an https:// URL, got %s://%s'
+                     % (parsed.scheme, parsed.hostname))
+
+
+class TokenSource:
+    """Where the bearer token is read from: a file or an environment variable. Holds no token itself."""
+
+    def __init__(self, token_file=None, token_env=DEFAULT_TOKEN_ENV):
+        self.token_file = token_file
+        self.token_env = token_env
+
+    def __repr__(self):
+        return 'TokenSource(token_file=%r, token_env=%r)' % (self.token_file, self.token_env)
+
+    def token(self):
+        if self.token_file:
+            from apache_beam.io.filesystems import FileSystems
+            with FileSystems.open(self.token_file, compression_type='uncompressed') as handle:
+                value = handle.read().decode('utf-8').strip()
+            where = 'token file %s' % self.token_file
+        else:
+            value = os.environ.get(self.token_env or DEFAULT_TOKEN_ENV, '').strip()
+            where = 'environment variable %s' % (self.token_env or DEFAULT_TOKEN_ENV)
+        if not value:
+            raise ValueError('no bearer token in the %s' % where)
+        if value.lower().startswith('bearer '):
+            value = value[7:].strip()
+        return value
+
+
+def retry_after_seconds(headers, now=None):
+    """The wait a 429/503 response asks for, in seconds, or None."""
+    for name, scale in (('retry-after-ms', 0.001), ('x-ms-retry-after-ms', 0.001)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                pass
+    value = headers.get('Retry-After')
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def encode_record(record):
+    return json.dumps(record, ensure_ascii=False, separators=(',', ':')).encode('utf-8')
+
+
+class LogsIngestionClient:
+    """Posts batches to one DCR stream with retries; returns what is finally rejected."""
+
+    def __init__(self, url, token_source, use_gzip=True, max_attempts=5, base_delay=1.0, max_delay=60.0,
+                 timeout=60.0, sleep=time.sleep, proxies=None):
+        check_endpoint(url)
+        if max_attempts < 1:
+            raise ValueError('max_attempts must be at least 1')
+        self.url = url
+        self._token_source = token_source
+        self._gzip = use_gzip
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._timeout = timeout
+        self._sleep = sleep
+        handlers = [] if proxies is None else [urllib.request.ProxyHandler(proxies)]
+        self._opener = urllib.request.build_opener(*handlers)
+        self.calls = 0
+        self.retries = 0
+
+    def _request(self, body):
+        """One POST; (status, headers, body excerpt) -- status None for a connection error."""
+        data = gzip.compress(body, mtime=0) if self._gzip else body
+        headers = {'Authorization': 'Bearer ' + self._token_source.token(),
+                   'Content-Type': 'application/json'}
+        if self._gzip:
+            headers['Content-Encoding'] = 'gzip'
+        request = urllib.request.Request(self.url, data=data, headers=headers, method='POST')
+        self.calls += 1
+        try:
+            with self._opener.open(request, timeout=self._timeout) as response:
+                return response.status, response.headers, ''
+        except urllib.error.HTTPError as error:
+            excerpt = error.read(_BODY_EXCERPT * 4).decode('utf-8', errors='replace')[:_BODY_EXCERPT]
+            return error.code, error.headers, excerpt
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, 'reason', error)
+            return None, {}, 'connection error: %s' % reason
+
+    def post(self, encoded):
+        """Sends one body of encoded records; returns (ok, status, reason, attempts)."""
+        body = b'[' + b','.join(encoded) + b']'
+        attempt = 0
+        while True:
+            attempt += 1
+            status, headers, excerpt = self._request(body)
+            if status is not None and 200 <= status < 300:
+                return True, status, '', attempt
+            retryable = status is None or status in RETRYABLE_STATUSES
+            if not retryable or attempt >= self._max_attempts:
+                reason = ('HTTP %d' % status if status is not None else 'no response')
+                if excerpt:
+                    reason += ': ' + excerpt
+                if retryable:
+                    reason += ' (gave up after %d attempts)' % attempt
+                return False, status, reason, attempt
+            wait = retry_after_seconds(headers) if status is not None else None
+            if wait is None:
+                wait = self._base_delay * (2 ** (attempt - 1))
+            wait = min(wait, self._max_delay)
+            self.retries += 1
+            _LOG.warning('Logs Ingestion API answered %s; retrying in %.1f s (attempt %d of %d)',
+                         status if status is not None else excerpt, wait, attempt + 1, self._max_attempts)
+            self._sleep(wait)
+
+    def send(self, pairs):
+        """Posts (record, encoded) pairs, splitting on 413; returns [(record, status, reason, attempts)] rejected."""
+        ok, status, reason, attempts = self.post([encoded for _, encoded in pairs])
+        if ok:
+            return []
+        if status == 413 and len(pairs) > 1:
+            half = len(pairs) // 2
+            return self.send(pairs[:half]) + self.send(pairs[half:])
+        return [(record, status, reason, attempts) for record, _ in pairs]
+
+
+def rejected_record(record, stream, status, reason, attempts):
+    """The dead letter of an alert the API finally rejected (the whole alert, for a replay)."""
+    return {'sink': SINK, 'stream': stream, 'status': status, 'reason': reason, 'attempts': attempts,
+            'SystemAlertId': record.get('SystemAlertId') if isinstance(record, dict) else None,
+            'alert': record}
+
+
+class PostToLogsIngestion(beam.DoFn):
+    """Alerts (global window) -> POSTs of at most `max_batch_bytes`; outputs the dead letters of rejects.
+
+    Alerts are buffered per bundle and sent whenever the next one would overflow the batch, and at
+    the end of the bundle. Counters (namespace ``sentinel``): ``alerts_sent``, ``calls``,
+    ``retries``, ``alerts_rejected``.
+    """
+
+    def __init__(self, endpoint, dcr_immutable_id, stream, token_source, use_gzip=True, max_attempts=5,
+                 base_delay=1.0, max_delay=60.0, timeout=60.0, max_batch_bytes=MAX_CALL_BYTES,
+                 sleep=time.sleep, proxies=None):
+        self._url = ingestion_url(endpoint, dcr_immutable_id, stream)
+        check_endpoint(self._url)
+        self._stream = stream
+        self._token_source = token_source
+        self._client_args = dict(use_gzip=use_gzip, max_attempts=max_attempts, base_delay=base_delay,
+                                 max_delay=max_delay, timeout=timeout, sleep=sleep, proxies=proxies)
+        self._max_batch_bytes = min(max_batch_bytes, MAX_CALL_BYTES)
+        self._client = None
+        self._buffer = []
+        self._buffer_bytes = 2
+
+    def setup(self):
+        self._client = LogsIngestionClient(self._url, self._token_source, **self._client_args)
+        self._sent = Metrics.counter(SINK, 'alerts_sent')
+        self._calls = Metrics.counter(SINK, 'calls')
+        self._retries = Metrics.counter(SINK, 'retries')
+        self._rejected = Metrics.counter(SINK, 'alerts_rejected')
+
+    def start_bundle(self):
+        self._buffer, self._buffer_bytes = [], 2
+
+    def process(self, alert):
+        encoded = encode_record(alert)
+        if 2 + len(encoded) > self._max_batch_bytes:
+            self._rejected.inc()
+            yield rejected_record(alert, self._stream, None, 'alert is %d bytes, over the %d-byte limit of one '
+                                  'Logs Ingestion API call' % (len(encoded), self._max_batch_bytes), 0)
+            return
+        extra = len(encoded) + (1 if self._buffer else 0)
+        if self._buffer and self._buffer_bytes + extra > self._max_batch_bytes:
+            yield from self._flush()
+            extra = len(encoded)
+        self._buffer.append((alert, encoded))
+        self._buffer_bytes += extra
+
+    def finish_bundle(self):
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+        for dead in self._flush():
+            yield WindowedValue(dead, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+    def _flush(self):
+        pairs, self._buffer, self._buffer_bytes = self._buffer, [], 2
+        if not pairs:
+            return
+        calls, retries = self._client.calls, self._client.retries
+        rejected = self._client.send(pairs)
+        self._calls.inc(self._client.calls - calls)
+        self._retries.inc(self._client.retries - retries)
+        self._sent.inc(len(pairs) - len(rejected))
+        for record, status, reason, attempts in rejected:
+            self._rejected.inc()
+            yield rejected_record(record, self._stream, status, reason, attempts)
+
+
+class WriteToLogsIngestion(beam.PTransform):
+    """Alerts -> the Logs Ingestion API; returns the dead letters of the alerts finally rejected."""
+
+    def __init__(self, endpoint, dcr_immutable_id, stream, token_source, **kwargs):
+        super().__init__()
+        self._dofn = PostToLogsIngestion(endpoint, dcr_immutable_id, stream, token_source, **kwargs)
+
+    def expand(self, alerts):
+        return (
+            alerts
+            | 'GlobalWindow' >> beam.WindowInto(beam.transforms.window.GlobalWindows())
+            | 'PostBatches' >> beam.ParDo(self._dofn))
