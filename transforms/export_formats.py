@@ -143,6 +143,26 @@ class LineReader:
             buffer_offset += end + 1
 
 
+# --------------------------------------------------------------------------------------------
+# Reasons of the dead letters written by the format readers (besides those of `dead_letter`).
+# --------------------------------------------------------------------------------------------
+BAD_ENVELOPE = 'records envelope whose "records" is not a list'
+NESTED_ENVELOPE = 'records envelope inside a records envelope'
+NO_PROPERTIES = 'Defender streaming record without a "properties" object'
+INCOMPLETE_JSON = 'incomplete JSON document at the end of the file'
+
+BOM = b'\xef\xbb\xbf'
+
+# Record shapes inside the JSON formats.
+ROW = 'row'                     # a Log Analytics row (table's own column names)
+ENVELOPE = 'records'            # {"records": [...]}
+ACTIVITY = 'activity_log'       # Azure Activity Log through diagnostic settings (camelCase)
+DEFENDER = 'defender_streaming'  # Defender XDR streaming API record (row in "properties")
+
+DEFENDER_CATEGORY_PREFIX = 'AdvancedHunting-'
+TABLE_KEYS = ('Type', '$table')  # Log Analytics columns naming the table of a row
+
+
 def _decode_object(line):
     """A JSON object from one line of bytes, or the reason it is not one."""
     try:
@@ -158,31 +178,350 @@ def _decode_object(line):
     return value, None
 
 
-def read_json_lines(lines):
-    """Log Analytics JSON lines: one row per line, the table's own column names."""
-    for offset, number, line in lines:
-        position = {'line': number, 'offset': offset}
-        if line is None:
-            yield Undecodable(position, reasons.TOO_LONG, b'')
-            continue
-        if line.endswith(b'\r'):
-            line = line[:-1]
-        if not line.strip():
-            continue
-        value, reason = _decode_object(line)
+def sniff_shape(record):
+    """The shape of one decoded JSON object, or None when it shows none (a row, or unknown)."""
+    if 'records' in record and 'TimeGenerated' not in record:
+        return ENVELOPE
+    category = record.get('category')
+    if isinstance(category, str) and category.startswith(DEFENDER_CATEGORY_PREFIX) and 'properties' in record:
+        return DEFENDER
+    if 'operationName' in record and 'time' in record and 'TimeGenerated' not in record:
+        return ACTIVITY
+    return None
+
+
+def _other_table(row, table):
+    """Whether a Log Analytics row says it belongs to another table (column Type or $table)."""
+    for key in TABLE_KEYS:
+        name = row.get(key)
+        if isinstance(name, str) and name and name.lower() != table.lower():
+            return True
+    return False
+
+
+def defender_row(record, table):
+    """(row, reason); row None and reason None: a record of another table, skipped."""
+    properties = record.get('properties')
+    if not isinstance(properties, dict):
+        return None, NO_PROPERTIES
+    category = record.get('category')
+    if (table is not None and isinstance(category, str) and category.startswith(DEFENDER_CATEGORY_PREFIX)
+            and category[len(DEFENDER_CATEGORY_PREFIX):].lower() != table.lower()):
+        return None, None
+    row = dict(properties)
+    # The event time is Timestamp; the record's "time" is a later publish time and is never used.
+    row['TimeGenerated'] = properties.get('Timestamp')
+    return row, None
+
+
+def record_rows(record, table, default=ROW, position=None, inside_envelope=False):
+    """The rows of one decoded JSON object: Decoded / Undecodable items (None = skipped record).
+
+    The shape is sniffed per object (`sniff_shape`); `default` is the shape of an object that
+    shows none. An envelope's records are decoded one by one, each with its `index`.
+    """
+    from transforms.activity_log import activity_row
+    from transforms.schema import AZURE_ACTIVITY
+    position = position or {}
+    shape = sniff_shape(record) or default
+    if shape == ENVELOPE:
+        if inside_envelope:
+            yield Undecodable(position, NESTED_ENVELOPE, json.dumps(record, ensure_ascii=False).encode('utf-8'))
+            return
+        records = record.get('records')
+        if not isinstance(records, list):
+            yield Undecodable(position, BAD_ENVELOPE, json.dumps(record, ensure_ascii=False).encode('utf-8'))
+            return
+        inner_default = ROW if default == ENVELOPE else default
+        for index, item in enumerate(records):
+            inner = dict(position, index=index)
+            if not isinstance(item, dict):
+                yield Undecodable(inner, reasons.NOT_OBJECT, json.dumps(item, ensure_ascii=False).encode('utf-8'))
+                continue
+            yield from record_rows(item, table, inner_default, inner, inside_envelope=True)
+        return
+    if shape == DEFENDER:
+        row, reason = defender_row(record, table)
         if reason:
-            yield Undecodable(position, reason, line)
+            yield Undecodable(position, reason, json.dumps(record, ensure_ascii=False).encode('utf-8'))
+        elif row is not None:
+            yield Decoded(position, row)
+        return
+    if shape == ACTIVITY:
+        if table is None or table == AZURE_ACTIVITY:
+            yield Decoded(position, activity_row(record))
+        return
+    if table is not None and _other_table(record, table):
+        return
+    yield Decoded(position, record)
+
+
+def _json_line_reader(default):
+    def read(lines, stream=None, table=None, needles=None):
+        for offset, number, line in lines:
+            position = {'line': number, 'offset': offset}
+            if line is None:
+                yield Undecodable(position, reasons.TOO_LONG, b'')
+                continue
+            if offset == 0 and line.startswith(BOM):
+                line = line[len(BOM):]
+            if line.endswith(b'\r'):
+                line = line[:-1]
+            if not line.strip():
+                continue
+            value, reason = _decode_object(line)
+            if reason:
+                yield Undecodable(position, reason, line)
+            else:
+                yield from record_rows(value, table, default, position)
+    read.__name__ = 'read_' + default
+    read.__doc__ = 'JSON lines, one object per line; objects of shape %r unless they show another.' % default
+    return read
+
+
+read_json_lines = _json_line_reader(ROW)
+read_records = _json_line_reader(ENVELOPE)
+read_activity_log = _json_line_reader(ACTIVITY)
+read_defender_streaming = _json_line_reader(DEFENDER)
+
+
+def json_values(text, first_line=1):
+    """Consecutive JSON values of a text (whitespace between them): (line, value or None, reason, raw).
+
+    After a value that is not JSON, reading resumes at the next line starting with ``{`` or ``[``.
+    """
+    decoder = json.JSONDecoder()
+    position, line, length = 0, first_line, len(text)
+    while True:
+        start = position
+        while position < length and text[position] in ' \t\r\n\ufeff':
+            position += 1
+        line += text.count('\n', start, position)
+        if position >= length:
+            return
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except ValueError:
+            end = _next_value_start(text, position + 1)
+            yield line, None, reasons.NOT_JSON, text[position:end]
         else:
-            yield Decoded(position, value)
+            yield line, value, None, None
+        line += text.count('\n', position, end)
+        position = end
 
 
-FORMAT_READERS = {'jsonl': read_json_lines}
-LINE_FORMATS = frozenset(['jsonl'])
+_VALUE_START = re.compile(r'\n[{\[]')
+
+
+def _next_value_start(text, position):
+    match = _VALUE_START.search(text, position - 1)
+    return match.start() + 1 if match else len(text)
+
+
+def _document_values(stream):
+    """JSON values of a whole file (pretty-printed documents, one after another), read in blocks.
+
+    Yields (line, value, reason, raw text). A value longer than MAX_RECORD_BYTES or not JSON is
+    reported and skipped up to the next line starting with ``{`` or ``[``.
+    """
+    import codecs
+    text_decoder = codecs.getincrementaldecoder('utf-8')(errors='surrogateescape')
+    json_decoder = json.JSONDecoder()
+    buffer, position, line, eof = '', 0, 1, False
+
+    def fill():
+        nonlocal buffer, position, eof
+        block = stream.read(BLOCK_BYTES)
+        eof = not block
+        buffer = buffer[position:] + text_decoder.decode(block, final=eof)
+        position = 0
+
+    stream.seek(0)
+    fill()
+    if buffer.startswith('\ufeff'):
+        position = 1
+    while True:
+        if not eof and len(buffer) - position < MAX_RECORD_BYTES:
+            fill()
+            continue
+        start = position
+        while position < len(buffer) and buffer[position] in ' \t\r\n':
+            position += 1
+        line += buffer.count('\n', start, position)
+        if position >= len(buffer):
+            if eof:
+                return
+            fill()
+            continue
+        try:
+            value, end = json_decoder.raw_decode(buffer, position)
+        except ValueError:
+            value, end = None, None
+        if end is not None:
+            yield line, value, None, buffer[position:end]
+            line += buffer.count('\n', position, end)
+            position = end
+            continue
+        # Not JSON, or longer than MAX_RECORD_BYTES: report it and skip to the next value start.
+        found = _VALUE_START.search(buffer, position)
+        if found:
+            yield line, None, reasons.NOT_JSON, buffer[position:found.start()]
+            line += buffer.count('\n', position, found.start() + 1)
+            position = found.start() + 1
+            continue
+        yield line, None, (reasons.NOT_JSON if eof else reasons.TOO_LONG), buffer[position:position + 4096]
+        while not eof:
+            line += buffer.count('\n', position, len(buffer) - 1)
+            position = len(buffer) - 1  # keep the last character: it may be the newline before a value
+            fill()
+            found = _VALUE_START.search(buffer, position)
+            if found:
+                break
+        if not found:
+            return
+        line += buffer.count('\n', position, found.start() + 1)
+        position = found.start() + 1
+
+
+_SURROGATE = re.compile('[\udc80-\udcff]')
+
+
+def _document_reader(default):
+    def read(lines, stream=None, table=None, needles=None):
+        for line, value, reason, raw in _document_values(stream):
+            lines.lines_seen += 1
+            position = {'line': line}
+            if reason is None and _SURROGATE.search(raw):
+                reason = reasons.INVALID_UTF8
+            raw_bytes = raw.encode('utf-8', 'surrogateescape')
+            if reason:
+                lines.lines_produced += 1
+                yield Undecodable(position, reason, raw_bytes)
+                continue
+            if needles is not None and not needles.search(raw_bytes):
+                continue
+            lines.lines_produced += 1
+            values = value if isinstance(value, list) else [value]
+            for index, item in enumerate(values):
+                item_position = dict(position, index=index) if isinstance(value, list) else position
+                if not isinstance(item, dict):
+                    yield Undecodable(item_position, reasons.NOT_OBJECT,
+                                      json.dumps(item, ensure_ascii=False).encode('utf-8'))
+                    continue
+                yield from record_rows(item, table, default, item_position)
+    read.__name__ = 'read_document_' + default
+    read.__doc__ = 'Whole-file JSON (pretty-printed objects or arrays), shape %r unless shown.' % default
+    return read
+
+
+def read_eventhub_avro(lines, stream=None, table=None, needles=None):
+    from transforms.eventhub_capture import read_capture
+    return read_capture(lines, stream, table, needles)
+
+
+def read_csv(lines, stream=None, table=None, needles=None):
+    from transforms.formats_csv import read_csv_export
+    return read_csv_export(lines, stream, table, needles)
+
+
+JSON_FORMATS = {'jsonl': ROW, 'records': ENVELOPE, 'activity_log': ACTIVITY, 'defender_streaming': DEFENDER}
+DOCUMENT_SUFFIX = '+document'
+
+FORMAT_READERS = {
+    'jsonl': read_json_lines,
+    'records': read_records,
+    'activity_log': read_activity_log,
+    'defender_streaming': read_defender_streaming,
+    'eventhub_avro': read_eventhub_avro,
+    'csv': read_csv,
+}
+FORMAT_READERS.update({name + DOCUMENT_SUFFIX: _document_reader(shape) for name, shape in JSON_FORMATS.items()})
+LINE_FORMATS = frozenset(JSON_FORMATS)
+
+AVRO_MAGIC = b'Obj\x01'
+GZIP_MAGIC = b'\x1f\x8b'
+_RECORDS_KEY = re.compile(rb'^\s*\{\s*"records"\s*:')
+_DEFENDER_CATEGORY = re.compile(rb'"category"\s*:\s*"AdvancedHunting-')
+_OPERATION_NAME = re.compile(rb'"operationName"\s*:')
+_TIME = re.compile(rb'"time"\s*:')
+_TIME_GENERATED = re.compile(rb'"TimeGenerated"\s*:')
+
+
+def _first_line(head):
+    end = head.find(b'\n')
+    return head if end < 0 else head[:end]
 
 
 def detect_format(file_name, head):
-    """The export format of a file from its name and its first bytes (decompressed)."""
+    """The export format of a file from its name and its first bytes (decompressed).
+
+    ``Obj\\x01`` -> eventhub_avro; a first line that is not JSON but a CSV header -> csv; JSON:
+    ``{"records": ...`` -> records, a Defender ``category`` ``AdvancedHunting-...`` ->
+    defender_streaming, ``operationName`` and ``time`` (and no ``TimeGenerated``) -> activity_log,
+    anything else -> jsonl. The name only helps when the bytes say nothing (``.avro``, ``.csv``).
+    """
+    if head.startswith(AVRO_MAGIC):
+        return 'eventhub_avro'
+    text = head[len(BOM):] if head.startswith(BOM) else head
+    stripped = text.lstrip()
+    if stripped[:1] in (b'{', b'['):
+        if _RECORDS_KEY.match(stripped):
+            return 'records'
+        if _DEFENDER_CATEGORY.search(stripped):
+            return 'defender_streaming'
+        if _OPERATION_NAME.search(stripped) and _TIME.search(stripped) and not _TIME_GENERATED.search(stripped):
+            return 'activity_log'
+        return 'jsonl'
+    if stripped and _looks_like_csv_header(_first_line(text)):
+        return 'csv'
+    lower = file_name.lower()
+    for suffix in ('.gz', '.gzip'):
+        if lower.endswith(suffix):
+            lower = lower[:-len(suffix)]
+    if lower.endswith('.avro'):
+        return 'eventhub_avro'
+    if lower.endswith('.csv'):
+        return 'csv'
     return 'jsonl'
+
+
+def _looks_like_csv_header(line):
+    line = line.rstrip(b'\r')
+    if b',' not in line:
+        return False
+    try:
+        line.decode('utf-8')
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_multiline_document(head):
+    """Whether a JSON file's first value spans several lines (a pretty-printed document)."""
+    text = head[len(BOM):] if head.startswith(BOM) else head
+    stripped = text.lstrip()
+    if stripped[:1] not in (b'{', b'['):
+        return False
+    newline = stripped.find(b'\n')
+    if newline < 0:
+        return False  # one long line, or a line longer than the head: JSON lines
+    first = stripped[:newline].rstrip(b'\r')
+    try:
+        json.loads(first.decode('utf-8'))
+    except (ValueError, UnicodeDecodeError):
+        return True
+    return False
+
+
+def choose_format(input_format, file_name, head):
+    """The reader (a key of FORMAT_READERS) of one file: detected, or forced by --input_format.
+
+    A JSON format whose first value spans several lines is read whole (``<format>+document``).
+    """
+    fmt = detect_format(file_name, head) if input_format in (None, 'auto') else input_format
+    if fmt in JSON_FORMATS and _is_multiline_document(head):
+        return fmt + DOCUMENT_SUFFIX
+    return fmt
 
 
 def relevance_needles(table, process_names=()):
@@ -190,6 +529,11 @@ def relevance_needles(table, process_names=()):
 
     Exact by construction: it matches the case-insensitive literal that the rule's filters
     require, or any JSON ``\\u`` escape (which could spell that literal in another way).
+    The same holds for every format: the literal is in the bytes of the record whatever its
+    shape (CSV only doubles quotes; the Activity Log's operationName, a Defender record's
+    properties and an Avro event's Body carry it as is), so the regex is applied to a JSON line
+    (an envelope passes if any of its records could match), a CSV record's cells, a JSON
+    document, or an Avro event's Body.
     """
     from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
     escape = rb'\\u'

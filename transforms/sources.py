@@ -44,8 +44,7 @@ class ExportSource(filebasedsource.FileBasedSource):
         with self.open_file(file_name) as stream:
             head = stream.read(HEAD_BYTES)
             stream.seek(0)
-            fmt = (export_formats.detect_format(file_name, head)
-                   if self._input_format == 'auto' else self._input_format)
+            fmt = export_formats.choose_format(self._input_format, file_name, head)
             if fmt not in export_formats.LINE_FORMATS:
                 if start > 0:  # whole-file formats are read by the split that starts at 0
                     return
@@ -54,7 +53,7 @@ class ExportSource(filebasedsource.FileBasedSource):
                 claim = range_tracker.try_claim
             lines = export_formats.LineReader(stream, start, claim, self._needles)
             decoder = export_formats.FORMAT_READERS[fmt]
-            for item in decoder(lines):
+            for item in decoder(lines, stream=stream, table=self._table, needles=self._needles):
                 if isinstance(item, export_formats.Undecodable):
                     yield DEAD_LETTER, reasons.dead_letter(
                         self._table, file_name, item.position, item.reason, item.raw)
