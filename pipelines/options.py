@@ -36,6 +36,29 @@ class DetectionOptions(PipelineOptions):
             help="sentinel: exactly the rule's KQL, quirks included; strict: the rule as its description "
                  'means it (see the README).')
         detection.add_argument(
+            '--strict_operations', default=None,
+            help='Strict semantics: comma-separated ARM operations that run a script through Run Command '
+                 '(default: the action and managed forms on VMs and scale-set VMs, and Azure Arc machines).')
+        detection.add_argument(
+            '--strict_process_names', default=None,
+            help='Strict semantics: comma-separated guest processes that write the downloaded script '
+                 '(default: RunCommandExtension.exe,RunCommandHandlerWindows.exe).')
+        detection.add_argument(
+            '--strict_exec_tolerance', default=None,
+            help='Strict semantics: Kusto timespan after the session end within which cmdlets still count '
+                 '(default 5m).')
+        detection.add_argument(
+            '--history_days', type=int, default=0,
+            help='Alert on a fingerprint only if it was not seen in the N days before the window '
+                 '(earlier windows of the run and --baseline_in). 0 (default) turns the baseline off.')
+        detection.add_argument(
+            '--baseline_in', default=None,
+            help='Fingerprint store (JSON lines or .avro) from earlier runs, read for --history_days.')
+        detection.add_argument(
+            '--baseline_out', default=None,
+            help='Where to write the updated fingerprint store (JSON lines, or Avro for a .avro path); '
+                 'replaced only when the run succeeds.')
+        detection.add_argument(
             '--rule', default=None,
             help='A Sentinel analytic rule YAML whose metadata (name, severity, tactics, techniques, '
                  'entity mappings, queryPeriod, queryFrequency, trigger) the alerts use. '

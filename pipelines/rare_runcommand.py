@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import DetectionOptions
-from transforms import export_formats
+from transforms import baseline, export_formats
 from transforms.alerts import ToAlerts
 from transforms.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
 from transforms.fingerprints import UniqueFingerprints
@@ -36,6 +36,8 @@ from transforms.windows import AssignQueryWindows, QueryWindows, parse_instant, 
 
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_data')
 DEFAULT_OUTPUT_DIR = 'rare_runcommand_output'
+RESULTS = 'results'
+RUN_COMMAND_DATA = 'run_command_data'
 TABLE_OPTIONS = {AZURE_ACTIVITY: 'azure_activity', DEVICE_FILE_EVENTS: 'device_file_events',
                  DEVICE_EVENTS: 'device_events'}
 
@@ -56,7 +58,8 @@ class CountElements(beam.DoFn):
 
 
 class DetectUniqueScripts(beam.PTransform):
-    """The rule on windowed tables: {table name: rows} -> result rows of each window."""
+    """The rule on windowed tables: {table name: rows} -> {'results': result rows of each window,
+    'run_command_data': every RunCommandData row (before the uniqueness filter)}."""
 
     def __init__(self, semantics):
         super().__init__()
@@ -83,7 +86,29 @@ class DetectUniqueScripts(beam.PTransform):
             {RUNS: runs, SCRIPTS: scripts}
             | 'JoinScriptCmdlets' >> JoinScriptCmdlets(semantics)
             | 'CountRunCommandData' >> beam.ParDo(CountElements('run_command_data')))
-        return run_command_data | 'UniqueFingerprints' >> UniqueFingerprints(semantics)
+        results = run_command_data | 'UniqueFingerprints' >> UniqueFingerprints(semantics)
+        return {RESULTS: results, RUN_COMMAND_DATA: run_command_data}
+
+
+def _csv(text):
+    return tuple(item.strip() for item in text.split(',') if item.strip()) if text else None
+
+
+def semantics_of(detection):
+    tolerance = parse_timespan(detection.strict_exec_tolerance) if detection.strict_exec_tolerance else None
+    return Semantics.named(detection.semantics, _csv(detection.strict_operations),
+                           _csv(detection.strict_process_names), tolerance)
+
+
+def update_baseline(detection, rule, output_dir):
+    """After a successful run: the old store merged with this run's fingerprints, replaced atomically."""
+    semantics = semantics_of(detection)
+    old = baseline.read_store(detection.baseline_in, rule.id, semantics.name)
+    run_dir = baseline.temporary_dir(output_dir)
+    summaries = list(read_json_lines_output(run_dir, 'fingerprints'))
+    baseline.write_store(detection.baseline_out, baseline.merge_store(old, summaries, rule.id, semantics.name))
+    from apache_beam.io.filesystems import FileSystems
+    FileSystems.delete([run_dir])
 
 
 def resolve_inputs(options):
@@ -107,7 +132,7 @@ def build(pipeline, options):
     """Adds the detection to `pipeline`; returns (alerts, dead letters)."""
     detection = options.view_as(DetectionOptions)
     rule = load_rule(detection.rule)
-    semantics = Semantics.named(detection.semantics)
+    semantics = semantics_of(detection)
     windows = query_windows(detection, rule)
     patterns, _ = resolve_inputs(detection)
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
@@ -121,8 +146,20 @@ def build(pipeline, options):
         tables[table] = read.rows | 'Window' + table >> AssignQueryWindows(table, windows)
         dead_letters.append(read.dead_letter)
 
-    results = tables | 'DetectUniqueScripts' >> DetectUniqueScripts(semantics)
-    alerts = results | 'ToAlerts' >> ToAlerts(rule, semantics.name)
+    detected = tables | 'DetectUniqueScripts' >> DetectUniqueScripts(semantics)
+    alerts = detected[RESULTS] | 'ToAlerts' >> ToAlerts(rule, semantics.name)
+    if detection.history_days or detection.baseline_out:
+        sightings = detected[RUN_COMMAND_DATA] | 'FingerprintSightings' >> baseline.FingerprintSightings()
+        if detection.history_days:
+            stored = baseline.read_store(detection.baseline_in, rule.id, semantics.name)
+            prior = pipeline | 'StoredSightings' >> beam.Create(list(baseline.store_observations(stored)))
+            seen = (sightings, prior) | 'AllSightings' >> beam.Flatten()
+            alerts = ({baseline.ALERTS: alerts, baseline.SEEN: seen}
+                      | 'ApplyHistoryBaseline' >> baseline.ApplyHistoryBaseline(detection.history_days))
+        if detection.baseline_out:
+            (sightings
+             | 'SummarizeFingerprints' >> baseline.SummarizeFingerprints()
+             | 'WriteRunFingerprints' >> WriteJsonLines(baseline.temporary_dir(output_dir), 'fingerprints'))
     alerts | 'WriteAlerts' >> WriteJsonLines(output_dir, 'alerts')
     window_summary = dict(tables, **{ALERTS: alerts}) | 'SummarizeWindows' >> SummarizeWindows()
     window_summary | 'WriteWindowSummary' >> WriteJsonLines(output_dir, 'windows')
@@ -175,6 +212,8 @@ def run(argv=None):
     result = pipeline.run()
     result.wait_until_finish()
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
+    if detection.baseline_out:
+        update_baseline(detection, load_rule(detection.rule), output_dir)
     summary = counters(result)
     print_summary(summary, output_dir)
     print_windows(output_dir)

@@ -10,6 +10,8 @@ name case-insensitively and accept the configured extension process names, ignor
 import apache_beam as beam
 
 from transforms import kql
+from transforms.dedup import DropDuplicateRecords
+from transforms.schema import DEVICE_FILE_EVENTS
 
 SESSIONS = 'sessions'
 FILES = 'files'
@@ -82,9 +84,11 @@ class JoinSessionsWithScriptFiles(beam.PTransform):
         semantics = self._semantics
         sessions_by_vm = inputs[SESSIONS] | 'KeySessionsByVm' >> beam.Map(
             lambda s: (vm_join_key(s['VirtualMachineName'], semantics), s))
+        script_writes = inputs[FILES] | 'IsScriptFileWrite' >> beam.Filter(is_script_file_write, semantics)
+        if semantics.strict:
+            script_writes = script_writes | 'DropDuplicateRecords' >> DropDuplicateRecords(DEVICE_FILE_EVENTS)
         files_by_vm = (
-            inputs[FILES]
-            | 'IsScriptFileWrite' >> beam.Filter(is_script_file_write, semantics)
+            script_writes
             | 'ToScriptFile' >> beam.Map(to_script_file)
             | 'KeyFilesByVm' >> beam.Map(lambda f: (vm_join_key(f['VirtualMachineName'], semantics), f)))
         return (

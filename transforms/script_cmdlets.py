@@ -13,6 +13,8 @@ stay attached to their VM so that `transforms.script_runs` can match them to one
 import apache_beam as beam
 
 from transforms import kql
+from transforms.dedup import DropDuplicateRecords
+from transforms.schema import DEVICE_EVENTS
 from transforms.file_joins import host_name, vm_join_key
 
 POWERSHELL_COMMAND = 'PowerShellCommand'
@@ -119,8 +121,11 @@ class ScriptCmdletEvents(beam.PTransform):
 
         def key_event(row):
             found = script_cmdlet(row, semantics)
-            if found is not None:
-                vm_key = vm_join_key(host_name(row['DeviceName']), semantics)
-                yield (vm_key, found[0]), (row['TimeGenerated'], found[1])
+            vm_key = vm_join_key(host_name(row['DeviceName']), semantics)
+            return (vm_key, found[0]), (row['TimeGenerated'], found[1])
 
-        return device_events | 'ExtractScriptCmdletEvent' >> beam.FlatMap(key_event)
+        return (
+            device_events
+            | 'IsScriptCmdlet' >> beam.Filter(lambda row: script_cmdlet(row, semantics) is not None)
+            | 'DropDuplicateRecords' >> DropDuplicateRecords(DEVICE_EVENTS)
+            | 'KeyByVmAndScript' >> beam.Map(key_event))

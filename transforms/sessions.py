@@ -9,6 +9,8 @@ VM name come from the ``scope`` of the Authorization JSON.
 import apache_beam as beam
 
 from transforms import kql
+from transforms.dedup import DropDuplicateRecords
+from transforms.schema import AZURE_ACTIVITY
 
 SUCCESS_TERMS = ('Succeeded', 'Success')
 _STRICT_MACHINE_TYPES = ('virtualmachines', 'machines')
@@ -115,9 +117,11 @@ class RunCommandSessions(beam.PTransform):
 
     def expand(self, activity):
         semantics = self._semantics
+        run_commands = activity | 'IsRunCommandOnVm' >> beam.Filter(is_run_command_on_vm, semantics)
+        if semantics.strict:
+            run_commands = run_commands | 'DropDuplicateRecords' >> DropDuplicateRecords(AZURE_ACTIVITY)
         return (
-            activity
-            | 'IsRunCommandOnVm' >> beam.Filter(is_run_command_on_vm, semantics)
+            run_commands
             | 'KeyBySessionIdentity' >> beam.Map(lambda row: (session_key(row), row))
             | 'SummarizeSession' >> beam.CombinePerKey(SessionCombineFn())
             | 'KeepSucceeded' >> beam.Filter(lambda kv: kv[1][3])

@@ -36,19 +36,28 @@ def _to_record(label, counts, names):
 
 
 class SummarizeWindows(beam.PTransform):
-    """{name: windowed PCollection} -> one record per window with the element count of each."""
+    """{table: windowed rows, 'alerts': alerts} -> one record per window with the count of each.
+
+    Rows are counted per Beam window; alerts per the query window they name (``QueryPeriodStart``,
+    ``QueryPeriodEnd``), whatever window they are in.
+    """
 
     def expand(self, named):
         names = sorted(named)
-        counts = []
+        counts = [
+            named[ALERTS]
+            | 'LabelAlerts' >> beam.Map(lambda a: ((a['QueryPeriodStart'], a['QueryPeriodEnd']), {ALERTS: 1}))
+            | 'GlobalWindowAlerts' >> beam.WindowInto(window.GlobalWindows())]
         for name in names:
+            if name == ALERTS:
+                continue
             counts.append(
                 named[name]
                 | 'Count' + name >> beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
-                | 'Label' + name >> beam.ParDo(_LabelWithWindow(name)))
+                | 'Label' + name >> beam.ParDo(_LabelWithWindow(name))
+                | 'GlobalWindow' + name >> beam.WindowInto(window.GlobalWindows()))
         return (
             counts
             | 'FlattenCounts' >> beam.Flatten()
-            | 'GlobalWindow' >> beam.WindowInto(window.GlobalWindows())
             | 'MergePerWindow' >> beam.CombinePerKey(_merge_counts)
             | 'ToRecord' >> beam.MapTuple(lambda label, counts: _to_record(label, counts, names)))

@@ -1,0 +1,188 @@
+"""History baseline ("new terms"): alert on a fingerprint only if it was not seen in the N days before
+the window.
+
+Inside one run, each window sees the fingerprints of the RunCommandData rows of the windows before
+it. Across runs, a fingerprint store carries the history: one record per fingerprint with
+``rule_id``, ``semantics``, ``fingerprint``, ``first_seen``, ``last_seen`` (ISO 8601), ``count`` (distinct
+script runs seen) and one ``example`` (the run's VM, caller, file and cmdlets). The store is plain
+JSON lines, or Avro when its path ends in ``.avro``; it is keyed by rule id and semantics, so a store
+built for one cannot silently feed the other, and it is replaced only after a successful run
+(written beside the target, then renamed over it).
+"""
+
+import json
+import os
+import uuid
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms import window
+
+from transforms.ingest import format_datetime_us, parse_datetime_us
+from transforms.windows import window_bounds
+
+ALERTS = 'alerts'
+SEEN = 'seen'
+US_PER_DAY = 86_400 * 1_000_000
+
+STORE_SCHEMA = {
+    'type': 'record', 'name': 'FingerprintBaseline', 'namespace': 'rare_runcommand',
+    'fields': [
+        {'name': 'rule_id', 'type': 'string'},
+        {'name': 'semantics', 'type': 'string'},
+        {'name': 'fingerprint', 'type': 'string'},
+        {'name': 'first_seen', 'type': 'string'},
+        {'name': 'last_seen', 'type': 'string'},
+        {'name': 'count', 'type': 'long'},
+        {'name': 'example', 'type': 'string', 'doc': 'JSON text of one script run'},
+    ]}
+
+
+class BaselineError(ValueError):
+    """A fingerprint store that does not belong to this rule and semantics, or cannot be read."""
+
+
+def read_store(path, rule_id, semantics):
+    """The records of a fingerprint store; BaselineError if any belongs to another rule or semantics."""
+    if not path or not FileSystems.exists(path):
+        return []
+    with FileSystems.open(path) as handle:
+        if path.endswith('.avro'):
+            import fastavro
+            records = [dict(r, example=json.loads(r['example'])) for r in fastavro.reader(handle)]
+        else:
+            records = [json.loads(line) for line in handle.read().decode('utf-8').splitlines() if line.strip()]
+    for record in records:
+        if record.get('rule_id') != rule_id or record.get('semantics') != semantics:
+            raise BaselineError(
+                '%s holds fingerprints of rule %s with %s semantics; this run is rule %s with %s semantics'
+                % (path, record.get('rule_id'), record.get('semantics'), rule_id, semantics))
+    return records
+
+
+def write_store(path, records):
+    """Writes the store beside `path`, then renames it over `path` (the old store stays until then)."""
+    records = sorted(records, key=lambda r: r['fingerprint'])
+    temporary = '%s.tmp-%s' % (path, uuid.uuid4().hex)
+    with FileSystems.create(temporary) as handle:
+        if path.endswith('.avro'):
+            import fastavro
+            fastavro.writer(handle, fastavro.parse_schema(STORE_SCHEMA),
+                            [dict(r, example=json.dumps(r['example'], sort_keys=True)) for r in records])
+        else:
+            for record in records:
+                handle.write((json.dumps(record, ensure_ascii=False, sort_keys=True) + '\n').encode('utf-8'))
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([temporary], [path])
+
+
+def merge_store(old_records, run_summaries, rule_id, semantics):
+    """The store after a run: old records updated with this run's per-fingerprint summaries."""
+    merged = {r['fingerprint']: dict(r) for r in old_records}
+    for summary in run_summaries:
+        fingerprint = summary['fingerprint']
+        record = merged.get(fingerprint)
+        if record is None:
+            merged[fingerprint] = dict(summary, rule_id=rule_id, semantics=semantics)
+            continue
+        record['first_seen'] = min(record['first_seen'], summary['first_seen'])
+        record['last_seen'] = max(record['last_seen'], summary['last_seen'])
+        record['count'] += summary['count']
+    return list(merged.values())
+
+
+def run_identity(row):
+    return (row['StartTime'], row['CorrelationId'], row['Caller'], row['VirtualMachineName'],
+            row['PowershellFileName'])
+
+
+def example_of(row):
+    return {'VirtualMachineName': row['VirtualMachineName'], 'Caller': row['Caller'],
+            'PowershellFileName': row['PowershellFileName'],
+            'PowershellScriptCommands': list(row['PowershellScriptCommands']),
+            'PowershellFileSize': row['PowershellFileSize'], 'StartTime': format_datetime_us(row['StartTime'])}
+
+
+def store_observations(records):
+    """(fingerprint, (time, identity, example)) sightings that a stored record stands for."""
+    for record in records:
+        for key in ('first_seen', 'last_seen'):
+            yield record['fingerprint'], (parse_datetime_us(record[key]), ('store', key), None)
+
+
+def _suppressed(alert_window_start, times, history_us):
+    return any(alert_window_start - history_us <= t < alert_window_start for t in times)
+
+
+def keep_new_fingerprints(fingerprint, grouped, history_us):
+    times = [time for time, _, _ in grouped[SEEN]]
+    for alert in grouped[ALERTS]:
+        start = parse_datetime_us(alert['QueryPeriodStart'])
+        if not _suppressed(start, times, history_us):
+            yield alert
+
+
+def summarize_fingerprint(fingerprint, sightings):
+    distinct = {}
+    for time, identity, example in sightings:
+        if example is not None:
+            distinct.setdefault(identity, (time, example))
+    if not distinct:
+        return
+    times = [time for time, _ in distinct.values()]
+    example = min(distinct.values(), key=lambda v: (v[0], json.dumps(v[1], sort_keys=True)))[1]
+    yield {'fingerprint': fingerprint, 'first_seen': format_datetime_us(min(times)),
+           'last_seen': format_datetime_us(max(times)), 'count': len(distinct), 'example': example}
+
+
+class FingerprintSightings(beam.PTransform):
+    """Windowed RunCommandData rows -> (fingerprint, (StartTime, run identity, example)) in the global window."""
+
+    def expand(self, run_command_data):
+        return (
+            run_command_data
+            | 'ToSighting' >> beam.Map(lambda r: (r['ScriptFingerprintHash'],
+                                                  (r['StartTime'], run_identity(r), example_of(r))))
+            | 'GlobalWindow' >> beam.WindowInto(window.GlobalWindows()))
+
+
+class ApplyHistoryBaseline(beam.PTransform):
+    """{'alerts': alerts, 'seen': sightings} -> the alerts whose fingerprint was not seen in the
+    `history_days` before their window (global window)."""
+
+    def __init__(self, history_days):
+        super().__init__()
+        self._history_us = history_days * US_PER_DAY
+
+    def expand(self, inputs):
+        history_us = self._history_us
+        alerts = (
+            inputs[ALERTS]
+            | 'GlobalWindowAlerts' >> beam.WindowInto(window.GlobalWindows())
+            | 'KeyByFingerprint' >> beam.Map(lambda a: (_fingerprints_of(a), a))
+            | 'OnePerFingerprint' >> beam.FlatMap(lambda kv: [(f, kv[1]) for f in kv[0]][:1]))
+        return (
+            {ALERTS: alerts, SEEN: inputs[SEEN]}
+            | 'CoGroupByFingerprint' >> beam.CoGroupByKey()
+            | 'KeepNewFingerprints' >> beam.FlatMapTuple(
+                lambda fingerprint, grouped: keep_new_fingerprints(fingerprint, grouped, history_us)))
+
+
+def _fingerprints_of(alert):
+    results = alert.get('QueryResults') or [alert['QueryResult']]
+    return sorted({r['ScriptFingerprintHash'] for r in results})
+
+
+class SummarizeFingerprints(beam.PTransform):
+    """Sightings -> one store summary per fingerprint seen in this run."""
+
+    def expand(self, sightings):
+        return (
+            sightings
+            | 'GroupSightings' >> beam.GroupByKey()
+            | 'SummarizeFingerprint' >> beam.FlatMapTuple(summarize_fingerprint))
+
+
+def temporary_dir(output_dir):
+    return os.path.join(output_dir, '.baseline-run') if '://' not in output_dir else output_dir + '/.baseline-run'
