@@ -1,0 +1,70 @@
+"""Pipeline options of the outputs: which sinks, the Sentinel (Logs Ingestion API), BigQuery and Pub/Sub targets, the report."""
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+SINKS = ('jsonl', 'avro', 'sentinel', 'bigquery', 'pubsub')
+DEFAULT_STREAM = 'Custom-RareRunCommandAlerts'
+DEFAULT_TOKEN_ENV = 'SENTINEL_BEARER_TOKEN'
+
+
+def parse_sinks(text):
+    """``jsonl,avro`` -> ('jsonl', 'avro'); unknown names are a ValueError naming the valid ones."""
+    names = tuple(dict.fromkeys(part.strip().lower() for part in (text or '').split(',') if part.strip()))
+    unknown = [name for name in names if name not in SINKS]
+    if unknown or not names:
+        raise ValueError('--sinks: unknown sink(s) %s; choose one or several of %s, comma-separated'
+                         % (', '.join(map(repr, unknown)) or "''", ', '.join(SINKS)))
+    return names
+
+
+def _on_off(text):
+    value = str(text).strip().lower()
+    if value in ('on', 'true', 'yes', '1'):
+        return True
+    if value in ('off', 'false', 'no', '0'):
+        return False
+    raise ValueError('expected on or off, got %r' % text)
+
+
+class SinkOptions(PipelineOptions):
+    """Where the alerts go (``--sinks``) and the settings of each sink."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        sinks = parser.add_argument_group('sinks')
+        sinks.add_argument(
+            '--sinks', default='jsonl',
+            help='Comma-separated sinks of the alerts: %s (default jsonl). jsonl/avro write '
+                 'alerts-SSSSS-of-NNNNN.{jsonl,avro} under --output_dir (atomically: temporary files renamed '
+                 'at the end); dead letters always go to files there. See docs/outputs.md.' % ', '.join(SINKS))
+        sinks.add_argument(
+            '--dce_endpoint', default=None,
+            help='sentinel: logs ingestion URL of the data collection endpoint, '
+                 'e.g. https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com')
+        sinks.add_argument(
+            '--dcr_immutable_id', default=None, help='sentinel: immutableId of the DCR (dcr-...).')
+        sinks.add_argument(
+            '--dcr_stream_name', default=DEFAULT_STREAM,
+            help='sentinel: stream declared in the DCR (default %s).' % DEFAULT_STREAM)
+        sinks.add_argument(
+            '--token_file', default=None,
+            help='sentinel: file (local or gs://) holding the bearer token for https://monitor.azure.com; '
+                 're-read before every call. Default: the environment variable named by --token_env.')
+        sinks.add_argument(
+            '--token_env', default=DEFAULT_TOKEN_ENV,
+            help='sentinel: environment variable holding the bearer token (default %s).' % DEFAULT_TOKEN_ENV)
+        sinks.add_argument(
+            '--sentinel_gzip', type=_on_off, default=True,
+            help='sentinel: gzip the request bodies (on/off, default on).')
+        sinks.add_argument(
+            '--sentinel_max_attempts', type=int, default=5,
+            help='sentinel: calls per batch at most, retries of 429/5xx included (default 5).')
+        sinks.add_argument(
+            '--bigquery_table', default=None,
+            help='bigquery: PROJECT:DATASET.TABLE (created if needed, appended to); needs the gcp extra.')
+        sinks.add_argument(
+            '--pubsub_topic', default=None,
+            help='pubsub: projects/PROJECT/topics/TOPIC; one JSON message per alert; needs the gcp extra.')
+        sinks.add_argument(
+            '--report', type=_on_off, default=True,
+            help='on/off (default on): write summary.json and report.html under --output_dir after the run.')

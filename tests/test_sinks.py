@@ -1,0 +1,226 @@
+"""File sinks (JSON lines, Avro) written atomically, published schemas consistent, optional GCP sinks."""
+
+import glob
+import http.server
+import importlib.util
+import json
+import os
+import threading
+
+import apache_beam as beam
+import fastavro
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+
+from pipelines.sink_options import SinkOptions, parse_sinks
+from transforms import sinks
+from transforms.alerts import make_alert, query_result
+from transforms.rule import RESULT_COLUMNS, load_rule
+
+RULE = load_rule()
+DAY = 86_400_000_000
+
+
+def result_row(n, cmdlets=('Get-Process',)):
+    start = 3_600_000_000 + n * 60_000_000
+    return {'StartTime': start, 'EndTime': start + 1000, 'PowershellFileName': 'script%d.ps1' % n,
+            'VirtualMachineName': 'vm-%d' % n, 'Caller': 'bob@contoso.com', 'CallerIpAddress': '10.1.1.%d' % n,
+            'PowershellScriptCommands': list(cmdlets), 'PowershellFileSize': 200 + n,
+            'ScriptFingerprintHash': '%064x' % n, 'Prevalence': 25.0, 'Scope': '/subscriptions/s/vm-%d' % n}
+
+
+WINDOW = ('1970-01-01T00:00:00.000000Z', '1970-01-02T00:00:00.000000Z')
+ALERTS = [make_alert([query_result(result_row(n, ('Get-Item', '<script>alert(1)</script>')))], RULE, 'sentinel',
+                     *WINDOW) for n in range(3)]
+SINGLE = make_alert([query_result(result_row(7)), query_result(result_row(8))],
+                    RULE.__class__(**{**RULE.__dict__, 'event_grouping': 'SingleAlert'}), 'sentinel', *WINDOW)
+DEAD = [
+    {'table': 'AzureActivity', 'source': '/x/a.jsonl', 'line': 3, 'offset': 120, 'reason': 'not JSON', 'raw': '{'},
+    {'table': 'DeviceEvents', 'source': '/x/b.jsonl', 'line': 9, 'offset': 900, 'reason': 'not JSON', 'raw': 'x'},
+    {'table': 'DeviceEvents', 'source': '/x/b.jsonl', 'line': 10, 'offset': 990, 'reason': 'late', 'raw': '{}'},
+]
+
+
+def options(*args):
+    return PipelineOptions(['--runner=FnApiRunner', *args])
+
+
+def run_outputs(output_dir, *args, alerts=None):
+    pipeline = BeamTestPipeline(runner='FnApiRunner', options=options(*args))
+    written = sinks.write_outputs(pipeline | 'Alerts' >> beam.Create(alerts if alerts is not None else ALERTS),
+                                  pipeline | 'Dead' >> beam.Create(DEAD), options(*args), str(output_dir))
+    result = pipeline.run()
+    result.wait_until_finish()
+    return written, result
+
+
+def read_jsonl(pattern):
+    return [json.loads(line) for path in sorted(glob.glob(pattern)) for line in open(path, encoding='utf-8')]
+
+
+def read_avro(pattern):
+    records = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path, 'rb') as handle:
+            reader = fastavro.reader(handle)
+            assert reader.writer_schema['name'] in ('rare_runcommand.Alert', 'rare_runcommand.DeadLetter')
+            records.extend(reader)
+    return records
+
+
+def test_parse_sinks():
+    assert parse_sinks('jsonl, AVRO,jsonl') == ('jsonl', 'avro')
+    with pytest.raises(ValueError, match="unknown sink\\(s\\) 'parquet'; choose one or several of jsonl, avro"):
+        parse_sinks('jsonl,parquet')
+    with pytest.raises(ValueError):
+        parse_sinks('')
+    settings = options('--sinks=avro', '--report=off', '--sentinel_gzip=off').view_as(SinkOptions)
+    assert (settings.sinks, settings.report, settings.sentinel_gzip) == ('avro', False, False)
+    assert options().view_as(SinkOptions).report is True
+
+
+def test_jsonl_and_avro_round_trip(tmp_path):
+    written, result = run_outputs(tmp_path, '--sinks=jsonl,avro', alerts=ALERTS + [SINGLE])
+    assert written['alert_files'] == [str(tmp_path / 'alerts-*.jsonl'), str(tmp_path / 'alerts-*.avro')]
+    names = sorted(os.listdir(tmp_path))
+    assert names == ['alerts-00000-of-00001.avro', 'alerts-00000-of-00001.jsonl',
+                     'dead_letter-00000-of-00001.avro', 'dead_letter-00000-of-00001.jsonl']  # no beam-temp left
+    expected = sorted(ALERTS + [SINGLE], key=lambda a: a['SystemAlertId'])
+    assert sorted(read_jsonl(str(tmp_path / 'alerts-*.jsonl')), key=lambda a: a['SystemAlertId']) == expected
+    avro = sorted(read_avro(str(tmp_path / 'alerts-*.avro')), key=lambda a: a['SystemAlertId'])
+    for record, alert in zip(avro, expected):
+        assert record == {**{'QueryResult': None, 'QueryResults': None}, **alert}
+    assert list(avro[0]['QueryResult'] or avro[1]['QueryResult']) == list(RESULT_COLUMNS)
+    dead_avro = sorted(read_avro(str(tmp_path / 'dead_letter-*.avro')), key=lambda d: d['position']['line'])
+    assert dead_avro[0] == {'table': 'AzureActivity', 'source': '/x/a.jsonl', 'reason': 'not JSON', 'raw': '{',
+                            'position': {'line': 3, 'offset': 120}}
+    assert sorted(read_jsonl(str(tmp_path / 'dead_letter-*.jsonl')), key=lambda d: d['line']) == DEAD
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query()['counters']
+                if c.key.metric.namespace == sinks.DEAD_LETTER_REASONS}
+    assert counters == {'not JSON': 2, 'late': 1}
+
+
+def _explode(alert):
+    if alert['QueryResult']['PowershellFileName'] == 'script2.ps1':
+        raise RuntimeError('simulated worker failure')
+    return alert
+
+
+def test_failed_run_leaves_no_output_under_final_names(tmp_path):
+    pipeline = BeamTestPipeline(runner='FnApiRunner', options=options('--sinks=jsonl,avro'))
+    alerts = pipeline | 'Alerts' >> beam.Create(ALERTS) | 'Explode' >> beam.Map(_explode)
+    sinks.write_outputs(alerts, pipeline | 'Dead' >> beam.Create([]), options('--sinks=jsonl,avro'), str(tmp_path))
+    with pytest.raises(Exception, match='simulated worker failure'):
+        pipeline.run().wait_until_finish()
+    assert glob.glob(str(tmp_path / 'alerts-*')) == []
+    # Whatever is left is Beam's temporary folder, never a file under the final names.
+    assert all(name.startswith('beam-temp-') or name.startswith('dead_letter-') for name in os.listdir(tmp_path))
+
+
+def test_published_schemas_agree_with_the_alerts():
+    alert_keys = [k for k in ALERTS[0] if k != 'QueryResult'] + ['QueryResult', 'QueryResults']
+    avro = sinks.load_schema('alert.avsc')
+    fastavro.parse_schema(avro)
+    fastavro.parse_schema(sinks.load_schema('dead_letter.avsc'))
+    assert [f['name'] for f in avro['fields']] == alert_keys
+    row_fields = [f['name'] for f in avro['fields'][alert_keys.index('QueryResult')]['type'][1]['fields']]
+    assert row_fields == list(RESULT_COLUMNS)
+    dcr = sinks.load_schema('dcr_example.json')
+    [(stream, declaration)] = dcr['properties']['streamDeclarations'].items()
+    assert stream == 'Custom-RareRunCommandAlerts' and stream.startswith('Custom-')
+    assert [c['name'] for c in declaration['columns']] == alert_keys
+    table = sinks.load_schema('sentinel_custom_table.json')['properties']['schema']
+    flow = dcr['properties']['dataFlows'][0]
+    assert flow['streams'] == [stream] and flow['outputStream'] == 'Custom-' + table['name']
+    assert table['name'] == 'RareRunCommandAlerts_CL'
+    table_columns = [c['name'] for c in table['columns']]
+    assert table_columns[0] == 'TimeGenerated'
+    # Every table column is either a stream column or one the transformation computes.
+    for column in table_columns:
+        assert column in alert_keys or (column + ' =') in flow['transformKql'], column
+    stream_types = {c['name']: c['type'] for c in declaration['columns']}
+    assert all(stream_types[c['name']] == c['type'] for c in table['columns'] if c['name'] in stream_types)
+    assert [f['name'] for f in sinks.load_schema('bigquery_alerts.json')['fields']] == alert_keys
+
+
+def test_bigquery_row_and_pubsub_attributes():
+    row = sinks.bigquery_row(ALERTS[0])
+    assert row['Tactics'] == ['LateralMovement', 'Execution']
+    assert json.loads(row['QueryResult']) == ALERTS[0]['QueryResult'] and row['QueryResults'] is None
+    assert json.loads(row['Entities'])[0]['Type'] == 'account'
+    attributes = sinks.pubsub_attributes(ALERTS[0])
+    assert attributes['SystemAlertId'] == ALERTS[0]['SystemAlertId'] and attributes['AlertSeverity'] == 'Medium'
+
+
+def _has(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def _construct(*args):
+    pipeline = beam.Pipeline(options=options(*args))
+    sinks.write_outputs(pipeline | 'Alerts' >> beam.Create(ALERTS), pipeline | 'Dead' >> beam.Create([]),
+                        options(*args), '/nonexistent-output')
+    return {t.full_label for t in pipeline.transforms_stack[0].parts}, pipeline
+
+
+def test_pubsub_sink_constructs():
+    try:
+        labels, _ = _construct('--sinks=pubsub', '--pubsub_topic=projects/my-project/topics/alerts')
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    assert 'WritePubSub' in labels and 'ToPubSubMessage' in labels
+
+
+@pytest.mark.skipif(not _has('google.cloud.bigquery'), reason="the gcp extra (google-cloud-bigquery) is absent")
+def test_bigquery_sink_constructs():
+    labels, _ = _construct('--sinks=bigquery', '--bigquery_table=my-project:security.rare_runcommand_alerts')
+    assert 'WriteBigQuery' in labels
+
+
+def test_gcp_sinks_need_their_target():
+    with pytest.raises(ValueError, match='--pubsub_topic'):
+        _construct('--sinks=pubsub')
+    with pytest.raises((ValueError, RuntimeError), match='--bigquery_table|gcp'):
+        _construct('--sinks=bigquery')
+
+
+def test_sentinel_rejects_go_to_their_own_dead_letter_file(tmp_path, monkeypatch):
+    for name in ('http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('TEST_SINKS_TOKEN', 'tok')
+    seen = []
+
+    class Reject(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            seen.append(self.headers.get('Authorization'))
+            self.rfile.read(int(self.headers['Content-Length']))
+            self.send_response(403)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Reject)
+    thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.02}, daemon=True)
+    thread.start()
+    try:
+        _, result = run_outputs(
+            tmp_path, '--sinks=sentinel', '--dce_endpoint=http://127.0.0.1:%d' % server.server_address[1],
+            '--dcr_immutable_id=dcr-1', '--token_env=TEST_SINKS_TOKEN')
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ['Bearer tok']  # 403 is final: one call for the one batch, no retry
+    rejected = read_jsonl(str(tmp_path / 'sentinel_dead_letter-*.jsonl'))
+    assert sorted(r['SystemAlertId'] for r in rejected) == sorted(a['SystemAlertId'] for a in ALERTS)
+    assert all(r['status'] == 403 and r['alert'] in ALERTS for r in rejected)
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query()['counters']
+                if c.key.metric.namespace == sinks.DEAD_LETTER_REASONS}
+    assert counters['sentinel rejected: HTTP 403'] == 3
+    assert sorted(os.listdir(tmp_path)) == ['dead_letter-00000-of-00001.jsonl',
+                                            'sentinel_dead_letter-00000-of-00001.jsonl']
