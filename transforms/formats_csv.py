@@ -47,7 +47,7 @@ def portal_datetime_iso(text):
         return text
     month, day, year, hour, minute, second, fraction, half = match.groups()
     hour = int(hour)
-    if not 1 <= hour <= 12:
+    if not 1 <= hour <= 12 or not 1 <= int(month) <= 12:
         return text
     hour = hour % 12 + (12 if half.upper() == 'PM' else 0)
     return '%s-%02d-%02dT%02d:%s:%s%sZ' % (
