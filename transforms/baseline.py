@@ -19,7 +19,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
 from transforms.ingest import format_datetime_us, parse_datetime_us
-from transforms.windows import window_bounds
 
 ALERTS = 'alerts'
 SEEN = 'seen'
