@@ -456,6 +456,8 @@ def test_airflow_dags_parse_and_pass_only_template_parameters():
         for name, parameter in PARAMETERS.items():
             if not parameter['isOptional']:
                 assert name in parameters, name
+        for name, value in parameters.items():
+            assert accepted(PARAMETERS[name], _render(value)), (name, value, _render(value))
     for call in beam_calls:
         keywords = {keyword.arg: keyword.value for keyword in call.keywords}
         assert {'task_id', 'py_file', 'runner', 'pipeline_options'} <= set(keywords)
@@ -480,6 +482,23 @@ def test_airflow_dags_import_with_airflow_if_installed():
     assert len(bag.dags) >= 3
 
 
+AIRFLOW_SAMPLE_CONTEXT = {
+    'ds': '2024-03-01', 'macros.ds_add(ds, 1)': '2024-03-02', 'params.start': '2024-03-01',
+    'params.end': '2024-04-01', 'params.semantics': 'strict',
+    'var.value.rare_runcommand_exports': 'gs://acme-sentinel-exports',
+    'var.value.rare_runcommand_output': 'gs://acme-detections/rare_runcommand',
+}
+
+
+def _render(value):
+    """The value of a templated string for a sample run (the few Jinja expressions the DAGs use)."""
+    def substitute(match):
+        expression = match.group(1).strip()
+        assert expression in AIRFLOW_SAMPLE_CONTEXT, 'unexpected template expression %r' % expression
+        return AIRFLOW_SAMPLE_CONTEXT[expression]
+    return re.sub(r'\{\{(.*?)\}\}', substitute, value)
+
+
 def _calls(module, name):
     return [node for node in ast.walk(module)
             if isinstance(node, ast.Call) and getattr(node.func, 'id', getattr(node.func, 'attr', None)) == name]
@@ -496,7 +515,13 @@ def _module_constants(module):
 
 def _resolve(node, values):
     """A literal view of `node`: names resolved through module constants, calls of dict() and ** merges
-    expanded, f-strings and other expressions kept as placeholders."""
+    expanded, string concatenations joined, other expressions kept as placeholders."""
+    if not isinstance(node, ast.AST):
+        return node
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _resolve(node.left, values), _resolve(node.right, values)
+        if isinstance(left, str) and isinstance(right, str):
+            return left + right
     if isinstance(node, ast.Name) and node.id in values:
         return _resolve(values[node.id], values)
     if isinstance(node, ast.Dict):
@@ -526,21 +551,32 @@ def _resolve(node, values):
     return '<expr>'
 
 
-def test_shell_scripts_pass_only_template_parameters():
+def test_shell_scripts_pass_only_valid_template_parameters(tmp_path):
     _require(TEMPLATES / 'run_flex_template.sh')
-    text = (TEMPLATES / 'run_flex_template.sh').read_text(encoding='utf-8')
-    passed = set(re.findall(r'(?:^|[~,])([a-z_]+)=', _parameters_argument(text), flags=re.M))
-    assert passed <= set(PARAMETERS), passed - set(PARAMETERS)
-    for name, parameter in PARAMETERS.items():
-        if not parameter['isOptional']:
-            assert name in passed, name
-    build = (TEMPLATES / 'build_flex_template.sh').read_text(encoding='utf-8')
-    assert 'templates/metadata.json' in build and 'templates/Dockerfile' in build
     for script in ('build_flex_template.sh', 'run_flex_template.sh'):
         subprocess.run(['bash', '-n', str(TEMPLATES / script)], check=True)
-
-
-def _parameters_argument(text):
-    """The text of the --parameters value(s) built by run_flex_template.sh."""
-    lines = [line for line in text.splitlines() if 'PARAMS' in line or '--parameters' in line]
-    return '\n'.join(lines)
+    build = (TEMPLATES / 'build_flex_template.sh').read_text(encoding='utf-8')
+    assert '--metadata-file templates/metadata.json' in build and "'templates/Dockerfile'" in build
+    env = dict(os.environ, PROJECT='acme-sec', REGION='europe-west1', TEMPLATE='gs://acme-dataflow/t.json',
+               EXPORTS='gs://acme-sentinel-exports', OUTPUT='gs://acme-detections/rare_runcommand', DRY_RUN='1',
+               QUERY_PERIOD='2d', QUERY_FREQUENCY='1d', WINDOW_OFFSET='6h', SEMANTICS='strict',
+               RULE='gs://acme-detections/rules/rule.yaml')
+    for window in ([], ['2024-03-01'], ['2024-03-01T06:00:00Z', '2024-03-03T06:00:00Z']):
+        printed = subprocess.run(['bash', str(TEMPLATES / 'run_flex_template.sh')] + window, env=env,
+                                 cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+        command = shlex.split(printed)
+        assert command[:4] == ['gcloud', 'dataflow', 'flex-template', 'run']
+        assert re.fullmatch(r'[a-z]([-a-z0-9]*[a-z0-9])?', command[4]), command[4]
+        value = command[command.index('--parameters') + 1]
+        assert value.startswith('^~^')
+        parameters = dict(item.split('=', 1) for item in value[3:].split('~'))
+        assert set(parameters) <= set(PARAMETERS), set(parameters) - set(PARAMETERS)
+        for name, parameter in PARAMETERS.items():
+            if not parameter['isOptional']:
+                assert name in parameters, name
+        for name, text in parameters.items():
+            assert accepted(PARAMETERS[name], text), (name, text)
+        if window:
+            assert parameters['start'] == window[0]
+            assert parameters['end'] == (window[1] if len(window) > 1 else '2024-03-02')
+        assert parse_instant(parameters['end']) > parse_instant(parameters['start'])
