@@ -108,9 +108,9 @@ def _explode(alert):
 
 
 def test_failed_run_leaves_no_output_under_final_names(tmp_path):
-    pipeline = BeamTestPipeline(runner='FnApiRunner', options=options('--sinks=jsonl,avro'))
+    pipeline = BeamTestPipeline(runner='FnApiRunner', options=options('--sinks=jsonl'))
     alerts = pipeline | 'Alerts' >> beam.Create(ALERTS) | 'Explode' >> beam.Map(_explode)
-    sinks.write_outputs(alerts, pipeline | 'Dead' >> beam.Create([]), options('--sinks=jsonl,avro'), str(tmp_path))
+    sinks.write_outputs(alerts, pipeline | 'Dead' >> beam.Create([]), options('--sinks=jsonl'), str(tmp_path))
     with pytest.raises(Exception, match='simulated worker failure'):
         pipeline.run().wait_until_finish()
     assert glob.glob(str(tmp_path / 'alerts-*')) == []
@@ -164,7 +164,14 @@ def _construct(*args):
     pipeline = beam.Pipeline(options=options(*args))
     sinks.write_outputs(pipeline | 'Alerts' >> beam.Create(ALERTS), pipeline | 'Dead' >> beam.Create([]),
                         options(*args), '/nonexistent-output')
-    return {t.full_label for t in pipeline.transforms_stack[0].parts}, pipeline
+    labels = set()
+
+    def visit(node):
+        labels.add(node.full_label)
+        for part in node.parts:
+            visit(part)
+    visit(pipeline.transforms_stack[0])
+    return labels, pipeline
 
 
 def test_pubsub_sink_constructs():
@@ -172,13 +179,14 @@ def test_pubsub_sink_constructs():
         labels, _ = _construct('--sinks=pubsub', '--pubsub_topic=projects/my-project/topics/alerts')
     except RuntimeError as error:
         pytest.skip(str(error))
-    assert 'WritePubSub' in labels and 'ToPubSubMessage' in labels
+    assert 'WriteAlerts' in labels and 'WriteDeadLetters' in labels
+    assert 'WriteAlerts/WritePubSub' in labels and 'WriteAlerts/ToPubSubMessage' in labels
 
 
 @pytest.mark.skipif(not _has('google.cloud.bigquery'), reason="the gcp extra (google-cloud-bigquery) is absent")
 def test_bigquery_sink_constructs():
     labels, _ = _construct('--sinks=bigquery', '--bigquery_table=my-project:security.rare_runcommand_alerts')
-    assert 'WriteBigQuery' in labels
+    assert 'WriteAlerts/WriteBigQuery' in labels
 
 
 def test_gcp_sinks_need_their_target():

@@ -185,50 +185,77 @@ def _file_formats(sinks):
     return [name for name in ('jsonl', 'avro') if name in sinks]
 
 
+class WriteDeadLetterFiles(beam.PTransform):
+    """Dead letters -> ``dead_letter-*`` in each file format, counted per reason."""
+
+    def __init__(self, output_dir, formats):
+        super().__init__()
+        self._output_dir = output_dir
+        self._formats = formats
+
+    def expand(self, dead_letters):
+        counted = dead_letters | 'CountReasons' >> beam.ParDo(_CountReasons())
+        for fmt in self._formats:
+            if fmt == 'jsonl':
+                counted | 'Jsonl' >> WriteJsonLines(self._output_dir, 'dead_letter')
+            else:
+                counted | 'Avro' >> WriteAvro(self._output_dir, 'dead_letter', 'dead_letter.avsc', dead_letter_to_avro)
+        return beam.pvalue.PDone(dead_letters.pipeline)
+
+
+class WriteAlertSinks(beam.PTransform):
+    """Alerts -> every sink chosen (files, Sentinel, BigQuery, Pub/Sub)."""
+
+    def __init__(self, settings, sinks, output_dir):
+        super().__init__()
+        self._settings = settings
+        self._sinks = sinks
+        self._output_dir = output_dir
+
+    def expand(self, alerts):
+        settings, sinks, output_dir = self._settings, self._sinks, self._output_dir
+        if 'jsonl' in sinks:
+            alerts | 'Jsonl' >> WriteJsonLines(output_dir, 'alerts')
+        if 'avro' in sinks:
+            fields = _avro_fields(load_schema('alert.avsc'))
+            alerts | 'Avro' >> WriteAvro(output_dir, 'alerts', 'alert.avsc', lambda alert: alert_to_avro(alert, fields))
+        if 'sentinel' in sinks:
+            from transforms.logs_ingestion import TokenSource, WriteToLogsIngestion
+            rejected = alerts | 'Sentinel' >> WriteToLogsIngestion(
+                settings.dce_endpoint, settings.dcr_immutable_id, settings.dcr_stream_name,
+                TokenSource(settings.token_file, settings.token_env), use_gzip=settings.sentinel_gzip,
+                max_attempts=settings.sentinel_max_attempts)
+            (rejected
+             | 'CountSentinelRejects' >> beam.ParDo(_CountReasons('sentinel rejected: '))
+             | 'SentinelDeadLetters' >> WriteJsonLines(output_dir, 'sentinel_dead_letter'))
+        if 'bigquery' in sinks:
+            write_bigquery(alerts | 'BigQueryGlobalWindow' >> beam.WindowInto(
+                beam.transforms.window.GlobalWindows()), settings.bigquery_table)
+        if 'pubsub' in sinks:
+            write_pubsub(alerts, settings.pubsub_topic)
+        return beam.pvalue.PDone(alerts.pipeline)
+
+
 def write_outputs(alerts, dead_letters, options, output_dir):
     """Writes the alerts to every sink of ``--sinks`` and the dead letters to files; returns what was written.
 
-    Dead letters go to ``dead_letter-*`` in the chosen file formats (JSON lines when no file sink is
-    chosen); alerts that the Logs Ingestion API finally rejects go to ``sentinel_dead_letter-*.jsonl``
-    (whole alerts, for a replay). Returns ``{'alert_files': [globs], 'dead_letter_files': [globs]}``.
+    Stages ``WriteAlerts`` and ``WriteDeadLetters``. Dead letters go to ``dead_letter-*`` in the
+    chosen file formats (JSON lines when no file sink is chosen); alerts that the Logs Ingestion API
+    finally rejects go to ``sentinel_dead_letter-*.jsonl`` (whole alerts, for a replay). Returns
+    ``{'alert_files': [globs], 'dead_letter_files': [globs]}``. Raises ValueError for an unknown sink
+    or a sink without its target, before anything runs.
     """
     from pipelines.sink_options import SinkOptions, parse_sinks
     settings = options.view_as(SinkOptions)
     sinks = parse_sinks(settings.sinks)
     formats = _file_formats(sinks)
-    written = {'alert_files': [], 'dead_letter_files': []}
-
-    counted = dead_letters | 'CountDeadLetterReasons' >> beam.ParDo(_CountReasons())
-    for fmt in formats or ['jsonl']:
-        if fmt == 'jsonl':
-            counted | 'WriteDeadLettersJsonl' >> WriteJsonLines(output_dir, 'dead_letter')
-        else:
-            counted | 'WriteDeadLettersAvro' >> WriteAvro(output_dir, 'dead_letter', 'dead_letter.avsc',
-                                                          dead_letter_to_avro)
-        written['dead_letter_files'].append(FileSystems.join(output_dir, 'dead_letter-*.' + fmt))
-
-    for fmt in formats:
-        if fmt == 'jsonl':
-            alerts | 'WriteAlertsJsonl' >> WriteJsonLines(output_dir, 'alerts')
-        else:
-            fields = _avro_fields(load_schema('alert.avsc'))
-            alerts | 'WriteAlertsAvro' >> WriteAvro(output_dir, 'alerts', 'alert.avsc',
-                                                    lambda alert: alert_to_avro(alert, fields))
-        written['alert_files'].append(FileSystems.join(output_dir, 'alerts-*.' + fmt))
-
+    dead_formats = formats or ['jsonl']
+    dead_letters | 'WriteDeadLetters' >> WriteDeadLetterFiles(output_dir, dead_formats)
+    alerts | 'WriteAlerts' >> WriteAlertSinks(settings, sinks, output_dir)
+    written = {
+        'alert_files': [FileSystems.join(output_dir, 'alerts-*.' + fmt) for fmt in formats],
+        'dead_letter_files': [FileSystems.join(output_dir, 'dead_letter-*.' + fmt) for fmt in dead_formats],
+    }
     if 'sentinel' in sinks:
-        from transforms.logs_ingestion import TokenSource, WriteToLogsIngestion
-        rejected = alerts | 'WriteSentinel' >> WriteToLogsIngestion(
-            settings.dce_endpoint, settings.dcr_immutable_id, settings.dcr_stream_name,
-            TokenSource(settings.token_file, settings.token_env), use_gzip=settings.sentinel_gzip,
-            max_attempts=settings.sentinel_max_attempts)
-        (rejected
-         | 'CountSentinelRejects' >> beam.ParDo(_CountReasons('sentinel rejected: '))
-         | 'WriteSentinelDeadLetters' >> WriteJsonLines(output_dir, 'sentinel_dead_letter'))
         written['dead_letter_files'].append(FileSystems.join(output_dir, 'sentinel_dead_letter-*.jsonl'))
-    if 'bigquery' in sinks:
-        write_bigquery(alerts | 'BigQueryGlobalWindow' >> beam.WindowInto(
-            beam.transforms.window.GlobalWindows()), settings.bigquery_table)
-    if 'pubsub' in sinks:
-        write_pubsub(alerts, settings.pubsub_topic)
     return written
