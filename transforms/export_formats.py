@@ -516,9 +516,17 @@ def _is_multiline_document(head):
 def choose_format(input_format, file_name, head):
     """The reader (a key of FORMAT_READERS) of one file: detected, or forced by --input_format.
 
-    A JSON format whose first value spans several lines is read whole (``<format>+document``).
+    Detected JSON formats are all read by the ``jsonl`` reader: it sniffs the shape of every
+    object (`sniff_shape`), so a file mixing shapes is read right; a forced JSON format only
+    makes its shape the one of the objects that show none. A JSON file whose first value spans
+    several lines is read whole (``<format>+document``).
     """
-    fmt = detect_format(file_name, head) if input_format in (None, 'auto') else input_format
+    if input_format in (None, 'auto'):
+        fmt = detect_format(file_name, head)
+        if fmt in JSON_FORMATS:
+            fmt = 'jsonl'
+    else:
+        fmt = input_format
     if fmt in JSON_FORMATS and _is_multiline_document(head):
         return fmt + DOCUMENT_SUFFIX
     return fmt
