@@ -10,6 +10,7 @@ presence marks a complete output folder.
 """
 
 import importlib
+import importlib.util
 import json
 import os
 
@@ -129,18 +130,26 @@ def pubsub_attributes(alert):
                                             'QueryPeriodStart', 'QueryPeriodEnd') if alert.get(key) is not None}
 
 
-def _require_gcp(sink, module):
+def _gcp_available(module):
+    """Whether a Google Cloud client library is installed (without importing it)."""
     try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise RuntimeError(_GCP_HINT % sink) from error
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def _require_gcp(sink, client_module, beam_module):
+    """Beam's I/O module of a GCP sink, imported only now; a clear error when the gcp extra is missing."""
+    if not _gcp_available(client_module):
+        raise RuntimeError(_GCP_HINT % sink)
+    return importlib.import_module(beam_module)
 
 
 def write_bigquery(alerts, table):
     """Alerts -> BigQuery table (``beam.io.WriteToBigQuery``, created if needed, appended)."""
     if not table:
         raise ValueError('the bigquery sink needs --bigquery_table PROJECT:DATASET.TABLE')
-    _require_gcp('bigquery', 'google.cloud.bigquery')
+    _require_gcp('bigquery', 'google.cloud.bigquery', 'apache_beam.io.gcp.bigquery')
     return (
         alerts
         | 'ToBigQueryRow' >> beam.Map(bigquery_row)
@@ -154,7 +163,7 @@ def write_pubsub(alerts, topic):
     """Alerts -> one JSON message each on a Pub/Sub topic (``beam.io.WriteToPubSub``), with attributes."""
     if not topic:
         raise ValueError('the pubsub sink needs --pubsub_topic projects/PROJECT/topics/TOPIC')
-    pubsub = _require_gcp('pubsub', 'apache_beam.io.gcp.pubsub')
+    pubsub = _require_gcp('pubsub', 'google.cloud.pubsub', 'apache_beam.io.gcp.pubsub')
     message = pubsub.PubsubMessage
     return (
         alerts
