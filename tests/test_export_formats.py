@@ -1,7 +1,7 @@
 """Export formats: detection per file, the JSON shapes, and the real public samples.
 
 The samples in tests/data/samples are copied byte for byte from public repositories (see their
-SOURCES.md); the fixtures in tests/data/formats are built from the documentation (see README.md there).
+SOURCES.md); the other fixtures are built here from the documentation (tests/data/formats/README.md).
 """
 
 import gzip
