@@ -122,6 +122,25 @@ def test_choose_format_reads_pretty_documents_whole():
     assert export_formats.choose_format('defender_streaming', 'x.json', b'[\n') == 'defender_streaming+document'
     assert export_formats.choose_format('csv', 'x.json', b'{\n') == 'csv'
     assert 'jsonl+document' not in export_formats.LINE_FORMATS
+    # A broken first line does not make a JSON-lines file a document.
+    assert export_formats.choose_format('auto', 'x.json', b'{"a": tru\n{"a": 2}\n') == 'jsonl'
+    assert export_formats.choose_format('auto', 'x.json', b'{ "a": 1,\n  "b": 2 }\n') == 'jsonl+document'
+
+
+@pytest.mark.parametrize('name', ['azure_activity.csv', 'graph2otel_DeviceEvents_liveRecord.json'])
+def test_gzip_without_gz_name_is_detected_from_its_bytes(name, tmp_path):
+    path = os.path.join(SAMPLES, name)
+    table = AZURE_ACTIVITY if name.endswith('.csv') else DEVICE_EVENTS
+    expected, _, stats = read_file(path, table)
+    hidden = tmp_path / 'blob.bin'
+    with open(path, 'rb') as src, gzip.GzipFile(hidden, 'wb', mtime=0) as dst:
+        shutil.copyfileobj(src, dst)
+    assert export_formats.choose_format('auto', str(hidden), hidden.read_bytes()[:4096]) == 'gzip+auto'
+    assert read_file(str(hidden), table) == (expected, [], stats)
+    envelope = tmp_path / 'eh.bin'
+    with gzip.GzipFile(envelope, 'wb', mtime=0) as dst:
+        dst.write((json.dumps({'records': [AA_ROW, AA_ROW]}) + '\n').encode())
+    assert len(read_file(str(envelope), AZURE_ACTIVITY)[0]) == 2
 
 
 # ------------------------------------------------------------------------------------- JSON shapes

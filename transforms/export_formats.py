@@ -424,6 +424,29 @@ def read_csv(lines, stream=None, table=None, needles=None):
     return read_csv_export(lines, stream, table, needles)
 
 
+def _gzip_reader(input_format):
+    def read(lines, stream=None, table=None, needles=None):
+        import gzip
+        stream.seek(0)
+        inner = gzip.GzipFile(fileobj=stream, mode='rb')
+        head = inner.read(4096)
+        inner.seek(0)
+        fmt = choose_format(input_format, '', head)
+        if fmt.startswith(GZIP_PREFIX):
+            yield Undecodable({'offset': 0}, 'gzip inside gzip', b'')
+            return
+        inner_lines = LineReader(inner, 0, lambda offset: True, needles)
+        try:
+            yield from FORMAT_READERS[fmt](inner_lines, stream=inner, table=table, needles=needles)
+        except (OSError, EOFError) as error:  # corrupt or truncated gzip data
+            yield Undecodable({'line': inner_lines.lines_seen + 1}, 'bad gzip data: %s' % error, b'')
+        lines.lines_seen += inner_lines.lines_seen
+        lines.lines_produced += inner_lines.lines_produced
+    read.__name__ = 'read_gzip_' + input_format
+    return read
+
+
+GZIP_PREFIX = 'gzip+'
 JSON_FORMATS = {'jsonl': ROW, 'records': ENVELOPE, 'activity_log': ACTIVITY, 'defender_streaming': DEFENDER}
 DOCUMENT_SUFFIX = '+document'
 
@@ -436,6 +459,8 @@ FORMAT_READERS = {
     'csv': read_csv,
 }
 FORMAT_READERS.update({name + DOCUMENT_SUFFIX: _document_reader(shape) for name, shape in JSON_FORMATS.items()})
+FORMAT_READERS.update({GZIP_PREFIX + name: _gzip_reader(name)
+                       for name in ['auto', 'jsonl', 'records', 'activity_log', 'defender_streaming', 'eventhub_avro', 'csv']})
 LINE_FORMATS = frozenset(JSON_FORMATS)
 
 AVRO_MAGIC = b'Obj\x01'
@@ -505,11 +530,13 @@ def _is_multiline_document(head):
     newline = stripped.find(b'\n')
     if newline < 0:
         return False  # one long line, or a line longer than the head: JSON lines
-    first = stripped[:newline].rstrip(b'\r')
+    first = stripped[:newline].rstrip(b'\r').rstrip()
     try:
         json.loads(first.decode('utf-8'))
     except (ValueError, UnicodeDecodeError):
-        return True
+        # A value continued on the next line ends its first line with an opening bracket or a
+        # separator; a broken JSON line does not make the file a document.
+        return first[-1:] in (b'{', b'[', b',', b':')
     return False
 
 
@@ -521,6 +548,8 @@ def choose_format(input_format, file_name, head):
     makes its shape the one of the objects that show none. A JSON file whose first value spans
     several lines is read whole (``<format>+document``).
     """
+    if head.startswith(GZIP_MAGIC):
+        return GZIP_PREFIX + (input_format or 'auto')  # gzip without a .gz name: decompressed here
     if input_format in (None, 'auto'):
         fmt = detect_format(file_name, head)
         if fmt in JSON_FORMATS:
