@@ -33,7 +33,16 @@ PARAMETERS = {parameter['name']: parameter for parameter in METADATA['parameters
 SAMPLE_DIR = ROOT / 'pipelines' / 'sample_data'
 
 # Options of DetectionOptions deliberately not offered by the Flex Template, with the reason.
-NOT_TEMPLATE_PARAMETERS = {}
+_STREAMING = ('streaming run (with --streaming, Pub/Sub in and out): the Flex Template is the batch launch over '
+              'exports; a streaming template needs its own metadata and launch')
+NOT_TEMPLATE_PARAMETERS = {
+    'input_subscription_azure_activity': _STREAMING,
+    'input_subscription_device_file_events': _STREAMING,
+    'input_subscription_device_events': _STREAMING,
+    'allowed_lateness': _STREAMING,
+    'alerts_topic': _STREAMING,
+    'dead_letter_topic': _STREAMING,
+}
 
 
 def detection_help(capsys):
