@@ -79,6 +79,28 @@ class DetectionOptions(PipelineOptions):
             '--end', default=None,
             help='ISO 8601 end of a backfill: only windows ending at or before it are evaluated.')
 
+        stream = parser.add_argument_group('streaming (with Beam\'s --streaming)')
+        stream.add_argument(
+            '--input_subscription_azure_activity', default=None,
+            help='Pub/Sub subscription (projects/P/subscriptions/S) of AzureActivity messages, each holding '
+                 'any JSON shape of the batch formats (a row, a records envelope, an Activity Log record).')
+        stream.add_argument(
+            '--input_subscription_device_file_events', default=None,
+            help='Pub/Sub subscription of DeviceFileEvents messages.')
+        stream.add_argument(
+            '--input_subscription_device_events', default=None,
+            help='Pub/Sub subscription of DeviceEvents messages.')
+        stream.add_argument(
+            '--allowed_lateness', default='1h',
+            help='Kusto timespan: how long after a window\'s end late rows still re-evaluate it (default 1h); '
+                 'later rows go to the dead letter with reason "late".')
+        stream.add_argument(
+            '--alerts_topic', default=None,
+            help='Pub/Sub topic (projects/P/topics/T) receiving the alerts of a streaming run.')
+        stream.add_argument(
+            '--dead_letter_topic', default=None,
+            help='Pub/Sub topic receiving the dead letters of a streaming run.')
+
         outputs = parser.add_argument_group('outputs')
         outputs.add_argument(
             '--output_dir', default=None,

@@ -168,6 +168,41 @@ def build(pipeline, options):
     return alerts, all_dead_letters
 
 
+STREAM_OPTIONS = {AZURE_ACTIVITY: 'input_subscription_azure_activity',
+                  DEVICE_FILE_EVENTS: 'input_subscription_device_file_events',
+                  DEVICE_EVENTS: 'input_subscription_device_events'}
+
+
+def build_streaming(pipeline, options):
+    """Adds the streaming detection (Pub/Sub in, Pub/Sub out) to `pipeline`; returns (alerts, dead letters)."""
+    from transforms.stream_sources import ReadTableStream
+    from transforms.streaming import ALERTS, DEAD_LETTER, DetectInStream
+    detection = options.view_as(DetectionOptions)
+    rule = load_rule(detection.rule)
+    semantics = semantics_of(detection)
+    windows = query_windows(detection, rule)
+    missing = [name for name in STREAM_OPTIONS.values() if not getattr(detection, name)]
+    if missing:
+        raise ValueError('--streaming needs ' + ', '.join('--' + name for name in missing))
+    rows, dead_letters = [], []
+    for table, option in STREAM_OPTIONS.items():
+        read = pipeline | 'Stream' + table >> ReadTableStream(table, getattr(detection, option))
+        rows.append(read.rows)
+        dead_letters.append(read.dead_letter)
+    detected = (rows | 'FlattenTables' >> beam.Flatten()
+                | 'DetectInStream' >> DetectInStream(semantics, rule, windows,
+                                                     parse_timespan(detection.allowed_lateness)))
+    dead_letters.append(detected[DEAD_LETTER])
+    all_dead_letters = dead_letters | 'FlattenDeadLetters' >> beam.Flatten()
+    for name, pcoll, topic in (('Alerts', detected[ALERTS], detection.alerts_topic),
+                               ('DeadLetters', all_dead_letters, detection.dead_letter_topic)):
+        if topic:
+            (pcoll
+             | 'Encode' + name >> beam.Map(lambda record: json.dumps(record, ensure_ascii=False).encode('utf-8'))
+             | 'Publish' + name >> beam.io.WriteToPubSub(topic))
+    return detected[ALERTS], all_dead_letters
+
+
 def counters(result):
     """{namespace: {name: value}} of the run's committed counters."""
     summary = {}
@@ -208,6 +243,9 @@ def run(argv=None):
     if sample:
         logging.info('No input patterns given: running on the bundled sample day in %s', SAMPLE_DIR)
     pipeline = beam.Pipeline(options=options)
+    if standard.streaming:
+        build_streaming(pipeline, options)
+        return pipeline.run()
     build(pipeline, options)
     result = pipeline.run()
     result.wait_until_finish()

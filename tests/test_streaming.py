@@ -1,0 +1,174 @@
+"""Streaming: windows evaluated as the watermark passes, late rows within the allowed lateness,
+rows later than that, and the same alerts as the batch run over the same rows."""
+
+import collections
+import gzip
+import json
+import os
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import window
+from apache_beam.utils.timestamp import Timestamp
+
+from scenario import Tenant
+from transforms.ingest import typed_row
+from transforms.rule import load_rule
+from transforms.schema import TABLES
+from transforms.semantics import Semantics
+from transforms.streaming import ALERTS, DEAD_LETTER, WITHDRAWN, DetectInStream, evaluate_window
+from transforms.windows import QueryWindows, parse_timespan
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
+DAY = 86_400_000_000
+HOUR = 3_600_000_000
+MAY_1 = 1714521600 * 1_000_000  # 2024-05-01T00:00:00Z
+
+
+def typed(tenant):
+    return [(table, typed_row(table, row)) for table, rows in (
+        ('AzureActivity', tenant.activity), ('DeviceFileEvents', tenant.files), ('DeviceEvents', tenant.events))
+        for row in rows]
+
+
+def stamped(pairs):
+    return [window.TimestampedValue(pair, Timestamp(micros=pair[1]['TimeGenerated'])) for pair in pairs]
+
+
+def streaming_options():
+    options = PipelineOptions(['--runner=BundleBasedDirectRunner'])
+    options.view_as(StandardOptions).streaming = True
+    return options
+
+
+def test_on_time_late_within_lateness_and_too_late():
+    on_time, late, too_late = Tenant(), Tenant(), Tenant()
+    on_time.session(1, 10, 'vm1')
+    on_time.script(1, 10, 'vm1', 'script0.ps1', ['Get-Process'])
+    on_time.session(1, 11, 'vm2')
+    on_time.script(1, 11, 'vm2', 'script1.ps1', ['Get-Service'])
+    late._ids = 1000
+    # A late run of vm2's script on vm3: vm2's fingerprint is no longer unique (withdrawn),
+    # and a new unique script on vm4 alerts.
+    late.session(1, 12, 'vm3')
+    late.script(1, 12, 'vm3', 'script2.ps1', ['Get-Service'])
+    late.session(1, 13, 'vm4')
+    late.script(1, 13, 'vm4', 'script3.ps1', ['Get-Date'])
+    too_late._ids = 2000
+    too_late.session(1, 14, 'vm5')
+    too_late.script(1, 14, 'vm5', 'script4.ps1', ['Get-Random'])
+
+    stream = (TestStream()
+              .advance_watermark_to(Timestamp(micros=MAY_1))
+              .add_elements(stamped(typed(on_time)))
+              .advance_watermark_to(Timestamp(micros=MAY_1 + DAY + 1000))           # window closes on time
+              .add_elements(stamped(typed(late)))                               # late, within 1h
+              .advance_watermark_to(Timestamp(micros=MAY_1 + DAY + 2 * HOUR))   # past the lateness
+              .add_elements(stamped(typed(too_late)))
+              .advance_watermark_to_infinity())
+    windows = QueryWindows(DAY, DAY)
+    with beam.Pipeline(options=streaming_options()) as p:
+        out = p | stream | DetectInStream(Semantics.named('sentinel'), load_rule(), windows, HOUR)
+        alerts = out[ALERTS] | 'AlertKey' >> beam.Map(
+            lambda a: (a.get('AlertStatus', 'New'), a.get('QueryResult', {}).get('VirtualMachineName')))
+        assert_that(alerts, equal_to([('New', 'vm1'), ('New', 'vm2'), (WITHDRAWN, None), ('New', 'vm4')]),
+                    label='AlertsAsTheyChange')
+        late_rows = out[DEAD_LETTER] | 'LateKey' >> beam.Map(lambda d: (d['reason'], d['table']))
+        assert_that(late_rows, equal_to(
+            [('late', 'AzureActivity')] * 3 + [('late', 'DeviceFileEvents'), ('late', 'DeviceEvents')]),
+            label='TooLateRowsDeadLettered')
+
+
+def test_alert_ids_stay_the_same_across_late_firings():
+    first, late = Tenant(), Tenant()
+    first.session(1, 10, 'vm1')
+    first.script(1, 10, 'vm1', 'script0.ps1', ['Get-Process'])
+    late._ids = 1000
+    late.session(1, 12, 'vm2')
+    late.script(1, 12, 'vm2', 'script1.ps1', ['Get-Date'])
+    stream = (TestStream()
+              .advance_watermark_to(Timestamp(micros=MAY_1))
+              .add_elements(stamped(typed(first)))
+              .advance_watermark_to(Timestamp(micros=MAY_1 + DAY + 1000))
+              .add_elements(stamped(typed(late)))
+              .advance_watermark_to_infinity())
+    batch = {}
+    for tenant in (first, late):
+        for table, row in typed(tenant):
+            batch.setdefault(table, []).append(row)
+    from transforms.streaming import window_alerts
+    expected_ids = sorted(window_alerts(batch, Semantics.named('sentinel'), load_rule(), MAY_1, MAY_1 + DAY))
+    assert len(expected_ids) == 2
+    with beam.Pipeline(options=streaming_options()) as p:
+        out = p | stream | DetectInStream(Semantics.named('sentinel'), load_rule(), QueryWindows(DAY, DAY), HOUR)
+        # vm1's alert (Prevalence 100, then 50) is emitted once, with the id the batch gives it.
+        assert_that(out[ALERTS] | beam.Map(lambda a: a['SystemAlertId']), equal_to(expected_ids))
+
+
+def _golden_rows(case):
+    rows = []
+    for table in TABLES:
+        with gzip.open(os.path.join(GOLDEN, case['inputs'][table]), 'rt', encoding='utf-8') as handle:
+            rows.extend((table, typed_row(table, json.loads(line))) for line in handle if line.strip())
+    return rows
+
+
+with open(os.path.join(GOLDEN, 'cases.json'), encoding='utf-8') as _handle:
+    CASES = [c for c in json.load(_handle)['cases'] if not c.get('start') and not c.get('end')]
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c['name'] for c in CASES])
+def test_window_evaluation_equals_reference(case):
+    """The streaming evaluator, fed each window's rows, gives the reference rows of that window."""
+    offset = parse_timespan(case['offset']) if case.get('offset') not in (None, '0') else 0
+    windows = QueryWindows(parse_timespan(case['period']), parse_timespan(case['frequency']), offset)
+    by_window = collections.defaultdict(lambda: collections.defaultdict(list))
+    for table, row in _golden_rows(case):
+        if row['TimeGenerated'] is None:
+            continue
+        for start in windows.starts_covering(row['TimeGenerated']):
+            by_window[start][table].append(row)
+    from transforms.alerts import query_result
+    from transforms.ingest import format_datetime_us
+    got = collections.Counter()
+    for start, tables in by_window.items():
+        for row in evaluate_window(tables, Semantics.named('sentinel')):
+            result = query_result(row)
+            result['QueryPeriodStart'] = format_datetime_us(start)
+            result['QueryPeriodEnd'] = format_datetime_us(start + windows.period_us)
+            got[json.dumps(result, sort_keys=True)] += 1
+    with open(os.path.join(GOLDEN, case['expected']), encoding='utf-8') as handle:
+        want = collections.Counter(json.dumps(json.loads(line), sort_keys=True) for line in handle if line.strip())
+    assert got == want
+
+
+def test_finite_stream_gives_the_batch_alerts():
+    """The edge case streamed (rows in arrival order, the watermark following them) yields the
+    reference rows of the batch evaluation, window by window."""
+    case = next(c for c in CASES if c['name'] == 'edge_1d')
+    rows = sorted(_golden_rows(case), key=lambda pair: pair[1]['TimeGenerated'] or 0)
+    rows = [pair for pair in rows if pair[1]['TimeGenerated'] is not None]
+    stream = TestStream().advance_watermark_to(Timestamp(micros=rows[0][1]['TimeGenerated'] // 1000 * 1000))
+    day_start = None
+    for pair in rows:
+        day = pair[1]['TimeGenerated'] // DAY * DAY
+        if day_start is not None and day != day_start:
+            stream = stream.advance_watermark_to(Timestamp(micros=day))   # the previous day closes
+        day_start = day
+        stream = stream.add_elements(stamped([pair]))
+    # Past the last window's end and lateness before infinity: timers that fire only at infinity
+    # would emit after the assertion's own global window has closed.
+    stream = stream.advance_watermark_to(Timestamp(micros=day_start + DAY + 2 * HOUR))
+    stream = stream.advance_watermark_to_infinity()
+    with open(os.path.join(GOLDEN, case['expected']), encoding='utf-8') as handle:
+        want = [json.dumps(json.loads(line), sort_keys=True) for line in handle if line.strip()]
+    with beam.Pipeline(options=streaming_options()) as p:
+        out = p | stream | DetectInStream(Semantics.named('sentinel'), load_rule(), QueryWindows(DAY, DAY), HOUR)
+        got = out[ALERTS] | beam.Map(lambda a: json.dumps(dict(
+            a['QueryResult'], QueryPeriodStart=a['QueryPeriodStart'], QueryPeriodEnd=a['QueryPeriodEnd']),
+            sort_keys=True))
+        assert_that(got, equal_to(want))
+        assert_that(out[DEAD_LETTER], equal_to([]), label='NothingLate')
