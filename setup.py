@@ -11,8 +11,8 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=['pipelines', 'transforms'],
-    package_data={'pipelines': ['rule_metadata.yaml', 'sample_data/*']},
+    packages=['pipelines', 'transforms', 'schemas'],
+    package_data={'pipelines': ['rule_metadata.yaml', 'sample_data/*'], 'schemas': ['*.avsc', '*.json']},
     include_package_data=True,
     install_requires=[
         'apache-beam>=2.60,<3',
@@ -20,7 +20,7 @@ setuptools.setup(
         'pyyaml>=6',
     ],
     extras_require={
-        'test': ['pytest>=7', 'hypothesis>=6'],
+        'test': ['pytest>=7', 'hypothesis>=6', 'wheel'],
         'gcp': ['apache-beam[gcp]>=2.60,<3'],
         'bench': ['duckdb>=1.1'],
     },

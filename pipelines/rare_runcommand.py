@@ -10,6 +10,7 @@ Without input patterns it runs on the bundled sample day. This module only wires
 `transforms` together with the options of `pipelines.options`.
 """
 
+import argparse
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import DetectionOptions
+from pipelines.sink_options import SinkOptions
 from transforms import baseline, export_formats
 from transforms.alerts import ToAlerts
 from transforms.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
@@ -29,7 +31,8 @@ from transforms.script_cmdlets import ScriptCmdletEvents, ScriptCmdletLists
 from transforms.script_runs import RUNS, SCRIPTS, JoinScriptCmdlets
 from transforms.semantics import Semantics
 from transforms.sessions import RunCommandSessions
-from transforms.sinks import WriteJsonLines
+from transforms.run_report import write_run_report
+from transforms.sinks import WriteJsonLines, write_outputs
 from transforms.sources import ReadTable
 from transforms.window_summary import ALERTS, SummarizeWindows
 from transforms.windows import AssignQueryWindows, QueryWindows, parse_instant, parse_timespan
@@ -160,11 +163,10 @@ def build(pipeline, options):
             (sightings
              | 'SummarizeFingerprints' >> baseline.SummarizeFingerprints()
              | 'WriteRunFingerprints' >> WriteJsonLines(baseline.temporary_dir(output_dir), 'fingerprints'))
-    alerts | 'WriteAlerts' >> WriteJsonLines(output_dir, 'alerts')
     window_summary = dict(tables, **{ALERTS: alerts}) | 'SummarizeWindows' >> SummarizeWindows()
     window_summary | 'WriteWindowSummary' >> WriteJsonLines(output_dir, 'windows')
     all_dead_letters = dead_letters | 'FlattenDeadLetters' >> beam.Flatten()
-    all_dead_letters | 'WriteDeadLetters' >> WriteJsonLines(output_dir, 'dead_letter')
+    write_outputs(alerts, all_dead_letters, options, output_dir)
     return alerts, all_dead_letters
 
 
@@ -232,7 +234,22 @@ def print_summary(summary, output_dir, stream=sys.stdout):
     stream.write('\n'.join(lines) + '\n')
 
 
+def print_help(stream=sys.stdout):
+    """--help: the detection's own options (Beam's pipeline options are accepted too)."""
+    parser = argparse.ArgumentParser(
+        prog='python -m pipelines.rare_runcommand', description=__doc__.strip().splitlines()[0],
+        epilog="Beam's own pipeline options (--runner, --project, --region, --temp_location, --streaming, "
+               '--direct_running_mode, ...) are accepted as well.')
+    DetectionOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    SinkOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    parser.print_help(stream)
+
+
 def run(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if '-h' in argv or '--help' in argv:
+        print_help()
+        return None
     options = PipelineOptions(argv)
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
@@ -253,6 +270,8 @@ def run(argv=None):
     if detection.baseline_out:
         update_baseline(detection, load_rule(detection.rule), output_dir)
     summary = counters(result)
+    if options.view_as(SinkOptions).report:
+        write_run_report(summary, output_dir)
     print_summary(summary, output_dir)
     print_windows(output_dir)
     if sample:
