@@ -413,7 +413,7 @@ def summarise(runs, info):
 
 
 def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data_root=DEFAULT_DATA_ROOT,
-              work_dir=None, check_oracle=False, gzip=False, log=print, source_ref='HEAD'):
+              work_dir=None, check_oracle=False, gzip=False, log=print, source_ref='HEAD', full_repeat=None):
     """Runs the benchmark of one size and mix; returns the report (a JSON-ready dict)."""
     source, commit = snapshot_source(source_ref)
     log('pipeline source: %s (%s)' % (source, commit))
@@ -429,6 +429,8 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
     for round_number in range(repeat):
         shift = round_number % len(engines)
         for engine in engines[shift:] + engines[:shift]:
+            if full_repeat is not None and engine.startswith('beam-full') and round_number >= full_repeat:
+                continue
             result, result_rows = run_engine(engine, paths, work_dir, source)
             if reference is None and engine == 'duckdb':
                 reference = result_rows
@@ -469,6 +471,7 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
         'pipeline_commit': commit,
         'dataset': dict(info, directory=directory),
         'repeat': repeat,
+        'full_repeat': full_repeat,
         'engines': engines,
         'result_rows': len(reference),
         'summary': summary,
@@ -529,6 +532,8 @@ def main(argv=None):
     parser.add_argument('--days', type=int, default=7)
     parser.add_argument('--gzip', action='store_true', help='benchmark on .jsonl.gz inputs')
     parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--full-repeat', type=int, default=None,
+                        help='run the beam-full* engines in the first N rounds only (they are slow)')
     parser.add_argument('--engines', default=','.join(DEFAULT_ENGINES),
                         help='comma-separated, from: ' + ', '.join(ENGINES))
     parser.add_argument('--name', default=None, help='results/<name>.json (default: <mix>-<rows>)')
@@ -543,7 +548,8 @@ def main(argv=None):
     if unknown:
         parser.error('unknown engines: %s' % ', '.join(sorted(unknown)))
     report = benchmark(args.mix, args.rows, args.seed, args.days, args.repeat, engines, args.data_root,
-                       check_oracle=args.oracle, gzip=args.gzip, source_ref=args.source)
+                       check_oracle=args.oracle, gzip=args.gzip, source_ref=args.source,
+                       full_repeat=args.full_repeat)
     report['name'] = args.name or '%s-%d%s' % (args.mix, args.rows, '-gz' if args.gzip else '')
     report['command'] = 'python3 -m benchmarks.run_benchmark ' + ' '.join(argv)
     os.makedirs(RESULTS_DIR, exist_ok=True)

@@ -1,0 +1,83 @@
+"""Smoke test of benchmarks/run_benchmark.py on a few hundred generated rows.
+
+Runs the benchmark's own functions (generation with its cache, the pipeline as a child process with
+``--scan full`` and ``--scan relevant``, DuckDB on benchmarks/duckdb_detection.sql, the comparison
+of result rows and the report) and checks that the pipeline's alerts equal the SQL's rows. No
+timing is asserted. Skipped when duckdb (the ``bench`` extra) is not installed.
+"""
+
+import json
+import os
+
+import pytest
+
+duckdb = pytest.importorskip('duckdb')
+
+from benchmarks import run_benchmark as bench  # noqa: E402  (after the skip)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('bench-data'))
+    directory, info = bench.ensure_dataset(root, 'dense', 600, seed=3, days=2, log=lambda *_: None)
+    return root, directory, info
+
+
+def test_generation_is_cached(dataset):
+    root, directory, info = dataset
+    assert info['total_rows'] > 300
+    assert set(bench.table_paths(directory)) == set(bench.TABLE_FILES)
+    again, info_again = bench.ensure_dataset(root, 'dense', 600, seed=3, days=2, log=lambda *_: None)
+    assert again == directory and info_again == info
+
+
+def test_duckdb_sql_finds_alerts(dataset):
+    _, directory, _ = dataset
+    rows = bench.duckdb_rows(bench.table_paths(directory))
+    assert rows, 'the dense mix should raise alerts'
+    assert set(bench.RESULT_COLUMNS) <= set(rows[0])
+    assert all(row['QueryPeriodEnd'] > row['QueryPeriodStart'] for row in rows)
+
+
+@pytest.mark.parametrize('engine', ['beam-relevant', 'beam-full'])
+def test_pipeline_alerts_equal_duckdb_rows(dataset, tmp_path, engine):
+    _, directory, _ = dataset
+    paths = bench.table_paths(directory)
+    expected = bench.duckdb_rows(paths)
+    result, rows = bench.run_engine(engine, paths, str(tmp_path))
+    equal, description = bench.compare(expected, rows)
+    assert equal, description
+    assert result['wall_s'] > 0 and result['peak_rss_mb'] > 0
+    counters = result['counters']
+    assert counters['alerts'] == len(rows)
+
+
+def test_benchmark_report(dataset, tmp_path):
+    root, _, info = dataset
+    report = bench.benchmark('dense', 600, seed=3, days=2, repeat=1, engines=['duckdb', 'beam-relevant'],
+                             data_root=root, work_dir=str(tmp_path), log=lambda *_: None, source_ref='.')
+    assert report['mismatches'] == 0
+    summary = report['summary']
+    assert set(summary) == {'duckdb', 'beam-relevant'}
+    assert summary['beam-relevant']['ratio_to_duckdb'] > 0
+    assert summary['duckdb']['rows_per_s'] > 0
+    report['name'] = 'smoke'
+    json.dumps(report)  # JSON-ready
+    assert 'smoke' in bench.format_table(report)
+
+
+def test_compare_normalises_datetimes_and_prevalence():
+    row = {'timestamp': '2024-03-01T06:16:29.4289583Z', 'StartTime': '2024-03-01T06:16:29.428958Z',
+           'EndTime': '2024-03-01T08:16:29.428958+02:00', 'Prevalence': 100 / 3,
+           'PowershellScriptCommands': ['A'], 'Scope': '/s'}
+    other = dict(row, timestamp='2024-03-01T06:16:29.428958Z', EndTime='2024-03-01T06:16:29.428958Z',
+                 Prevalence=33.33333333333)
+    assert bench.compare([row], [other])[0]
+    assert not bench.compare([row], [other, other])[0]
+    assert not bench.compare([row], [dict(other, Prevalence=33.3334)])[0]
+
+
+def test_sql_file_is_present():
+    assert os.path.exists(bench.SQL_PATH)
