@@ -26,6 +26,7 @@ from transforms.alerts import ToAlerts
 from transforms.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
 from transforms.fingerprints import UniqueFingerprints
 from transforms.rule import load_rule
+from transforms.relevance import RelevantTo
 from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
 from transforms.script_cmdlets import ScriptCmdletEvents, ScriptCmdletLists
 from transforms.script_runs import RUNS, SCRIPTS, JoinScriptCmdlets
@@ -140,14 +141,16 @@ def build(pipeline, options):
     patterns, _ = resolve_inputs(detection)
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
 
-    tables, dead_letters = {}, []
+    tables, dead_letters, row_counts = {}, [], {}
     for table in TABLES:
         needles = None
         if detection.scan == 'relevant':
             needles = export_formats.relevance_needles(table, semantics.process_names)
-        read = pipeline | 'Read' + table >> ReadTable(table, patterns[table], detection.input_format, needles)
-        tables[table] = read.rows | 'Window' + table >> AssignQueryWindows(table, windows)
+        read = pipeline | 'Read' + table >> ReadTable(
+            table, patterns[table], detection.input_format, needles, RelevantTo(table, semantics), windows)
+        tables[table] = read.rows | 'Window' + table >> AssignQueryWindows(table, windows, rows_in_range=True)
         dead_letters.append(read.dead_letter)
+        row_counts[table] = read.window_counts
 
     detected = tables | 'DetectUniqueScripts' >> DetectUniqueScripts(semantics)
     alerts = detected[RESULTS] | 'ToAlerts' >> ToAlerts(rule, semantics.name)
@@ -163,7 +166,7 @@ def build(pipeline, options):
             (sightings
              | 'SummarizeFingerprints' >> baseline.SummarizeFingerprints()
              | 'WriteRunFingerprints' >> WriteJsonLines(baseline.temporary_dir(output_dir), 'fingerprints'))
-    window_summary = dict(tables, **{ALERTS: alerts}) | 'SummarizeWindows' >> SummarizeWindows()
+    window_summary = dict(row_counts, **{ALERTS: alerts}) | 'SummarizeWindows' >> SummarizeWindows()
     window_summary | 'WriteWindowSummary' >> WriteJsonLines(output_dir, 'windows')
     all_dead_letters = dead_letters | 'FlattenDeadLetters' >> beam.Flatten()
     write_outputs(alerts, all_dead_letters, options, output_dir)
@@ -224,9 +227,11 @@ def print_summary(summary, output_dir, stream=sys.stdout):
     lines = ['', 'Run summary']
     for table in TABLES:
         values = summary.get(table, {})
-        lines.append('  %-17s read %9d  parsed %9d  dead-lettered %6d  skipped %9d  outside range %d' % (
-            table, values.get('read', 0), values.get('parsed', 0), values.get('dead_lettered', 0),
-            values.get('skipped_irrelevant', 0), values.get('outside_range', 0)))
+        lines.append('  %-17s read %9d  parsed %9d  dead-lettered %6d  prefilter-skipped %9d  '
+                     'outside range %6d  relevant %7d' % (
+                         table, values.get('read', 0), values.get('parsed', 0), values.get('dead_lettered', 0),
+                         values.get('skipped_irrelevant', 0), values.get('outside_range', 0),
+                         values.get('relevant', 0)))
     detection = summary.get('detection', {})
     for name in ('sessions', 'joined_rows', 'scripts', 'run_command_data', 'alerts'):
         lines.append('  %-17s %d' % (name, detection.get(name, 0)))

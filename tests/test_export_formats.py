@@ -23,13 +23,14 @@ FIXTURES = os.path.join(HERE, 'data', 'formats')
 
 
 def read_file(path, table, input_format='auto', needles=None):
-    """(typed rows, dead letters, stats) of one file, through ExportSource as the pipeline reads it."""
+    """(typed rows, dead letters, [(records read, records skipped by the prefilter)]) of one file,
+    through ExportSource as the pipeline reads it."""
     source = ExportSource(path, table, input_format, needles)
     compressed = path.endswith('.gz')  # Beam reads a compressed file unsplit, to OFFSET_INFINITY
     stop = OffsetRangeTracker.OFFSET_INFINITY if compressed else os.path.getsize(path)
     items = list(source.read_records(path, OffsetRangeTracker(0, stop)))
     return ([v for k, v in items if k == ROWS], [v for k, v in items if k == DEAD_LETTER],
-            [v for k, v in items if k == STATS])
+            [(v['read'], v['skipped_irrelevant']) for k, v in items if k == STATS])
 
 
 # ------------------------------------------------------------------------------------------ samples

@@ -23,6 +23,7 @@ from transforms.ingest import typed_row
 ROWS = 'rows'
 DEAD_LETTER = 'dead_letter'
 STATS = 'stats'
+WINDOW_COUNTS = 'window_counts'
 HEAD_BYTES = 4096
 
 
@@ -30,14 +31,20 @@ class ExportSource(filebasedsource.FileBasedSource):
     """Typed rows (main output) and dead letters (tagged ``DEAD_LETTER``) of one table's exports.
 
     Every produced element is ``(kind, value)`` with kind ``ROWS``, ``DEAD_LETTER`` or, once per
-    file range read, ``STATS`` with (records passed over, records skipped by the prefilter).
+    file range read, ``STATS``: a dict of counts (``read``: records passed over, ``skipped_irrelevant``:
+    skipped by the prefilter, ``parsed``: valid rows, ``outside_range``: rows outside --start/--end,
+    ``windows``: {query window: rows}). With `windows`, rows that no window in range holds are
+    counted and dropped, and the others are counted per query window; with `keep`, only the rows
+    it accepts are produced (after being parsed, validated and counted).
     """
 
-    def __init__(self, pattern, table, input_format='auto', needles=None):
+    def __init__(self, pattern, table, input_format='auto', needles=None, keep=None, windows=None):
         super().__init__(pattern, compression_type=CompressionTypes.AUTO, splittable=True, validate=False)
         self._table = table
         self._input_format = input_format
         self._needles = needles
+        self._keep = keep
+        self._windows = windows
 
     def read_records(self, file_name, range_tracker):
         start = range_tracker.start_position()
@@ -53,6 +60,8 @@ class ExportSource(filebasedsource.FileBasedSource):
                 claim = range_tracker.try_claim
             lines = export_formats.LineReader(stream, start, claim, self._needles)
             decoder = export_formats.FORMAT_READERS[fmt]
+            keep, windows = self._keep, self._windows
+            per_window, outside, parsed = {}, 0, 0
             for item in decoder(lines, stream=stream, table=self._table, needles=self._needles):
                 if isinstance(item, export_formats.Undecodable):
                     yield DEAD_LETTER, reasons.dead_letter(
@@ -64,8 +73,18 @@ class ExportSource(filebasedsource.FileBasedSource):
                         self._table, file_name, item.position, reasons.NO_TIME,
                         export_formats.json.dumps(item.row, ensure_ascii=False))
                     continue
-                yield ROWS, row
-            yield STATS, (lines.lines_seen, lines.lines_seen - lines.lines_produced)
+                parsed += 1
+                if windows is not None:
+                    labels = windows.windows_in_range(row['TimeGenerated'])
+                    if not labels:
+                        outside += 1
+                        continue
+                    for label in labels:
+                        per_window[label] = per_window.get(label, 0) + 1
+                if keep is None or keep(row):
+                    yield ROWS, row
+            yield STATS, {'read': lines.lines_seen, 'skipped_irrelevant': lines.lines_seen - lines.lines_produced,
+                          'parsed': parsed, 'outside_range': outside, 'windows': per_window}
 
 
 class _SplitRowsFromDeadLetters(beam.DoFn):
@@ -79,19 +98,24 @@ class _SplitRowsFromDeadLetters(beam.DoFn):
         self._parsed = Metrics.counter(self._table, 'parsed')
         self._dead = Metrics.counter(self._table, 'dead_lettered')
         self._skipped = Metrics.counter(self._table, 'skipped_irrelevant')
+        self._outside = Metrics.counter(self._table, 'outside_range')
+        self._relevant = Metrics.counter(self._table, 'relevant')
 
     def process(self, element):
         kind, value = element
         if kind == ROWS:
-            self._parsed.inc()
+            self._relevant.inc()
             yield window.TimestampedValue(value, Timestamp(micros=value['TimeGenerated']))
         elif kind == DEAD_LETTER:
             self._dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, value)
         else:
-            seen, skipped = value
-            self._read.inc(seen)
-            self._skipped.inc(skipped)
+            self._read.inc(value['read'])
+            self._skipped.inc(value['skipped_irrelevant'])
+            self._parsed.inc(value['parsed'])
+            self._outside.inc(value['outside_range'])
+            for label, count in value['windows'].items():
+                yield beam.pvalue.TaggedOutput(WINDOW_COUNTS, (label, count))
 
 
 def matches_any_file(pattern):
@@ -105,23 +129,28 @@ def matches_any_file(pattern):
 class ReadTable(beam.PTransform):
     """A file pattern of one table's exports -> timestamped typed rows, plus dead letters.
 
-    Returns a ``DoOutputsTuple`` with ``.rows`` (each element timestamped with its TimeGenerated)
-    and ``.dead_letter``. A pattern that matches no file reads as an empty table.
+    Returns a ``DoOutputsTuple`` with ``.rows`` (each element timestamped with its TimeGenerated),
+    ``.dead_letter`` and ``.window_counts`` (((start, end) in microseconds, rows) per query window,
+    when `windows` is given). A pattern that matches no file reads as an empty table. `needles`,
+    `keep` and `windows`: see `ExportSource`.
     """
 
-    def __init__(self, table, pattern, input_format='auto', needles=None):
+    def __init__(self, table, pattern, input_format='auto', needles=None, keep=None, windows=None):
         super().__init__(label=None)
         self._table = table
         self._pattern = pattern
         self._input_format = input_format
         self._needles = needles
+        self._keep = keep
+        self._windows = windows
 
     def expand(self, pbegin):
         if self._pattern and matches_any_file(self._pattern):
             records = pbegin | 'ReadExports' >> beam.io.Read(
-                ExportSource(self._pattern, self._table, self._input_format, self._needles))
+                ExportSource(self._pattern, self._table, self._input_format, self._needles, self._keep,
+                             self._windows))
         else:
             logging.warning('%s: no file matches %r; the table is read as empty.', self._table, self._pattern)
             records = pbegin | 'NoExports' >> beam.Create([])
         return records | 'SplitDeadLetters' >> beam.ParDo(
-            _SplitRowsFromDeadLetters(self._table)).with_outputs(DEAD_LETTER, main=ROWS)
+            _SplitRowsFromDeadLetters(self._table)).with_outputs(DEAD_LETTER, WINDOW_COUNTS, main=ROWS)

@@ -37,21 +37,13 @@ from transforms.ingest import format_datetime_us
 from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
 from transforms.script_cmdlets import CmdletListCombineFn, _to_script, script_cmdlet
 from transforms.script_runs import RUNS, SCRIPTS, join_on_file_name, join_on_vm_and_time
+from transforms.relevance import is_relevant
 from transforms.sessions import SessionCombineFn, is_run_command_on_vm, session_key, to_session
 from transforms.file_joins import host_name
 
 ALERTS = 'alerts'
 DEAD_LETTER = 'dead_letter'
 WITHDRAWN = 'Withdrawn'
-
-
-def is_relevant(table, row, semantics):
-    """Whether a row can take part in any result (the first predicate of its table's stage)."""
-    if table == AZURE_ACTIVITY:
-        return is_run_command_on_vm(row, semantics)
-    if table == DEVICE_FILE_EVENTS:
-        return is_script_file_write(row, semantics)
-    return script_cmdlet(row, semantics) is not None
 
 
 def _combine_per_key(keyed, combine_fn):

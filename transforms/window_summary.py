@@ -7,17 +7,9 @@ alerts is reported with ``alerts: 0``.
 import apache_beam as beam
 from apache_beam.transforms import window
 
-from transforms.windows import window_label
+from transforms.ingest import format_datetime_us
 
 ALERTS = 'alerts'
-
-
-class _LabelWithWindow(beam.DoFn):
-    def __init__(self, name):
-        self._name = name
-
-    def process(self, count, beam_window=beam.DoFn.WindowParam):
-        yield window_label(beam_window), {self._name: count}
 
 
 def _merge_counts(counts):
@@ -36,9 +28,10 @@ def _to_record(label, counts, names):
 
 
 class SummarizeWindows(beam.PTransform):
-    """{table: windowed rows, 'alerts': alerts} -> one record per window with the count of each.
+    """{table: ((start, end), rows) counts, 'alerts': alerts} -> one record per window with the count of each.
 
-    Rows are counted per Beam window; alerts per the query window they name (``QueryPeriodStart``,
+    Row counts come from the read step (`transforms.sources.ReadTable(...).window_counts`), in
+    microseconds; alerts are counted per the query window they name (``QueryPeriodStart``,
     ``QueryPeriodEnd``), whatever window they are in.
     """
 
@@ -53,8 +46,8 @@ class SummarizeWindows(beam.PTransform):
                 continue
             counts.append(
                 named[name]
-                | 'Count' + name >> beam.CombineGlobally(beam.combiners.CountCombineFn()).without_defaults()
-                | 'Label' + name >> beam.ParDo(_LabelWithWindow(name))
+                | 'Label' + name >> beam.MapTuple(
+                    lambda bounds, count, name=name: (tuple(map(format_datetime_us, bounds)), {name: count}))
                 | 'GlobalWindow' + name >> beam.WindowInto(window.GlobalWindows()))
         return (
             counts

@@ -88,6 +88,10 @@ class QueryWindows:
         last = (time_us - self.offset_us) // self.frequency_us
         return [self.offset_us + k * self.frequency_us for k in range(first, last + 1)]
 
+    def windows_in_range(self, time_us):
+        """(start, end) of every window inside --start/--end that holds `time_us`."""
+        return [(s, s + self.period_us) for s in self.starts_covering(time_us) if self.in_range(s, s + self.period_us)]
+
     def evaluates(self, time_us):
         """Whether a row at `time_us` belongs to at least one window inside --start/--end."""
         return any(self.in_range(s, s + self.period_us) for s in self.starts_covering(time_us))
@@ -126,20 +130,25 @@ class _KeepRowsInRange(beam.DoFn):
 
 
 class AssignQueryWindows(beam.PTransform):
-    """Timestamped rows -> the same rows in every query window covering them, inside --start/--end."""
+    """Timestamped rows -> the same rows in every query window covering them, inside --start/--end.
 
-    def __init__(self, table, windows):
+    `rows_in_range`: the rows were already limited to --start/--end (and counted) by the read step.
+    """
+
+    def __init__(self, table, windows, rows_in_range=False):
         super().__init__()
         self._table = table
         self._windows = windows
+        self._rows_in_range = rows_in_range
 
     def expand(self, rows):
         windows = self._windows
         if windows.start_us is None and windows.end_us is None:
             return rows | 'WindowIntoQueryPeriods' >> beam.WindowInto(windows.window_fn())
+        if not self._rows_in_range:
+            rows = rows | 'KeepRowsInRange' >> beam.ParDo(_KeepRowsInRange(self._table, windows))
         return (
             rows
-            | 'KeepRowsInRange' >> beam.ParDo(_KeepRowsInRange(self._table, windows))
             | 'WindowIntoQueryPeriods' >> beam.WindowInto(windows.window_fn())
             | 'KeepWindowsInRange' >> beam.Filter(
                 lambda row, w=beam.DoFn.WindowParam: windows.in_range(*window_bounds(w))))
