@@ -520,10 +520,34 @@ def format_table(report):
     return '\n'.join(lines)
 
 
+def markdown_table(reports):
+    """A Markdown table of the medians of several reports (``run_benchmark table results/*.json``)."""
+    lines = ['| data set | rows | MB | engine | runs | wall s (median) | CPU s | rows/s | MB/s | peak RSS MB '
+             '(largest process) | peak RSS MB (process tree) | wall ratio pipeline / DuckDB | CPU ratio | result rows equal |',
+             '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
+    for report in reports:
+        data = report['dataset']
+        duck_cpu = report['summary'].get('duckdb', {}).get('cpu_s_median')
+        for engine, values in report['summary'].items():
+            cpu_ratio = '%.1f' % (values['cpu_s_median'] / duck_cpu) if duck_cpu and engine != 'duckdb' else '-'
+            checks = report['correctness_vs_duckdb'].get(engine, [])
+            equal = all(not c.startswith('DIFFERENT') for c in checks)
+            lines.append('| %s | %d | %.0f | %s | %d | %.2f | %.2f | %d | %.1f | %.0f | %.0f | %s | %s | %s |' % (
+                data['mix'], data['total_rows'], data['total_bytes'] / 1e6, engine, values['runs'],
+                values['wall_s_median'], values['cpu_s_median'], values['rows_per_s'], values['mb_per_s'],
+                values['peak_rss_mb_median'], values['peak_tree_rss_mb_median'],
+                values.get('ratio_to_duckdb', '-'), cpu_ratio,
+                ('yes (%d rows)' % report['result_rows']) if equal else 'NO'))
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == 'duckdb-run':
         return _duckdb_run(argv[1:])
+    if argv and argv[0] == 'table':
+        print(markdown_table([json.load(open(path, encoding='utf-8')) for path in argv[1:]]))
+        return 0
     parser = argparse.ArgumentParser(prog='python3 -m benchmarks.run_benchmark',
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('--mix', choices=('realistic', 'dense'), default='realistic')

@@ -15,8 +15,6 @@ duckdb = pytest.importorskip('duckdb')
 
 from benchmarks import run_benchmark as bench  # noqa: E402  (after the skip)
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory):
@@ -41,6 +39,7 @@ def test_duckdb_sql_finds_alerts(dataset):
     assert all(row['QueryPeriodEnd'] > row['QueryPeriodStart'] for row in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('engine', ['beam-relevant', 'beam-full'])
 def test_pipeline_alerts_equal_duckdb_rows(dataset, tmp_path, engine):
     _, directory, _ = dataset
@@ -54,6 +53,7 @@ def test_pipeline_alerts_equal_duckdb_rows(dataset, tmp_path, engine):
     assert counters['alerts'] == len(rows)
 
 
+@pytest.mark.slow
 def test_benchmark_report(dataset, tmp_path):
     root, _, info = dataset
     report = bench.benchmark('dense', 600, seed=3, days=2, repeat=1, engines=['duckdb', 'beam-relevant'],
@@ -81,3 +81,21 @@ def test_compare_normalises_datetimes_and_prevalence():
 
 def test_sql_file_is_present():
     assert os.path.exists(bench.SQL_PATH)
+
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
+
+
+@pytest.mark.parametrize('data_set, case, period_us, offset_us', [
+    ('edge', 'edge_1d', bench.DAY_US, 0),
+    ('realistic_small', 'realistic_small', bench.DAY_US, 0),
+    ('dense_2d', 'dense_1d', bench.DAY_US, 0),
+    ('dense_2d', 'offset_12h', bench.DAY_US // 2, bench.DAY_US // 4),
+])
+def test_duckdb_sql_matches_the_oracle_golden_results(data_set, case, period_us, offset_us):
+    expected_path = os.path.join(GOLDEN, case, 'expected.jsonl')
+    if not os.path.exists(expected_path):
+        pytest.skip('golden case %s not present' % case)
+    rows = bench.duckdb_rows(bench.table_paths(os.path.join(GOLDEN, 'data', data_set)), period_us, offset_us)
+    equal, description = bench.compare(bench.read_jsonl(expected_path), rows)
+    assert equal, description
