@@ -272,6 +272,9 @@ def _json_line_reader(default):
             value, reason = _decode_object(line)
             if reason:
                 yield Undecodable(position, reason, line)
+            elif (default == ROW and 'TimeGenerated' in value and 'properties' not in value
+                  and 'Type' not in value and '$table' not in value):
+                yield Decoded(position, value)  # a plain row: what record_rows would decide, sooner
             else:
                 yield from record_rows(value, table, default, position)
     read.__name__ = 'read_' + default
@@ -561,26 +564,81 @@ def choose_format(input_format, file_name, head):
     return fmt
 
 
+class _Found(NamedTuple):
+    begin: int
+    finish: int
+
+    def start(self):
+        return self.begin
+
+    def end(self):
+        return self.finish
+
+
+class LiteralNeedles:
+    """A byte-literal search with the `search(data, pos)` interface of a compiled bytes regex.
+
+    `folded` literals match ignoring ASCII case (as ``(?i:...)`` does on bytes), `exact` literals as
+    they are. Much faster than a case-insensitive regex: each literal is found with ``bytes.find``
+    in the block (lower-cased once per block for the folded ones), and the next occurrence of every
+    literal is remembered while the reader walks forward through the same block.
+    """
+
+    def __init__(self, folded=(), exact=()):
+        self.folded = tuple(literal.lower() for literal in folded)
+        self.exact = tuple(exact)
+        self._reset(None)
+
+    def _reset(self, data):
+        self._data = data
+        self._lower = None
+        self._next = {}
+
+    def __getstate__(self):
+        return {'folded': self.folded, 'exact': self.exact}
+
+    def __setstate__(self, state):
+        self.folded, self.exact = state['folded'], state['exact']
+        self._reset(None)
+
+    def search(self, data, pos=0):
+        if data is not self._data:
+            self._reset(data)
+            if self.folded:
+                self._lower = data.lower()
+        best = None
+        for haystack, literals in ((data, self.exact), (self._lower, self.folded)):
+            for literal in literals:
+                cached = self._next.get(literal)
+                # A cached find from `start` still answers for `pos` >= start unless it lies before pos.
+                if cached is not None and cached[0] <= pos and (cached[1] == -1 or cached[1] >= pos):
+                    found = cached[1]
+                else:
+                    found = haystack.find(literal, pos)
+                    self._next[literal] = (pos, found)
+                if found != -1 and (best is None or found < best[0]):
+                    best = (found, found + len(literal))
+        return _Found(*best) if best else None
+
+
 def relevance_needles(table, process_names=()):
-    """A bytes regex that every line relevant to the rule for `table` matches.
+    """A byte-literal search (`LiteralNeedles`) that every record relevant to the rule for `table` matches.
 
     Exact by construction: it matches the case-insensitive literal that the rule's filters
     require, or any JSON ``\\u`` escape (which could spell that literal in another way).
     The same holds for every format: the literal is in the bytes of the record whatever its
     shape (CSV only doubles quotes; the Activity Log's operationName, a Defender record's
-    properties and an Avro event's Body carry it as is), so the regex is applied to a JSON line
+    properties and an Avro event's Body carry it as is), so the search is applied to a JSON line
     (an envelope passes if any of its records could match), a CSV record's cells, a JSON
     document, or an Avro event's Body.
     """
     from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
-    escape = rb'\\u'
+    escape = b'\\u'
     if table == AZURE_ACTIVITY:
-        literals = [rb'(?i:runcommand)']
-    elif table == DEVICE_FILE_EVENTS:
-        names = [re.escape(name.encode('utf-8')) for name in process_names] or [rb'runcommandextension']
-        literals = [rb'(?i:' + b'|'.join(names) + rb')']
-    elif table == DEVICE_EVENTS:
-        literals = [rb'-File']
-    else:
-        raise ValueError(table)
-    return re.compile(b'|'.join(literals + [escape]))
+        return LiteralNeedles(folded=[b'runcommand'], exact=[escape])
+    if table == DEVICE_FILE_EVENTS:
+        names = [name.encode('utf-8') for name in process_names] or [b'runcommandextension']
+        return LiteralNeedles(folded=names, exact=[escape])
+    if table == DEVICE_EVENTS:
+        return LiteralNeedles(exact=[b'-File', escape])
+    raise ValueError(table)

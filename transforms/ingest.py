@@ -162,6 +162,20 @@ def to_dynamic(value):
 _CONVERTERS = {STRING: to_string, DATETIME: to_datetime_us, LONG: to_long, DYNAMIC: to_dynamic}
 
 
+_PLANS = {table: tuple((column, kind, _CONVERTERS[kind]) for column, kind in columns.items())
+          for table, columns in COLUMNS.items()}
+
+
 def typed_row(table, raw):
     """The typed row of `table` (the columns of `transforms.schema`) from a decoded export row."""
-    return {column: _CONVERTERS[kind](raw.get(column)) for column, kind in COLUMNS[table].items()}
+    row = {}
+    get = raw.get
+    for column, kind, convert in _PLANS[table]:
+        value = get(column)
+        if kind is STRING and value.__class__ is str:
+            row[column] = value
+        elif column == 'Timestamp' and value is not None and value == get('TimeGenerated'):
+            row[column] = row['TimeGenerated']  # Defender rows: usually the same text, parsed once
+        else:
+            row[column] = convert(value)
+    return row

@@ -16,6 +16,7 @@ from transforms import kql
 from transforms.dedup import DropDuplicateRecords
 from transforms.schema import DEVICE_EVENTS
 from transforms.file_joins import host_name, vm_join_key
+from transforms.fingerprints import sentinel_fingerprint
 
 POWERSHELL_COMMAND = 'PowerShellCommand'
 
@@ -81,6 +82,8 @@ def _to_script(key, summary):
         'PowershellExecStartTime': start,
         'PowershellExecEnd': end,
         'PowershellScriptCommands': cmdlets,
+        # Computed once per list here rather than once per joined row.
+        'ScriptFingerprintHash': sentinel_fingerprint(cmdlets),
     }
 
 

@@ -43,8 +43,7 @@ def join_on_file_name(_, grouped):
         return
     for run in grouped[RUNS]:
         for script in scripts:
-            cmdlets = script['PowershellScriptCommands']
-            yield run_command_data(run, script, cmdlets, fingerprints.sentinel_fingerprint(cmdlets))
+            yield run_command_data(run, script, script['PowershellScriptCommands'], script['ScriptFingerprintHash'])
 
 
 def join_on_vm_and_time(_, grouped, tolerance_us):
