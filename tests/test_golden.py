@@ -71,3 +71,41 @@ def test_alert_ids_are_deterministic_and_unique(tmp_path):
     ids = [a['SystemAlertId'] for a in first]
     assert sorted(ids) == sorted(a['SystemAlertId'] for a in second)
     assert len(set(ids)) == len(ids)
+
+
+BAD_LINES = [
+    (b'not json at all', 'not JSON'),
+    (b'[{"TimeGenerated": "2024-03-01T10:00:00Z"}]', 'not a JSON object'),
+    (b'{"TimeGenerated": "2024-03-01T10:00:00Z", "Caller": "\xff\xfe"}', 'invalid UTF-8'),
+    (b'{"TimeGenerated": "yesterday", "OperationNameValue": "x"}', 'TimeGenerated missing or unparsable'),
+    (b'{"OperationNameValue": "Microsoft.Compute/virtualMachines/runCommand/action"}',
+     'TimeGenerated missing or unparsable'),
+    (b'{"TimeGenerated": "2024-03-01T10:00:00Z", "Authorization": "{\\"scope', 'not JSON'),
+    (b'{"TimeGenerated": "2024-03-01T10:00:00Z", "x": "' + b'a' * (1 << 20) + b'"}', 'record longer than 1 MiB'),
+]
+
+
+def test_bad_lines_go_to_the_dead_letter_and_change_no_alert(tmp_path):
+    import gzip
+    case = next(c for c in CASES if c['name'] == 'edge_1d')
+    inputs = {}
+    for table in rare_runcommand.TABLE_OPTIONS:
+        with gzip.open(os.path.join(GOLDEN, case['inputs'][table]), 'rb') as handle:
+            lines = handle.read().splitlines()
+        # Bad lines at the start, in the middle and at the end of every table.
+        positions = [0, len(lines) // 2, len(lines)]
+        for index, (bad, _) in enumerate(BAD_LINES):
+            lines.insert(positions[index % 3] + index, bad)
+        path = tmp_path / (table + '.jsonl')
+        path.write_bytes(b'\n'.join(lines) + b'\n')
+        inputs[table] = (path, [number + 1 for number, line in enumerate(lines) if line in dict(BAD_LINES)])
+    case = dict(case, inputs={table: str(path) for table, (path, _) in inputs.items()})
+    got = collections.Counter(canonical(r) for r in results_with_windows(run_case(case, tmp_path / 'out')))
+    want = collections.Counter(canonical(r) for r in expected_rows(next(c for c in CASES if c['name'] == 'edge_1d')))
+    assert got == want
+    dead = list(rare_runcommand.read_json_lines_output(str(tmp_path / 'out'), 'dead_letter'))
+    for table, (path, bad_line_numbers) in inputs.items():
+        mine = sorted((d['line'], d['reason']) for d in dead if d['table'] == table)
+        assert [line for line, _ in mine] == bad_line_numbers
+        assert sorted(reason for _, reason in mine) == sorted(reason for _, reason in BAD_LINES)
+        assert all(d['source'].endswith(path.name) for d in dead if d['table'] == table)
