@@ -19,7 +19,9 @@ from tests.test_export_formats import read_file
 from transforms import eventhub_capture, export_formats, kql
 from transforms.activity_log import OBJECT_ID_CLAIM, UPN_CLAIM
 from transforms.ingest import format_datetime_us, parse_datetime_us
+from transforms.relevance import is_relevant
 from transforms.schema import AZURE_ACTIVITY, COLUMNS, DATETIME, DYNAMIC, LONG, TABLES
+from transforms.semantics import Semantics
 
 pytestmark = pytest.mark.filterwarnings('ignore')
 
@@ -280,12 +282,9 @@ def _typed(files, table):
 
 
 def _relevant(table, row):
-    """Whether a typed row can matter to the rule (what the prefilter must never skip)."""
-    if table == AZURE_ACTIVITY:
-        return row['OperationNameValue'].lower() == 'microsoft.compute/virtualmachines/runcommand/action'
-    if table == 'DeviceFileEvents':
-        return row['InitiatingProcessFileName'] == 'RunCommandExtension.exe'
-    return '-File' in row['InitiatingProcessCommandLine']
+    """Whether a typed row can matter to the rule (what the prefilter must never skip): the first
+    filter of its table's stage, under either semantics."""
+    return any(is_relevant(table, row, Semantics.named(name)) for name in ('sentinel', 'strict'))
 
 
 @pytest.mark.parametrize('shape', SHAPES)

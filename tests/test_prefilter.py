@@ -260,8 +260,15 @@ def open_stream(data, compressed):
 
 def read_range(data, compressed, needles, start, stop, block_bytes):
     tracker = OffsetRangeTracker(start, stop)
-    reader = LineReader(open_stream(data, compressed), start, tracker.try_claim, needles, block_bytes=block_bytes)
-    return list(read_json_lines(reader))
+    reader = LineReader(open_stream(data, compressed), start, tracker.try_claim, needles, block_bytes=block_bytes,
+                        stop=stop)
+    items = []
+    for item in read_json_lines(reader):
+        # Numbers count from the range's first line; in the file, as a dead letter reports them.
+        if 'line' in item.position:
+            item = item._replace(position=dict(item.position, line=reader.absolute_line(item.position['line'])))
+        items.append(item)
+    return items
 
 
 def relevant_rows(items, table, semantics):

@@ -32,19 +32,33 @@ class LineReader:
     whose first byte lies before the end of the range, with their offsets and 1-based numbers.
 
     `claim(offset)` is asked before each line is produced and ends the reading when it says no
-    (the range tracker of a split). With a `needles` regex (bytes), only the lines matching it
-    are produced; the others are skipped without being split out of the block. Line numbers
-    stay exact either way; `lines_seen` counts every line passed over.
+    (the range tracker of a split); lines starting at or after `stop` (the range's end, when
+    given) are left to the next range and not read. With `needles` (a bytes regex, or
+    `LiteralNeedles`), only the lines matching them are produced; the others are skipped without
+    being split out of the block. `lines_seen` counts every line of the range passed over.
+
+    Line numbers are counted from the range's first line (1); `absolute_line(n)` turns one into
+    the line number in the file, counting the newlines before the range once, only when asked
+    (for a dead letter), so that reading a split never re-reads the file before it.
     """
 
-    def __init__(self, stream, start, claim, needles=None, block_bytes=BLOCK_BYTES):
+    def __init__(self, stream, start, claim, needles=None, block_bytes=BLOCK_BYTES, stop=None):
         self._stream = stream
         self._start = start
         self._claim = claim
         self._needles = needles
         self._block_bytes = block_bytes
+        self._stop = stop
+        self._first_offset = start
+        self._base = None
         self.lines_seen = 0
         self.lines_produced = 0
+
+    def absolute_line(self, number):
+        """The line number in the whole file of the range's line `number`."""
+        if self._base is None:
+            self._base = self._line_number_at(self._first_offset) - 1
+        return self._base + number
 
     def _line_number_at(self, offset):
         # 1 + the number of newlines before `offset`; read only when a split starts mid-file.
@@ -90,7 +104,8 @@ class LineReader:
         if offset > 0:
             stream.seek(offset - 1)
             offset += len(stream.readline()) - 1
-        first_line = None  # number of the first line of the range, computed when first needed
+        self._first_offset = offset
+        first_line = 1  # line numbers count from the range's first line (see absolute_line)
         lines_before = 0  # lines of the range before buffer_offset
         buffer, buffer_offset = b'', offset
         dropping = False  # inside a line longer than MAX_RECORD_BYTES
@@ -113,10 +128,8 @@ class LineReader:
                     buffer = data
                     continue
                 # A line too long to keep: report it and drop the rest of it.
-                if not self._claim(buffer_offset):
+                if (self._stop is not None and buffer_offset >= self._stop) or not self._claim(buffer_offset):
                     return
-                if first_line is None:
-                    first_line = self._line_number_at(offset)
                 self.lines_seen += 1
                 self.lines_produced += 1
                 yield buffer_offset, first_line + lines_before, None
@@ -124,14 +137,17 @@ class LineReader:
                 buffer, buffer_offset, dropping = b'', buffer_offset + len(data), True
                 continue
             complete, buffer = data[:end + 1], data[end + 1:]
+            last_block = False
+            if self._stop is not None and buffer_offset + len(complete) > self._stop:
+                # Keep the lines that start before the range's end; the rest is the next range's.
+                cut = complete.find(b'\n', max(0, self._stop - buffer_offset - 1)) + 1
+                complete, last_block = complete[:cut], True
             total = complete.count(b'\n') if self._needles is not None else None
             seen = 0
             for index, line_start, line_end in self._matching_lines(complete):
                 if not self._claim(buffer_offset + line_start):
                     self.lines_seen += index
                     return
-                if first_line is None:
-                    first_line = self._line_number_at(offset)
                 line = complete[line_start:line_end]
                 self.lines_produced += 1
                 seen = index + 1
@@ -140,6 +156,8 @@ class LineReader:
             total = seen if total is None else total
             self.lines_seen += total
             lines_before += total
+            if last_block:
+                return
             buffer_offset += end + 1
 
 
@@ -622,7 +640,8 @@ class LiteralNeedles:
 
 
 def relevance_needles(table, process_names=()):
-    """A byte-literal search (`LiteralNeedles`) that every record relevant to the rule for `table` matches.
+    """A byte-literal search (`LiteralNeedles`) that every record relevant to the rule for `table`
+    matches, or None when no literal search can be exact (every record is then read).
 
     Exact by construction: it matches the case-insensitive literal that the rule's filters
     require, or any JSON ``\\u`` escape (which could spell that literal in another way).
@@ -633,12 +652,19 @@ def relevance_needles(table, process_names=()):
     document, or an Avro event's Body.
     """
     from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
-    escape = b'\\u'
+    # Only an escape of a character below U+0100 can spell a character of these ASCII literals
+    # (nothing outside Latin-1 lower-cases or compares equal to them in the rule's filters).
+    escape = b'\\u00'
     if table == AZURE_ACTIVITY:
         return LiteralNeedles(folded=[b'runcommand'], exact=[escape])
     if table == DEVICE_FILE_EVENTS:
-        names = [name.encode('utf-8') for name in process_names] or [b'runcommandextension']
-        return LiteralNeedles(folded=names, exact=[escape])
+        names = list(process_names) or ['RunCommandExtension']
+        if any(not name.isascii() or 'k' in name.lower() for name in names):
+            return None  # KELVIN SIGN lower-cases to "k": no byte literal is exact for such a name
+        return LiteralNeedles(folded=[name.encode('ascii') for name in names], exact=[escape])
     if table == DEVICE_EVENTS:
-        return LiteralNeedles(exact=[b'-File', escape])
+        # extract(@"\-File\s(script...)") needs "-File", one RE2 whitespace, then "script": raw in
+        # a CSV cell, or as a JSON escape in a JSON string.
+        return LiteralNeedles(exact=[b'-File' + space + b'script' for space in (
+            b' ', b'\t', b'\n', b'\x0c', b'\r', b'\\t', b'\\n', b'\\f', b'\\r')] + [escape])
     raise ValueError(table)

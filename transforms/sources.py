@@ -58,19 +58,20 @@ class ExportSource(filebasedsource.FileBasedSource):
                 claim = lambda offset: True  # noqa: E731
             else:
                 claim = range_tracker.try_claim
-            lines = export_formats.LineReader(stream, start, claim, self._needles)
+            stop = range_tracker.stop_position() if fmt in export_formats.LINE_FORMATS else None
+            lines = export_formats.LineReader(stream, start, claim, self._needles, stop=stop)
             decoder = export_formats.FORMAT_READERS[fmt]
             keep, windows = self._keep, self._windows
             per_window, outside, parsed = {}, 0, 0
             for item in decoder(lines, stream=stream, table=self._table, needles=self._needles):
                 if isinstance(item, export_formats.Undecodable):
                     yield DEAD_LETTER, reasons.dead_letter(
-                        self._table, file_name, item.position, item.reason, item.raw)
+                        self._table, file_name, _in_file(item.position, lines), item.reason, item.raw)
                     continue
                 row = typed_row(self._table, item.row)
                 if row['TimeGenerated'] is None:
                     yield DEAD_LETTER, reasons.dead_letter(
-                        self._table, file_name, item.position, reasons.NO_TIME,
+                        self._table, file_name, _in_file(item.position, lines), reasons.NO_TIME,
                         export_formats.json.dumps(item.row, ensure_ascii=False))
                     continue
                 parsed += 1
@@ -85,6 +86,13 @@ class ExportSource(filebasedsource.FileBasedSource):
                     yield ROWS, row
             yield STATS, {'read': lines.lines_seen, 'skipped_irrelevant': lines.lines_seen - lines.lines_produced,
                           'parsed': parsed, 'outside_range': outside, 'windows': per_window}
+
+
+def _in_file(position, lines):
+    """A record's position with its line number counted from the start of the file."""
+    if 'line' not in position:
+        return position
+    return dict(position, line=lines.absolute_line(position['line']))
 
 
 class _SplitRowsFromDeadLetters(beam.DoFn):
