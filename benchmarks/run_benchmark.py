@@ -424,6 +424,7 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
     engines = list(engines)
     measurements = {engine: [] for engine in engines}
     checks = []
+    failed_runs = []
     reference = None
     failures = 0
     for round_number in range(repeat):
@@ -431,7 +432,12 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
         for engine in engines[shift:] + engines[:shift]:
             if full_repeat is not None and engine.startswith('beam-full') and round_number >= full_repeat:
                 continue
-            result, result_rows = run_engine(engine, paths, work_dir, source)
+            try:
+                result, result_rows = run_engine(engine, paths, work_dir, source)
+            except RuntimeError as error:  # a failed run is reported, not measured
+                failed_runs.append({'engine': engine, 'round': round_number + 1, 'error': str(error)[-2000:]})
+                log('round %d %-18s FAILED: %s' % (round_number + 1, engine, str(error).splitlines()[-1][:300]))
+                continue
             if reference is None and engine == 'duckdb':
                 reference = result_rows
             measurements[engine].append(result)
@@ -456,7 +462,7 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
         if not equal:
             failures += 1
         log('DuckDB SQL vs reference oracle: ' + oracle_check)
-    summary = {engine: summarise(runs, info) for engine, runs in measurements.items()}
+    summary = {engine: summarise(runs, info) for engine, runs in measurements.items() if runs}
     if 'duckdb' in summary:
         base = summary['duckdb']['wall_s_median']
         for engine, values in summary.items():
@@ -484,6 +490,7 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
                            if k in ('wall_s', 'cpu_s', 'peak_rss_mb', 'peak_tree_rss_mb')} for run in runs]
                  for engine, runs in measurements.items()},
         'mismatches': failures,
+        'failed_runs': failed_runs,
     }
     return report
 
@@ -583,7 +590,9 @@ def main(argv=None):
     print()
     print(format_table(report))
     print('written: ' + os.path.relpath(path, REPO))
-    return 1 if report['mismatches'] else 0
+    for failed in report['failed_runs']:
+        print('FAILED run: %s round %d' % (failed['engine'], failed['round']))
+    return 1 if report['mismatches'] or report['failed_runs'] else 0
 
 
 def _duckdb_run(argv):
