@@ -419,7 +419,11 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
     log('pipeline source: %s (%s)' % (source, commit))
     directory, info = ensure_dataset(data_root, mix, rows, seed, days, gzip=gzip, log=log, source=source)
     paths = table_paths(directory)
-    work_dir = work_dir or os.path.join(os.path.dirname(directory), 'runs', os.path.basename(directory))
+    # Outputs of this invocation only: two benchmarks running at once must not share (and delete)
+    # each other's pipeline output directories.
+    own_work_dir = work_dir is None
+    work_dir = work_dir or os.path.join(os.path.dirname(directory), 'runs', os.path.basename(directory),
+                                        '%d-%d' % (os.getpid(), time.time()))
     os.makedirs(work_dir, exist_ok=True)
     engines = list(engines)
     measurements = {engine: [] for engine in engines}
@@ -462,6 +466,8 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
         if not equal:
             failures += 1
         log('DuckDB SQL vs reference oracle: ' + oracle_check)
+    if own_work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
     summary = {engine: summarise(runs, info) for engine, runs in measurements.items() if runs}
     if 'duckdb' in summary:
         base = summary['duckdb']['wall_s_median']
