@@ -3,8 +3,6 @@
 import gzip
 import http.server
 import json
-import os
-import tempfile
 import threading
 import urllib.parse
 
