@@ -223,7 +223,7 @@ def counters(result):
     return summary
 
 
-def print_summary(summary, output_dir, stream=sys.stdout):
+def print_summary(summary, output_dir, stream=None):
     lines = ['', 'Run summary']
     for table in TABLES:
         values = summary.get(table, {})
@@ -236,10 +236,10 @@ def print_summary(summary, output_dir, stream=sys.stdout):
     for name in ('sessions', 'joined_rows', 'scripts', 'run_command_data', 'alerts'):
         lines.append('  %-17s %d' % (name, detection.get(name, 0)))
     lines.append('  output            %s' % output_dir)
-    stream.write('\n'.join(lines) + '\n')
+    (stream or sys.stdout).write('\n'.join(lines) + '\n')
 
 
-def print_help(stream=sys.stdout):
+def print_help(stream=None):
     """--help: the detection's own options (Beam's pipeline options are accepted too)."""
     parser = argparse.ArgumentParser(
         prog='python -m pipelines.rare_runcommand', description=__doc__.strip().splitlines()[0],
@@ -247,7 +247,7 @@ def print_help(stream=sys.stdout):
                '--direct_running_mode, ...) are accepted as well.')
     DetectionOptions._add_argparse_args(parser)  # pylint: disable=protected-access
     SinkOptions._add_argparse_args(parser)  # pylint: disable=protected-access
-    parser.print_help(stream)
+    parser.print_help(stream or sys.stdout)
 
 
 def run(argv=None):
@@ -294,7 +294,8 @@ def read_json_lines_output(output_dir, prefix):
                 yield json.loads(line)
 
 
-def print_windows(output_dir, stream=sys.stdout):
+def print_windows(output_dir, stream=None):
+    stream = stream or sys.stdout
     windows = sorted(read_json_lines_output(output_dir, 'windows'), key=lambda w: w['QueryPeriodStart'])
     stream.write('  windows evaluated %d\n' % len(windows))
     for record in windows:
