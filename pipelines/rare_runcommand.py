@@ -148,7 +148,7 @@ def build(pipeline, options):
             needles = export_formats.relevance_needles(table, semantics.process_names)
         read = pipeline | 'Read' + table >> ReadTable(
             table, patterns[table], detection.input_format, needles, RelevantTo(table, semantics), windows)
-        tables[table] = read.rows | 'Window' + table >> AssignQueryWindows(table, windows, rows_in_range=True)
+        tables[table] = read.rows | 'Window' + table >> AssignQueryWindows(windows)
         dead_letters.append(read.dead_letter)
         row_counts[table] = read.window_counts
 

@@ -150,3 +150,15 @@ def test_unique_fingerprints_count_rows_per_window_with_prevalence():
 def test_fingerprint_is_sha256_of_compact_json_list():
     assert sentinel_fingerprint(['GET-PROCESS', 'WRITE-OUTPUT']) == __import__('hashlib').sha256(
         b'["GET-PROCESS","WRITE-OUTPUT"]').hexdigest()
+
+
+def test_script_writers_are_configurable_and_case_insensitive_only_in_strict():
+    from transforms.file_joins import is_script_file_write
+    strict = Semantics.named('strict')
+    handler = file_event('vm1', '2024-03-01T10:00:05Z', process='RunCommandHandlerWindows.exe')
+    lower = file_event('vm1', '2024-03-01T10:00:05Z', process='runcommandextension.exe')
+    assert is_script_file_write(handler, strict) and is_script_file_write(lower, strict)
+    assert not is_script_file_write(handler, SENTINEL) and not is_script_file_write(lower, SENTINEL)
+    only_custom = Semantics.named('strict', process_names=('MyRunner.exe',))
+    assert not is_script_file_write(lower, only_custom)
+    assert is_script_file_write(file_event('vm1', '2024-03-01T10:00:05Z', process='MYRUNNER.EXE'), only_custom)

@@ -11,7 +11,6 @@ built for one cannot silently feed the other, and it is replaced only after a su
 """
 
 import json
-import os
 import uuid
 
 import apache_beam as beam
@@ -159,8 +158,7 @@ class ApplyHistoryBaseline(beam.PTransform):
         alerts = (
             inputs[ALERTS]
             | 'GlobalWindowAlerts' >> beam.WindowInto(window.GlobalWindows())
-            | 'KeyByFingerprint' >> beam.Map(lambda a: (_fingerprints_of(a), a))
-            | 'OnePerFingerprint' >> beam.FlatMap(lambda kv: [(f, kv[1]) for f in kv[0]][:1]))
+            | 'KeyByFingerprint' >> beam.Map(lambda a: (_fingerprint_of(a), a)))
         return (
             {ALERTS: alerts, SEEN: inputs[SEEN]}
             | 'CoGroupByFingerprint' >> beam.CoGroupByKey()
@@ -168,9 +166,10 @@ class ApplyHistoryBaseline(beam.PTransform):
                 lambda fingerprint, grouped: keep_new_fingerprints(fingerprint, grouped, history_us)))
 
 
-def _fingerprints_of(alert):
+def _fingerprint_of(alert):
+    """The fingerprint an alert is about (a SingleAlert: the smallest of its rows')."""
     results = alert.get('QueryResults') or [alert['QueryResult']]
-    return sorted({r['ScriptFingerprintHash'] for r in results})
+    return min(r['ScriptFingerprintHash'] for r in results)
 
 
 class SummarizeFingerprints(beam.PTransform):
@@ -184,4 +183,5 @@ class SummarizeFingerprints(beam.PTransform):
 
 
 def temporary_dir(output_dir):
-    return os.path.join(output_dir, '.baseline-run') if '://' not in output_dir else output_dir + '/.baseline-run'
+    """Where a run writes its fingerprint summaries before the store is merged."""
+    return FileSystems.join(output_dir, '.baseline-run')

@@ -9,7 +9,6 @@ NOT_OBJECT = 'not a JSON object'
 TOO_LONG = 'record longer than 1 MiB'
 NO_TIME = 'TimeGenerated missing or unparsable'
 LATE = 'late'
-OUTSIDE_RANGE = 'outside --start/--end'
 
 
 def dead_letter(table, source, position, reason, raw=b''):

@@ -9,6 +9,7 @@ import json
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.fingerprints import canonical_row_text
 from transforms.schema import AZURE_ACTIVITY
 
 
@@ -35,16 +36,12 @@ class _FirstOfDuplicates(beam.CombineFn):
         best, count = None, 0
         for row, n in accumulators:
             count += n
-            if row is not None and (best is None or _order(row) < _order(best)):
+            if row is not None and (best is None or canonical_row_text(row) < canonical_row_text(best)):
                 best = row
         return best, count
 
     def extract_output(self, accumulator):
         return accumulator
-
-
-def _order(row):
-    return json.dumps(row, sort_keys=True, ensure_ascii=False)
 
 
 class DropDuplicateRecords(beam.PTransform):

@@ -14,6 +14,7 @@ column types of `transforms.schema` and the behaviour of the reference evaluatio
 """
 
 import re
+from fractions import Fraction
 
 from transforms import kql
 from transforms.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING
@@ -121,7 +122,6 @@ def to_long(value):
     elif isinstance(value, float):
         if value != value or value in (float('inf'), float('-inf')):
             return None
-        from fractions import Fraction
         exact = Fraction(value)
         result = _round_half_away(exact.numerator, exact.denominator)
     elif isinstance(value, str):

@@ -9,7 +9,6 @@ every window covering its TimeGenerated, and each window is evaluated on its own
 import re
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Duration, Timestamp
 
@@ -45,13 +44,6 @@ def parse_timespan(text):
         micros += int((fraction or '').ljust(7, '0')[:6] or 0)
         return -micros if sign == '-' else micros
     raise ValueError('not a Kusto timespan: %r (examples: 5m, 2h, 1d, 1.00:00:00)' % text)
-
-
-def format_timespan(micros):
-    for unit, size in (('d', 86400 * US), ('h', 3600 * US), ('m', 60 * US), ('s', US)):
-        if micros % size == 0:
-            return '%d%s' % (micros // size, unit)
-    return '%dmicroseconds' % micros
 
 
 def parse_instant(text):
@@ -92,10 +84,6 @@ class QueryWindows:
         """(start, end) of every window inside --start/--end that holds `time_us`."""
         return [(s, s + self.period_us) for s in self.starts_covering(time_us) if self.in_range(s, s + self.period_us)]
 
-    def evaluates(self, time_us):
-        """Whether a row at `time_us` belongs to at least one window inside --start/--end."""
-        return any(self.in_range(s, s + self.period_us) for s in self.starts_covering(time_us))
-
     def in_range(self, start_us, end_us):
         return ((self.start_us is None or start_us >= self.start_us)
                 and (self.end_us is None or end_us <= self.end_us))
@@ -111,44 +99,22 @@ def window_label(beam_window):
     return format_datetime_us(start), format_datetime_us(end)
 
 
-class _KeepRowsInRange(beam.DoFn):
-    """Drops, and counts, the rows that no window inside --start/--end holds."""
-
-    def __init__(self, table, windows):
-        self._table = table
-        self._windows = windows
-        self._outside = None
-
-    def setup(self):
-        self._outside = Metrics.counter(self._table, 'outside_range')
-
-    def process(self, row):
-        if self._windows.evaluates(row['TimeGenerated']):
-            yield row
-        else:
-            self._outside.inc()
-
-
 class AssignQueryWindows(beam.PTransform):
     """Timestamped rows -> the same rows in every query window covering them, inside --start/--end.
 
-    `rows_in_range`: the rows were already limited to --start/--end (and counted) by the read step.
+    The read step (`transforms.sources.ReadTable` with the same windows) has already dropped and
+    counted the rows that no window in range holds; a sliding window that holds a row but lies
+    partly outside the range is dropped here.
     """
 
-    def __init__(self, table, windows, rows_in_range=False):
+    def __init__(self, windows):
         super().__init__()
-        self._table = table
         self._windows = windows
-        self._rows_in_range = rows_in_range
 
     def expand(self, rows):
         windows = self._windows
+        windowed = rows | 'WindowIntoQueryPeriods' >> beam.WindowInto(windows.window_fn())
         if windows.start_us is None and windows.end_us is None:
-            return rows | 'WindowIntoQueryPeriods' >> beam.WindowInto(windows.window_fn())
-        if not self._rows_in_range:
-            rows = rows | 'KeepRowsInRange' >> beam.ParDo(_KeepRowsInRange(self._table, windows))
-        return (
-            rows
-            | 'WindowIntoQueryPeriods' >> beam.WindowInto(windows.window_fn())
-            | 'KeepWindowsInRange' >> beam.Filter(
-                lambda row, w=beam.DoFn.WindowParam: windows.in_range(*window_bounds(w))))
+            return windowed
+        return windowed | 'KeepWindowsInRange' >> beam.Filter(
+            lambda row, w=beam.DoFn.WindowParam: windows.in_range(*window_bounds(w)))
