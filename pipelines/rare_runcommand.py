@@ -145,7 +145,7 @@ def build(pipeline, options):
     for table in TABLES:
         needles = None
         if detection.scan == 'relevant':
-            needles = export_formats.relevance_needles(table, semantics.process_names)
+            needles = export_formats.relevance_needles(table, semantics.process_names, semantics.strict)
         read = pipeline | 'Read' + table >> ReadTable(
             table, patterns[table], detection.input_format, needles, RelevantTo(table, semantics), windows)
         tables[table] = read.rows | 'Window' + table >> AssignQueryWindows(windows)

@@ -286,7 +286,7 @@ def relevant_rows(items, table, semantics):
 def check(table, semantics_name, lines, compressed, final_newline, split_at, block_bytes):
     semantics = SEMANTICS[semantics_name]
     data = file_bytes(lines, final_newline)
-    needles = relevance_needles(table, semantics.process_names)
+    needles = relevance_needles(table, semantics.process_names, semantics.strict)
     end = len(data) + 1
     expected = relevant_rows(read_range(data, compressed, None, 0, end, block_bytes), table, semantics)
     filtered = relevant_rows(read_range(data, compressed, needles, 0, end, block_bytes), table, semantics)
@@ -372,3 +372,28 @@ def test_prefilter_skips_irrelevant_rows():
     needles = relevance_needles(AZURE_ACTIVITY)
     items = read_range(data, False, needles, 0, len(data) + 1, export_formats.BLOCK_BYTES)
     assert [item.position['line'] for item in items] == [51]
+
+
+def test_device_events_needle_confirms_the_script_argument():
+    # "-File" is found with bytes.find; only "-File", one whitespace (raw or escaped), "script" passes.
+    needles = relevance_needles(DEVICE_EVENTS)
+    passing = [b'{"c":"powershell -File script1.ps1"}', b'{"c":"powershell -File\\tscript1.ps1"}',
+               b'"powershell -File\tscript2.ps1"', b'{"c":"-File \\u0073cript1.ps1"}']
+    skipped = [b'{"c":"powershell -File C:\\\\Scripts\\\\backup.ps1"}', b'{"c":"-File  script1.ps1"}',
+               b'{"c":"-FileX script1.ps1"}', b'{"c":"-file script1.ps1"}', b'{"c":"-File"}']
+    assert [needles.search(line) is not None for line in passing] == [True] * len(passing)
+    assert [needles.search(line) is not None for line in skipped] == [False] * len(skipped)
+    # Several "-File" in one block: the confirmed one is found after the unconfirmed ones.
+    block = b'-File x\n-File  script1.ps1\n-File script2.ps1\n'
+    assert needles.search(block).start() == block.index(b'-File script2')
+
+
+def test_sentinel_process_name_needle_is_case_sensitive():
+    # The rule compares InitiatingProcessFileName with ==: a case variant cannot be relevant.
+    sentinel = relevance_needles(DEVICE_FILE_EVENTS, ('RunCommandExtension.exe',), fold_process_names=False)
+    strict = relevance_needles(DEVICE_FILE_EVENTS, ('RunCommandExtension.exe',), fold_process_names=True)
+    line = b'{"InitiatingProcessFileName":"runcommandextension.exe"}'
+    assert sentinel.search(line) is None and strict.search(line) is not None
+    assert sentinel.search(line.replace(b'runcommandextension', b'RunCommandExtension')) is not None
+    # A name JSON may write with an escaped "/" has no exact literal: every record is read.
+    assert relevance_needles(DEVICE_FILE_EVENTS, ('a/b.exe',), fold_process_names=False) is None

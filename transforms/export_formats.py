@@ -51,6 +51,7 @@ class LineReader:
         self._stop = stop
         self._first_offset = start
         self._base = None
+        self._block_lines = 0
         self.lines_seen = 0
         self.lines_produced = 0
 
@@ -79,19 +80,23 @@ class LineReader:
     def _matching_lines(self, complete):
         # (index of line in block, start, end) of the lines of `complete` matching the needles.
         if self._needles is None:
-            start = 0
+            start = index = 0
             for index, line in enumerate(complete.split(b'\n')[:-1]):
                 yield index, start, start + len(line)
                 start += len(line) + 1
+            self._block_lines = start and index + 1
             return
         search = self._needles.search
         position = index = 0
         while True:
             match = search(complete, position)
             if match is None:
+                # The block's lines, counted in the same single pass as the line indexes.
+                self._block_lines = index + complete.count(b'\n', position)
                 return
             line_start = complete.rfind(b'\n', 0, match.start()) + 1
-            line_end = complete.find(b'\n', match.end())
+            # The line holding the match's start (a match spanning a raw newline is not a line's).
+            line_end = complete.find(b'\n', match.start())
             index += complete.count(b'\n', position, line_start)
             yield index, line_start, line_end
             index += 1
@@ -142,18 +147,15 @@ class LineReader:
                 # Keep the lines that start before the range's end; the rest is the next range's.
                 cut = complete.find(b'\n', max(0, self._stop - buffer_offset - 1)) + 1
                 complete, last_block = complete[:cut], True
-            total = complete.count(b'\n') if self._needles is not None else None
-            seen = 0
             for index, line_start, line_end in self._matching_lines(complete):
                 if not self._claim(buffer_offset + line_start):
                     self.lines_seen += index
                     return
                 line = complete[line_start:line_end]
                 self.lines_produced += 1
-                seen = index + 1
                 yield (buffer_offset + line_start, first_line + lines_before + index,
                        line if len(line) <= MAX_RECORD_BYTES else None)
-            total = seen if total is None else total
+            total = self._block_lines
             self.lines_seen += total
             lines_before += total
             if last_block:
@@ -597,14 +599,18 @@ class LiteralNeedles:
     """A byte-literal search with the `search(data, pos)` interface of a compiled bytes regex.
 
     `folded` literals match ignoring ASCII case (as ``(?i:...)`` does on bytes), `exact` literals as
-    they are. Much faster than a case-insensitive regex: each literal is found with ``bytes.find``
-    in the block (lower-cased once per block for the folded ones), and the next occurrence of every
-    literal is remembered while the reader walks forward through the same block.
+    they are. `confirm` maps an exact literal to a bytes regex that must also match where the
+    literal starts (``-File`` must be followed by whitespace and ``script``): the literal is found
+    with ``bytes.find`` and the regex only checks the few places found. Much faster than a regex
+    search: each literal is found with ``bytes.find`` in the block (lower-cased once per block for
+    the folded ones), and the next occurrence of every literal is remembered while the reader walks
+    forward through the same block.
     """
 
-    def __init__(self, folded=(), exact=()):
+    def __init__(self, folded=(), exact=(), confirm=None):
         self.folded = tuple(literal.lower() for literal in folded)
         self.exact = tuple(exact)
+        self.confirm = dict(confirm or {})
         self._reset(None)
 
     def _reset(self, data):
@@ -613,11 +619,19 @@ class LiteralNeedles:
         self._next = {}
 
     def __getstate__(self):
-        return {'folded': self.folded, 'exact': self.exact}
+        return {'folded': self.folded, 'exact': self.exact, 'confirm': self.confirm}
 
     def __setstate__(self, state):
-        self.folded, self.exact = state['folded'], state['exact']
+        self.folded, self.exact, self.confirm = state['folded'], state['exact'], state.get('confirm', {})
         self._reset(None)
+
+    def _find(self, haystack, literal, pos):
+        found = haystack.find(literal, pos)
+        pattern = self.confirm.get(literal)
+        if pattern is not None:
+            while found != -1 and pattern.match(haystack, found) is None:
+                found = haystack.find(literal, found + 1)
+        return found
 
     def search(self, data, pos=0):
         if data is not self._data:
@@ -632,19 +646,26 @@ class LiteralNeedles:
                 if cached is not None and cached[0] <= pos and (cached[1] == -1 or cached[1] >= pos):
                     found = cached[1]
                 else:
-                    found = haystack.find(literal, pos)
+                    found = self._find(haystack, literal, pos)
                     self._next[literal] = (pos, found)
                 if found != -1 and (best is None or found < best[0]):
                     best = (found, found + len(literal))
         return _Found(*best) if best else None
 
 
-def relevance_needles(table, process_names=()):
+# extract(@"\-File\s(script...)"): "-File", one RE2 whitespace ([\t\n\f\r ]), then "script", the
+# whitespace raw (a CSV cell) or as a JSON escape (\t \n \f \r; \u00XX escapes are matched apart).
+SCRIPT_FILE_ARGUMENT = re.compile(rb'-File(?:[ \t\n\x0c\r]|\\[tnfr])script')
+
+
+def relevance_needles(table, process_names=(), fold_process_names=True):
     """A byte-literal search (`LiteralNeedles`) that every record relevant to the rule for `table`
     matches, or None when no literal search can be exact (every record is then read).
 
-    Exact by construction: it matches the case-insensitive literal that the rule's filters
-    require, or any JSON ``\\u`` escape (which could spell that literal in another way).
+    Exact by construction: it matches the literal that the rule's filters require (ignoring case
+    where they do), or any JSON ``\\u00`` escape (which could spell that literal in another way).
+    `fold_process_names`: whether DeviceFileEvents' process names are compared ignoring case
+    (strict) or with ``==`` (the rule).
     The same holds for every format: the literal is in the bytes of the record whatever its
     shape (CSV only doubles quotes; the Activity Log's operationName, a Defender record's
     properties and an Avro event's Body carry it as is), so the search is applied to a JSON line
@@ -658,13 +679,14 @@ def relevance_needles(table, process_names=()):
     if table == AZURE_ACTIVITY:
         return LiteralNeedles(folded=[b'runcommand'], exact=[escape])
     if table == DEVICE_FILE_EVENTS:
-        names = list(process_names) or ['RunCommandExtension']
-        if any(not name.isascii() or 'k' in name.lower() for name in names):
+        names = list(process_names) or ['RunCommandExtension.exe']
+        if any(not name.isascii() or '/' in name for name in names):
+            return None  # no byte literal is exact for a name that JSON may spell with escapes
+        if not fold_process_names:
+            return LiteralNeedles(exact=[name.encode('ascii') for name in names] + [escape])
+        if any('k' in name.lower() for name in names):
             return None  # KELVIN SIGN lower-cases to "k": no byte literal is exact for such a name
         return LiteralNeedles(folded=[name.encode('ascii') for name in names], exact=[escape])
     if table == DEVICE_EVENTS:
-        # extract(@"\-File\s(script...)") needs "-File", one RE2 whitespace, then "script": raw in
-        # a CSV cell, or as a JSON escape in a JSON string.
-        return LiteralNeedles(exact=[b'-File' + space + b'script' for space in (
-            b' ', b'\t', b'\n', b'\x0c', b'\r', b'\\t', b'\\n', b'\\f', b'\\r')] + [escape])
+        return LiteralNeedles(exact=[b'-File', escape], confirm={b'-File': SCRIPT_FILE_ARGUMENT})
     raise ValueError(table)
