@@ -7,12 +7,11 @@ import uuid
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms import window
-from apache_beam.utils.timestamp import Duration, Timestamp
 
 from transforms.alerts import ALERTS_PER_WINDOW, ToAlerts, alert_id, make_alert, query_result
 from transforms.ingest import format_datetime_us
 from transforms.rule import load_rule
+from transforms.windows import QueryWindows
 
 DAY = 86_400_000_000
 RULE = load_rule()
@@ -33,13 +32,13 @@ def label(start_us, end_us):
     return format_datetime_us(start_us), format_datetime_us(end_us)
 
 
-def run_alerts(rows, window_fn, rule=RULE, semantics='sentinel', expected=None, matcher=None):
+def run_alerts(rows, windows, rule=RULE, semantics='sentinel', expected=None, matcher=None):
+    """ToAlerts on `rows`, each in every window of `windows` (QueryWindows) holding its StartTime."""
     pipeline = BeamTestPipeline(runner='FnApiRunner')
     alerts = (
         pipeline
         | beam.Create(rows)
-        | 'Stamp' >> beam.Map(lambda r: window.TimestampedValue(r, Timestamp(micros=r['StartTime'])))
-        | beam.WindowInto(window_fn)
+        | 'InWindows' >> beam.FlatMap(lambda r: [(w, r) for w in windows.windows_in_range(r['StartTime'])])
         | ToAlerts(rule, semantics))
     assert_that(alerts, matcher or equal_to(expected))
     result = pipeline.run()
@@ -101,7 +100,7 @@ def test_id_depends_on_rule_semantics_window_and_row_but_not_prevalence():
 
 
 def test_same_input_twice_gives_same_ids():
-    fixed = window.FixedWindows(Duration(micros=DAY))
+    fixed = QueryWindows(DAY, DAY)
     expected = expected_per_result(ROWS, [(0, DAY), (DAY, 2 * DAY)])
     assert len({a['SystemAlertId'] for a in expected}) == 3
     run_alerts(ROWS, fixed, expected=expected)
@@ -114,9 +113,9 @@ def test_sliding_backfill_and_fixed_run_share_ids_for_the_same_window():
     # Fixed 2-day windows [0, 2d) vs. 2-day windows sliding every day: [-1d, 1d), [0, 2d), [1d, 3d).
     fixed = expected_per_result(ROWS, [(0, 2 * DAY)])
     sliding = expected_per_result(ROWS, [(-DAY, DAY), (0, 2 * DAY), (DAY, 3 * DAY)])
-    run_alerts(ROWS, window.FixedWindows(Duration(micros=2 * DAY)), matcher=ids_only(
+    run_alerts(ROWS, QueryWindows(2 * DAY, 2 * DAY), matcher=ids_only(
         [a['SystemAlertId'] for a in fixed]))
-    run_alerts(ROWS, window.SlidingWindows(Duration(micros=2 * DAY), Duration(micros=DAY)), matcher=ids_only(
+    run_alerts(ROWS, QueryWindows(2 * DAY, DAY), matcher=ids_only(
         [a['SystemAlertId'] for a in sliding]))
     shared = {a['SystemAlertId'] for a in fixed} & {a['SystemAlertId'] for a in sliding}
     assert shared == {a['SystemAlertId'] for a in fixed} and len(shared) == 3
@@ -127,7 +126,7 @@ def test_trigger_threshold_applies_per_window():
     rule = dataclasses.replace(RULE, trigger_operator='gt', trigger_threshold=1)
     # Day 0 has 2 results (2 > 1: alerts), day 1 has 1 (no alert).
     expected = expected_per_result(ROWS[:2], [(0, DAY)], rule)
-    result = run_alerts(ROWS, window.FixedWindows(Duration(micros=DAY)), rule=rule, expected=expected)
+    result = run_alerts(ROWS, QueryWindows(DAY, DAY), rule=rule, expected=expected)
     counters = {(c.key.metric.namespace, c.key.metric.name): c.committed
                 for c in result.metrics().query()['counters']}
     assert counters[('detection', 'alerts')] == 2
@@ -143,10 +142,10 @@ def test_single_alert_per_window_carries_all_rows():
                 make_alert(day1, rule, 'sentinel', *label(DAY, 2 * DAY))]
     assert 'QueryResult' not in expected[0] and len(expected[0]['QueryResults']) == 2
     assert expected[0]['StartTime'] == day0[0]['StartTime'] and expected[0]['EndTime'] == day0[1]['EndTime']
-    run_alerts(ROWS, window.FixedWindows(Duration(micros=DAY)), rule=rule, expected=expected)
+    run_alerts(ROWS, QueryWindows(DAY, DAY), rule=rule, expected=expected)
     # With a threshold, only the window with more than one row raises its single alert.
     strict_rule = dataclasses.replace(rule, trigger_threshold=1)
-    run_alerts(ROWS, window.FixedWindows(Duration(micros=DAY)), rule=strict_rule,
+    run_alerts(ROWS, QueryWindows(DAY, DAY), rule=strict_rule,
                expected=[make_alert(day0, strict_rule, 'sentinel', *label(0, DAY))])
 
 

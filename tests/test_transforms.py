@@ -5,7 +5,6 @@ import json
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms import window
 
 from transforms.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
 from transforms.fingerprints import UniqueFingerprints, sentinel_fingerprint
@@ -14,9 +13,11 @@ from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
 from transforms.script_cmdlets import ScriptCmdletLists
 from transforms.semantics import Semantics
 from transforms.sessions import RunCommandSessions
+from transforms.windows import in_window
 
 SENTINEL = Semantics.named('sentinel')
 OP = 'Microsoft.Compute/virtualMachines/runCommand/action'
+W = (1, 2)  # a query window (start, end): the stages take and give (window, value) pairs
 
 
 def pipeline():
@@ -55,10 +56,10 @@ def test_sessions_summarize_and_keep_succeeded():
                  authorization=json.dumps({'scope': '/subscriptions/s1/providers/X/virtualMachinesX/vm9'})),
     ]
     with pipeline() as p:
-        sessions = p | beam.Create(rows) | RunCommandSessions(SENTINEL)
-        assert_that(sessions | beam.Map(lambda s: (s['CorrelationId'], s['StartTime'], s['EndTime'],
+        sessions = p | beam.Create(in_window(rows, W)) | RunCommandSessions(SENTINEL)
+        assert_that(sessions | beam.MapTuple(lambda w, s: (w, s['CorrelationId'], s['StartTime'], s['EndTime'],
                                                    s['CallerIpAddress'], s['VirtualMachineName'])),
-                    equal_to([('c1', t('2024-03-01T10:00:00Z'), t('2024-03-01T10:00:09Z'), '9.9.9.9', 'vm1')]))
+                    equal_to([(W, 'c1', t('2024-03-01T10:00:00Z'), t('2024-03-01T10:00:09Z'), '9.9.9.9', 'vm1')]))
 
 
 def test_session_splits_when_authorization_text_differs():
@@ -68,8 +69,8 @@ def test_session_splits_when_authorization_text_differs():
     rows = [activity('2024-03-01T10:00:00Z', 'Start'),
             activity('2024-03-01T10:00:09Z', 'Success', authorization=reordered)]
     with pipeline() as p:
-        sessions = p | beam.Create(rows) | RunCommandSessions(SENTINEL)
-        assert_that(sessions | beam.Map(lambda s: (s['StartTime'], s['EndTime'])),
+        sessions = p | beam.Create(in_window(rows, W)) | RunCommandSessions(SENTINEL)
+        assert_that(sessions | beam.MapTuple(lambda _, s: (s['StartTime'], s['EndTime'])),
                     equal_to([(t('2024-03-01T10:00:09Z'), t('2024-03-01T10:00:09Z'))]))
 
 
@@ -97,10 +98,13 @@ def test_file_join_is_case_sensitive_inclusive_and_time_bounded():
         file_event('', '2024-03-01T10:00:05Z', 'script5.ps1'),                        # "" joins ""
     ]
     with pipeline() as p:
-        joined = ({SESSIONS: p | 'S' >> beam.Create(sessions), FILES: p | 'F' >> beam.Create(files)}
+        # A file of another window never joins this window's session.
+        other = in_window([file_event('vm1', '2024-03-01T10:00:05Z', 'script6.ps1')], ('x', 'y'))
+        joined = ({SESSIONS: p | 'S' >> beam.Create(in_window(sessions, W)),
+                   FILES: p | 'F' >> beam.Create(in_window(files, W) + other)}
                   | JoinSessionsWithScriptFiles(SENTINEL))
-        assert_that(joined | beam.Map(lambda r: (r['CorrelationId'], r['FileName'])),
-                    equal_to([('c1', 'script0.ps1'), ('c1', 'script1.ps1'), ('c-empty', 'script5.ps1')]))
+        assert_that(joined | beam.MapTuple(lambda w, r: (w, r['CorrelationId'], r['FileName'])),
+                    equal_to([(W, 'c1', 'script0.ps1'), (W, 'c1', 'script1.ps1'), (W, 'c-empty', 'script5.ps1')]))
 
 
 def device_event(command_line, command, device='vm1', time='2024-03-01T10:00:03Z', action='PowerShellCommand'):
@@ -124,10 +128,10 @@ def test_cmdlet_lists_are_pooled_sorted_upper_cased_with_empty_kept():
         device_event('powershell -file script0.ps1', 'Ignored'),
     ]
     with pipeline() as p:
-        lists = p | beam.Create(rows) | ScriptCmdletLists(SENTINEL)
-        assert_that(lists | beam.MapTuple(lambda name, s: (name, s['InitiatingProcessCommandLine'],
+        lists = p | beam.Create(in_window(rows, W)) | ScriptCmdletLists(SENTINEL)
+        assert_that(lists | beam.MapTuple(lambda key, s: (key, s['InitiatingProcessCommandLine'],
                                                            s['PowershellScriptCommands'])),
-                    equal_to([('script0.ps1', line,
+                    equal_to([((W, 'script0.ps1'), line,
                                ['', 'GET-PROCESS', 'GET-PROCESS', 'SCRIPT0.PS1', 'STRAßE', 'WRITE-OUTPUT'])]))
 
 
@@ -137,14 +141,13 @@ def data_row(cmdlets, vm='vm1', correlation='c1'):
 
 
 def test_unique_fingerprints_count_rows_per_window_with_prevalence():
-    rows = [window.TimestampedValue(r, ts) for r, ts in [
-        (data_row(['A']), 10), (data_row(['A'], vm='vm2'), 20), (data_row(['B']), 30), (data_row(['C']), 40),
-        (data_row(['A']), 86400 + 10)]]
+    day0, day1 = (0, 86400), (86400, 2 * 86400)
+    rows = (in_window([data_row(['A']), data_row(['A'], vm='vm2'), data_row(['B']), data_row(['C'])], day0)
+            + in_window([data_row(['A'])], day1))
     with pipeline() as p:
-        unique = (p | beam.Create(rows) | beam.WindowInto(window.FixedWindows(86400))
-                  | UniqueFingerprints(SENTINEL))
-        assert_that(unique | beam.Map(lambda r: (r['PowershellScriptCommands'], r['Prevalence'])),
-                    equal_to([(['B'], 25.0), (['C'], 25.0), (['A'], 100.0)]))
+        unique = p | beam.Create(rows) | UniqueFingerprints(SENTINEL)
+        assert_that(unique | beam.MapTuple(lambda w, r: (w, r['PowershellScriptCommands'], r['Prevalence'])),
+                    equal_to([(day0, ['B'], 25.0), (day0, ['C'], 25.0), (day1, ['A'], 100.0)]))
 
 
 def test_fingerprint_is_sha256_of_compact_json_list():

@@ -148,10 +148,11 @@ class _AlertPerResult(beam.DoFn):
         self._rule = rule
         self._semantics_name = semantics_name
 
-    def process(self, row, result_count, beam_window=beam.DoFn.WindowParam):
-        if not self._rule.triggers(result_count):
+    def process(self, window_row, result_counts):
+        window, row = window_row
+        if not self._rule.triggers(result_counts[window]):
             return
-        start, end = window_label(beam_window)
+        start, end = window_label(window)
         _count_alert(start, end)
         yield make_alert([query_result(row)], self._rule, self._semantics_name, start, end, 'AlertPerResult')
 
@@ -161,18 +162,18 @@ class _SingleAlertPerWindow(beam.DoFn):
         self._rule = rule
         self._semantics_name = semantics_name
 
-    def process(self, keyed_rows, beam_window=beam.DoFn.WindowParam):
-        _, rows = keyed_rows
+    def process(self, window_rows):
+        window, rows = window_rows
         results = [query_result(row) for row in rows]
         if not results or not self._rule.triggers(len(results)):
             return
-        start, end = window_label(beam_window)
+        start, end = window_label(window)
         _count_alert(start, end)
         yield make_alert(results, self._rule, self._semantics_name, start, end, 'SingleAlert')
 
 
 class ToAlerts(beam.PTransform):
-    """Result rows of each window -> alerts, applying the rule's trigger and event grouping."""
+    """(window, result row) -> alerts, applying the rule's trigger and event grouping per window."""
 
     def __init__(self, rule, semantics_name):
         super().__init__()
@@ -183,10 +184,11 @@ class ToAlerts(beam.PTransform):
         if self._rule.event_grouping == 'SingleAlert':
             return (
                 results
-                | 'KeyByWindow' >> beam.Map(lambda row: (0, row))
                 | 'GroupWindowResults' >> beam.GroupByKey()
                 | 'MakeWindowAlert' >> beam.ParDo(_SingleAlertPerWindow(self._rule, self._semantics_name)))
-        result_count = results | 'CountResults' >> beam.CombineGlobally(
-            beam.combiners.CountCombineFn()).without_defaults()
+        results_per_window = (
+            results
+            | 'WindowOfResult' >> beam.Keys()
+            | 'CountResultsPerWindow' >> beam.combiners.Count.PerElement())
         return results | 'MakeAlert' >> beam.ParDo(
-            _AlertPerResult(self._rule, self._semantics_name), beam.pvalue.AsSingleton(result_count))
+            _AlertPerResult(self._rule, self._semantics_name), beam.pvalue.AsDict(results_per_window))

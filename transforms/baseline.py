@@ -15,7 +15,6 @@ import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms import window
 
 from transforms.ingest import format_datetime_us, parse_datetime_us
 
@@ -135,19 +134,16 @@ def summarize_fingerprint(fingerprint, sightings):
 
 
 class FingerprintSightings(beam.PTransform):
-    """Windowed RunCommandData rows -> (fingerprint, (StartTime, run identity, example)) in the global window."""
+    """(window, RunCommandData row) -> (fingerprint, (StartTime, run identity, example))."""
 
     def expand(self, run_command_data):
-        return (
-            run_command_data
-            | 'ToSighting' >> beam.Map(lambda r: (r['ScriptFingerprintHash'],
-                                                  (r['StartTime'], run_identity(r), example_of(r))))
-            | 'GlobalWindow' >> beam.WindowInto(window.GlobalWindows()))
+        return run_command_data | 'ToSighting' >> beam.MapTuple(
+            lambda _, r: (r['ScriptFingerprintHash'], (r['StartTime'], run_identity(r), example_of(r))))
 
 
 class ApplyHistoryBaseline(beam.PTransform):
     """{'alerts': alerts, 'seen': sightings} -> the alerts whose fingerprint was not seen in the
-    `history_days` before their window (global window)."""
+    `history_days` before their window."""
 
     def __init__(self, history_days):
         super().__init__()
@@ -155,10 +151,7 @@ class ApplyHistoryBaseline(beam.PTransform):
 
     def expand(self, inputs):
         history_us = self._history_us
-        alerts = (
-            inputs[ALERTS]
-            | 'GlobalWindowAlerts' >> beam.WindowInto(window.GlobalWindows())
-            | 'KeyByFingerprint' >> beam.Map(lambda a: (_fingerprint_of(a), a)))
+        alerts = inputs[ALERTS] | 'KeyByFingerprint' >> beam.Map(lambda a: (_fingerprint_of(a), a))
         return (
             {ALERTS: alerts, SEEN: inputs[SEEN]}
             | 'CoGroupByFingerprint' >> beam.CoGroupByKey()

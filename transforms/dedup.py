@@ -45,7 +45,7 @@ class _FirstOfDuplicates(beam.CombineFn):
 
 
 class DropDuplicateRecords(beam.PTransform):
-    """Rows of one table (per window) -> one row per record identity; duplicates are counted."""
+    """(window, row) of one table -> one row per window and record identity; duplicates are counted."""
 
     def __init__(self, table):
         super().__init__()
@@ -54,14 +54,14 @@ class DropDuplicateRecords(beam.PTransform):
     def expand(self, rows):
         table = self._table
 
-        def first_and_count(_, accumulator):
+        def first_and_count(key, accumulator):
             row, count = accumulator
             if count > 1:
                 Metrics.counter(table, 'duplicates_dropped').inc(count - 1)
-            yield row
+            yield key[0], row
 
         return (
             rows
-            | 'KeyByRecordIdentity' >> beam.Map(lambda row: (record_identity(table, row), row))
+            | 'KeyByRecordIdentity' >> beam.MapTuple(lambda window, row: ((window, record_identity(table, row)), row))
             | 'FirstOfDuplicates' >> beam.CombinePerKey(_FirstOfDuplicates())
             | 'DropIdentity' >> beam.FlatMapTuple(first_and_count))

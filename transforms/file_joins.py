@@ -74,7 +74,8 @@ def join_on_time(vm_key, grouped):
 
 
 class JoinSessionsWithScriptFiles(beam.PTransform):
-    """{'sessions': sessions, 'files': DeviceFileEvents rows} -> one row per session and script file."""
+    """{'sessions': (window, session), 'files': (window, DeviceFileEvents row)} -> (window, joined row):
+    one per session and script file of the same window and VM."""
 
     def __init__(self, semantics):
         super().__init__()
@@ -82,16 +83,20 @@ class JoinSessionsWithScriptFiles(beam.PTransform):
 
     def expand(self, inputs):
         semantics = self._semantics
-        sessions_by_vm = inputs[SESSIONS] | 'KeySessionsByVm' >> beam.Map(
-            lambda s: (vm_join_key(s['VirtualMachineName'], semantics), s))
-        script_writes = inputs[FILES] | 'IsScriptFileWrite' >> beam.Filter(is_script_file_write, semantics)
+        sessions_by_vm = inputs[SESSIONS] | 'KeySessionsByVm' >> beam.MapTuple(
+            lambda window, s: ((window, vm_join_key(s['VirtualMachineName'], semantics)), s))
+        script_writes = inputs[FILES] | 'IsScriptFileWrite' >> beam.Filter(
+            lambda window_row: is_script_file_write(window_row[1], semantics))
         if semantics.strict:
             script_writes = script_writes | 'DropDuplicateRecords' >> DropDuplicateRecords(DEVICE_FILE_EVENTS)
-        files_by_vm = (
-            script_writes
-            | 'ToScriptFile' >> beam.Map(to_script_file)
-            | 'KeyFilesByVm' >> beam.Map(lambda f: (vm_join_key(f['VirtualMachineName'], semantics), f)))
+
+        def key_file(window, row):
+            script_file = to_script_file(row)
+            return (window, vm_join_key(script_file['VirtualMachineName'], semantics)), script_file
+
+        files_by_vm = script_writes | 'KeyFilesByVm' >> beam.MapTuple(key_file)
         return (
             {SESSIONS: sessions_by_vm, FILES: files_by_vm}
             | 'CoGroupByVm' >> beam.CoGroupByKey()
-            | 'JoinOnTime' >> beam.FlatMapTuple(join_on_time))
+            | 'JoinOnTime' >> beam.FlatMapTuple(
+                lambda key, grouped: ((key[0], row) for row in join_on_time(key[1], grouped))))

@@ -83,7 +83,8 @@ def with_prevalence(row, total_rows):
 
 
 class UniqueFingerprints(beam.PTransform):
-    """RunCommandData rows of a window -> the rows whose fingerprint occurs once, with Prevalence."""
+    """(window, RunCommandData row) -> (window, row) for the rows whose fingerprint occurs once in
+    their window, with Prevalence (the window's row count is a side input)."""
 
     def __init__(self, semantics):
         super().__init__()
@@ -94,15 +95,19 @@ class UniqueFingerprints(beam.PTransform):
         if self._semantics.strict:
             rows = (
                 rows
-                | 'KeyBySessionAndFingerprint' >> beam.Map(
-                    lambda r: ((session_identity(r), r['ScriptFingerprintHash']), r))
+                | 'KeyBySessionAndFingerprint' >> beam.MapTuple(
+                    lambda window, r: ((window, session_identity(r), r['ScriptFingerprintHash']), r))
                 | 'OneRowPerSessionAndFingerprint' >> beam.CombinePerKey(FirstRowCombineFn())
-                | 'DropSessionKey' >> beam.Values())
-        total_rows = rows | 'CountRows' >> beam.CombineGlobally(
-            beam.combiners.CountCombineFn()).without_defaults()
+                | 'DropSessionKey' >> beam.MapTuple(lambda key, r: (key[0], r)))
+        rows_per_window = (
+            rows
+            | 'WindowOfRow' >> beam.Keys()
+            | 'CountRowsPerWindow' >> beam.combiners.Count.PerElement())
         return (
             rows
-            | 'KeyByFingerprint' >> beam.Map(lambda r: (r['ScriptFingerprintHash'], r))
+            | 'KeyByFingerprint' >> beam.MapTuple(lambda window, r: ((window, r['ScriptFingerprintHash']), r))
             | 'CountFingerprint' >> beam.CombinePerKey(UniqueRowCombineFn())
-            | 'KeepHashCountOne' >> beam.FlatMapTuple(lambda _, acc: [acc[1]] if acc[0] == 1 else [])
-            | 'AddPrevalence' >> beam.Map(with_prevalence, total_rows=beam.pvalue.AsSingleton(total_rows)))
+            | 'KeepHashCountOne' >> beam.FlatMapTuple(lambda key, acc: [(key[0], acc[1])] if acc[0] == 1 else [])
+            | 'AddPrevalence' >> beam.Map(
+                lambda window_row, totals: (window_row[0], with_prevalence(window_row[1], totals[window_row[0]])),
+                totals=beam.pvalue.AsDict(rows_per_window)))

@@ -74,6 +74,7 @@ class CmdletListCombineFn(beam.CombineFn):
 
 
 def _to_script(key, summary):
+    """(script name, script summary) of one (script name, command line) and its cmdlet list."""
     script_name, command_line = key
     start, end, cmdlets = summary
     return script_name, {
@@ -88,9 +89,10 @@ def _to_script(key, summary):
 
 
 class ScriptCmdletLists(beam.PTransform):
-    """DeviceEvents rows -> (PowershellFileName, script summary) with the sorted cmdlet list.
+    """(window, DeviceEvents row) -> ((window, PowershellFileName), script summary) with the sorted
+    cmdlet list.
 
-    Sentinel only: the list is made per (PowershellFileName, InitiatingProcessCommandLine).
+    Sentinel only: the list is made per window, PowershellFileName and InitiatingProcessCommandLine.
     """
 
     def __init__(self, semantics):
@@ -100,20 +102,25 @@ class ScriptCmdletLists(beam.PTransform):
     def expand(self, device_events):
         semantics = self._semantics
 
-        def key_cmdlet(row):
+        def key_cmdlet(window, row):
             found = script_cmdlet(row, semantics)
             if found is not None:
-                yield (found[0], row['InitiatingProcessCommandLine']), (row['TimeGenerated'], found[1])
+                yield (window, found[0], row['InitiatingProcessCommandLine']), (row['TimeGenerated'], found[1])
+
+        def key_by_script_name(key, summary):
+            script_name, script = _to_script(key[1:], summary)
+            return (key[0], script_name), script
 
         return (
             device_events
-            | 'ExtractScriptCmdlet' >> beam.FlatMap(key_cmdlet)
+            | 'ExtractScriptCmdlet' >> beam.FlatMapTuple(key_cmdlet)
             | 'MakeSortedCmdletList' >> beam.CombinePerKey(CmdletListCombineFn())
-            | 'KeyByScriptName' >> beam.MapTuple(_to_script))
+            | 'KeyByScriptName' >> beam.MapTuple(key_by_script_name))
 
 
 class ScriptCmdletEvents(beam.PTransform):
-    """DeviceEvents rows -> ((VM key, script name), (time, cmdlet)): strict semantics' cmdlet events."""
+    """(window, DeviceEvents row) -> ((window, VM key, script name), (time, cmdlet)): strict semantics'
+    cmdlet events."""
 
     def __init__(self, semantics):
         super().__init__()
@@ -122,13 +129,13 @@ class ScriptCmdletEvents(beam.PTransform):
     def expand(self, device_events):
         semantics = self._semantics
 
-        def key_event(row):
+        def key_event(window, row):
             found = script_cmdlet(row, semantics)
             vm_key = vm_join_key(host_name(row['DeviceName']), semantics)
-            return (vm_key, found[0]), (row['TimeGenerated'], found[1])
+            return (window, vm_key, found[0]), (row['TimeGenerated'], found[1])
 
         return (
             device_events
-            | 'IsScriptCmdlet' >> beam.Filter(lambda row: script_cmdlet(row, semantics) is not None)
+            | 'IsScriptCmdlet' >> beam.Filter(lambda window_row: script_cmdlet(window_row[1], semantics) is not None)
             | 'DropDuplicateRecords' >> DropDuplicateRecords(DEVICE_EVENTS)
-            | 'KeyByVmAndScript' >> beam.Map(key_event))
+            | 'KeyByVmAndScript' >> beam.MapTuple(key_event))

@@ -66,7 +66,8 @@ def join_on_vm_and_time(_, grouped, tolerance_us):
 
 
 class JoinScriptCmdlets(beam.PTransform):
-    """{'runs': session/file rows, 'scripts': cmdlet lists or events} -> RunCommandData rows."""
+    """{'runs': (window, session/file row), 'scripts': keyed cmdlet lists or events} -> (window,
+    RunCommandData row)."""
 
     def __init__(self, semantics):
         super().__init__()
@@ -75,13 +76,14 @@ class JoinScriptCmdlets(beam.PTransform):
     def expand(self, inputs):
         semantics = self._semantics
         if semantics.strict:
-            runs = inputs[RUNS] | 'KeyRunsByVmAndFile' >> beam.Map(
-                lambda r: ((vm_join_key(r['VirtualMachineName'], semantics), r['FileName']), r))
+            runs = inputs[RUNS] | 'KeyRunsByVmAndFile' >> beam.MapTuple(
+                lambda window, r: ((window, vm_join_key(r['VirtualMachineName'], semantics), r['FileName']), r))
             tolerance_us = semantics.exec_tolerance_us
-            joiner = beam.FlatMapTuple(lambda key, grouped: join_on_vm_and_time(key, grouped, tolerance_us))
+            joiner = beam.FlatMapTuple(lambda key, grouped: (
+                (key[0], row) for row in join_on_vm_and_time(key[1:], grouped, tolerance_us)))
         else:
-            runs = inputs[RUNS] | 'KeyRunsByFileName' >> beam.Map(lambda r: (r['FileName'], r))
-            joiner = beam.FlatMapTuple(join_on_file_name)
+            runs = inputs[RUNS] | 'KeyRunsByFileName' >> beam.MapTuple(lambda window, r: ((window, r['FileName']), r))
+            joiner = beam.FlatMapTuple(lambda key, grouped: ((key[0], row) for row in join_on_file_name(key[1], grouped)))
         return (
             {RUNS: runs, SCRIPTS: inputs[SCRIPTS]}
             | 'CoGroupByScript' >> beam.CoGroupByKey()

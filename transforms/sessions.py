@@ -109,7 +109,8 @@ def to_session(key, summary, semantics):
 
 
 class RunCommandSessions(beam.PTransform):
-    """AzureActivity rows -> one session per (CorrelationId, Authorization, Caller), kept if it succeeded."""
+    """(window, AzureActivity row) -> (window, session): one per (CorrelationId, Authorization, Caller)
+    of the window, kept if it succeeded."""
 
     def __init__(self, semantics):
         super().__init__()
@@ -117,12 +118,14 @@ class RunCommandSessions(beam.PTransform):
 
     def expand(self, activity):
         semantics = self._semantics
-        run_commands = activity | 'IsRunCommandOnVm' >> beam.Filter(is_run_command_on_vm, semantics)
+        run_commands = activity | 'IsRunCommandOnVm' >> beam.Filter(
+            lambda window_row: is_run_command_on_vm(window_row[1], semantics))
         if semantics.strict:
             run_commands = run_commands | 'DropDuplicateRecords' >> DropDuplicateRecords(AZURE_ACTIVITY)
         return (
             run_commands
-            | 'KeyBySessionIdentity' >> beam.Map(lambda row: (session_key(row), row))
+            | 'KeyBySessionIdentity' >> beam.MapTuple(lambda window, row: ((window, session_key(row)), row))
             | 'SummarizeSession' >> beam.CombinePerKey(SessionCombineFn())
             | 'KeepSucceeded' >> beam.Filter(lambda kv: kv[1][3])
-            | 'ToSession' >> beam.MapTuple(lambda key, summary: to_session(key, summary, semantics)))
+            | 'ToSession' >> beam.MapTuple(
+                lambda key, summary: (key[0], to_session(key[1], summary, semantics))))

@@ -5,7 +5,6 @@ alerts is reported with ``alerts: 0``.
 """
 
 import apache_beam as beam
-from apache_beam.transforms import window
 
 from transforms.ingest import format_datetime_us
 
@@ -39,16 +38,14 @@ class SummarizeWindows(beam.PTransform):
         names = sorted(named)
         counts = [
             named[ALERTS]
-            | 'LabelAlerts' >> beam.Map(lambda a: ((a['QueryPeriodStart'], a['QueryPeriodEnd']), {ALERTS: 1}))
-            | 'GlobalWindowAlerts' >> beam.WindowInto(window.GlobalWindows())]
+            | 'LabelAlerts' >> beam.Map(lambda a: ((a['QueryPeriodStart'], a['QueryPeriodEnd']), {ALERTS: 1}))]
         for name in names:
             if name == ALERTS:
                 continue
             counts.append(
                 named[name]
                 | 'Label' + name >> beam.MapTuple(
-                    lambda bounds, count, name=name: (tuple(map(format_datetime_us, bounds)), {name: count}))
-                | 'GlobalWindow' + name >> beam.WindowInto(window.GlobalWindows()))
+                    lambda bounds, count, name=name: (tuple(map(format_datetime_us, bounds)), {name: count})))
         return (
             counts
             | 'FlattenCounts' >> beam.Flatten()

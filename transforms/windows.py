@@ -4,13 +4,18 @@ A scheduled rule runs every queryFrequency over the last queryPeriod of data. A 
 that with windows ``[offset + k * frequency, offset + k * frequency + period)``: fixed windows when
 the two are equal, sliding (overlapping) windows when the period is longer. Each row belongs to
 every window covering its TimeGenerated, and each window is evaluated on its own rows only.
+
+In a batch run the window is explicit: the detection's collections hold ``(window, value)`` pairs,
+``window`` being ``(start, end)`` in microseconds, and every grouping key starts with the window.
+That is what Beam's event-time windows would compute, without their per-element machinery: a
+batch GroupByKey over non-global windows goes through the general trigger driver for every
+element, which cost more than the whole detection (see benchmarks/README.md). The streaming
+detection (`transforms.streaming`) evaluates each window with the same stage functions.
 """
 
 import re
 
 import apache_beam as beam
-from apache_beam.transforms import window
-from apache_beam.utils.timestamp import Duration, Timestamp
 
 from transforms.ingest import format_datetime_us, parse_datetime_us
 
@@ -68,12 +73,6 @@ class QueryWindows:
         self.start_us = start_us
         self.end_us = end_us
 
-    def window_fn(self):
-        if self.period_us == self.frequency_us:
-            return window.FixedWindows(Duration(micros=self.period_us), Timestamp(micros=self.offset_us))
-        return window.SlidingWindows(Duration(micros=self.period_us), Duration(micros=self.frequency_us),
-                                     Timestamp(micros=self.offset_us))
-
     def starts_covering(self, time_us):
         """Start of every window [s, s + period) that holds `time_us`."""
         first = (time_us - self.offset_us - self.period_us) // self.frequency_us + 1
@@ -89,22 +88,18 @@ class QueryWindows:
                 and (self.end_us is None or end_us <= self.end_us))
 
 
-def window_bounds(beam_window):
-    """(start, end) of a Beam interval window in microseconds."""
-    return beam_window.start.micros, beam_window.end.micros
-
-
-def window_label(beam_window):
-    start, end = window_bounds(beam_window)
+def window_label(window_us):
+    """(QueryPeriodStart, QueryPeriodEnd) as Log Analytics datetime text."""
+    start, end = window_us
     return format_datetime_us(start), format_datetime_us(end)
 
 
 class AssignQueryWindows(beam.PTransform):
-    """Timestamped rows -> the same rows in every query window covering them, inside --start/--end.
+    """Rows -> ``(window, row)`` for every query window inside --start/--end that holds the row.
 
     The read step (`transforms.sources.ReadTable` with the same windows) has already dropped and
     counted the rows that no window in range holds; a sliding window that holds a row but lies
-    partly outside the range is dropped here.
+    partly outside the range is left out here.
     """
 
     def __init__(self, windows):
@@ -113,8 +108,10 @@ class AssignQueryWindows(beam.PTransform):
 
     def expand(self, rows):
         windows = self._windows
-        windowed = rows | 'WindowIntoQueryPeriods' >> beam.WindowInto(windows.window_fn())
-        if windows.start_us is None and windows.end_us is None:
-            return windowed
-        return windowed | 'KeepWindowsInRange' >> beam.Filter(
-            lambda row, w=beam.DoFn.WindowParam: windows.in_range(*window_bounds(w)))
+        return rows | 'PairWithQueryWindows' >> beam.FlatMap(
+            lambda row: [(bounds, row) for bounds in windows.windows_in_range(row['TimeGenerated'])])
+
+
+def in_window(values, window_us):
+    """``(window, value)`` for each value: a collection of one window (tests, and tools)."""
+    return [(window_us, value) for value in values]
