@@ -81,7 +81,11 @@ class QueryWindows:
 
     def windows_in_range(self, time_us):
         """(start, end) of every window inside --start/--end that holds `time_us`."""
-        return [(s, s + self.period_us) for s in self.starts_covering(time_us) if self.in_range(s, s + self.period_us)]
+        period = self.period_us
+        if period == self.frequency_us:  # fixed windows: exactly one holds the row
+            start = time_us - (time_us - self.offset_us) % period
+            return [(start, start + period)] if self.in_range(start, start + period) else []
+        return [(s, s + period) for s in self.starts_covering(time_us) if self.in_range(s, s + period)]
 
     def in_range(self, start_us, end_us):
         return ((self.start_us is None or start_us >= self.start_us)
