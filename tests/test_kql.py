@@ -28,6 +28,18 @@ def test_has_term(haystack, needle, expected):
     assert kql.has_term(haystack, needle) is expected
 
 
+def test_has_term_shortcut_on_ascii_text_agrees_with_the_term_pattern():
+    # has_term skips the regex when ASCII text cannot hold the needle in any case: same answers.
+    import random
+    rnd = random.Random(3)
+    pieces = ['virtualMachines', 'VIRTUALMACHINES', 'virtualmachine', '-File', '-file', 'Succeeded', 'x', '/',
+              '_', '1', ' ', 'é', '\u017f', 'K']
+    for _ in range(3000):
+        haystack = ''.join(rnd.choice(pieces) for _ in range(rnd.randrange(0, 5)))
+        for needle in ('virtualMachines', '-File', 'Succeeded', 'Success'):
+            assert kql.has_term(haystack, needle) is (kql._term_pattern((needle,)).search(haystack) is not None)
+
+
 @pytest.mark.parametrize('haystack, expected', [
     ('["Started","Accepted","Succeeded"]', True),
     ('["Start","Accept","Success"]', True),

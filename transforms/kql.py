@@ -62,6 +62,9 @@ def _term_pattern(needles):
 
 def has_term(haystack, needle):
     """Kusto ``haystack has needle``: `needle` occurs as a whole term, ignoring case."""
+    if haystack.isascii() and needle.isascii() and needle.lower() not in haystack.lower():
+        # In ASCII text only the ASCII case variants of the needle's letters can match.
+        return False
     return _term_pattern((needle,)).search(haystack) is not None
 
 
@@ -181,9 +184,14 @@ def parse_json_text(text):
     Duplicate keys keep their first value, as the reference's JSON reader does.
     """
     try:
+        if isinstance(text, str) and not text.startswith('\ufeff'):
+            return _JSON_DECODER.decode(text)  # what json.loads does, without a new decoder per call
         return json.loads(text, object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
     except ValueError:
         return text
+
+
+_JSON_DECODER = json.JSONDecoder(object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
 
 
 # RE2's \s is [\t\n\f\r ] (no vertical tab, no Unicode spaces).
