@@ -17,6 +17,7 @@ import os
 import sys
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import DetectionOptions
@@ -33,7 +34,7 @@ from transforms.script_runs import RUNS, SCRIPTS, JoinScriptCmdlets
 from transforms.semantics import Semantics
 from transforms.sessions import RunCommandSessions
 from transforms.run_report import write_run_report
-from transforms.sinks import WriteJsonLines, write_outputs
+from transforms.sinks import WriteJsonLines, clear_previous_run, write_outputs
 from transforms.sources import ReadTable
 from transforms.window_summary import ALERTS, SummarizeWindows
 from transforms.windows import AssignQueryWindows, QueryWindows, parse_instant, parse_timespan
@@ -269,9 +270,12 @@ def run(argv=None):
         build_streaming(pipeline, options)
         return pipeline.run()
     build(pipeline, options)
+    output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
+    # An earlier run's shards (maybe another number of them) must not mix with this run's.
+    stale_fingerprints = FileSystems.join(baseline.temporary_dir(output_dir), 'fingerprints-*-of-*.jsonl')
+    clear_previous_run(output_dir, [stale_fingerprints])
     result = pipeline.run()
     result.wait_until_finish()
-    output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
     if detection.baseline_out:
         update_baseline(detection, load_rule(detection.rule), output_dir)
     summary = counters(result)

@@ -25,3 +25,21 @@ def test_bundled_sample_gives_its_expected_alerts(tmp_path, capsys):
         got.append(json.dumps(row, sort_keys=True))
     assert sorted(got) == expected and len(expected) == 7
     assert printed.count('ALERT ') == 7 and 'windows evaluated 1' in printed
+
+
+def test_a_rerun_replaces_every_output_of_the_previous_run(tmp_path, capsys):
+    # An earlier run with two shards per output, and its completion marker: none of it may survive
+    # next to this run's one-shard outputs.
+    stale = ['alerts-00000-of-00002.jsonl', 'alerts-00001-of-00002.jsonl', 'windows-00001-of-00002.jsonl',
+             'dead_letter-00000-of-00003.avro', 'summary.json', 'report.html']
+    for name in stale:
+        (tmp_path / name).write_text('{"stale": true}\n')
+    (tmp_path / 'notes.txt').write_text('not ours')
+    rare_runcommand.run(['--runner=FnApiRunner', '--output_dir', str(tmp_path)])
+    capsys.readouterr()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert 'alerts-00001-of-00002.jsonl' not in names and 'dead_letter-00000-of-00003.avro' not in names
+    assert 'notes.txt' in names
+    alerts = list(rare_runcommand.read_json_lines_output(str(tmp_path), 'alerts'))
+    assert len(alerts) == 7 and all('stale' not in alert for alert in alerts)
+    assert json.loads((tmp_path / 'summary.json').read_text()).get('stale') is None

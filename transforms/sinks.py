@@ -6,7 +6,9 @@ file under ``<output_dir>/beam-temp-<prefix>-<uuid>/``; only when all bundles ha
 A run that fails before that leaves no file under the final names (at most a ``beam-temp-*``
 folder), and a run interrupted during the renames leaves an incomplete ``-of-NNNNN`` series,
 which is visible as such. ``summary.json`` (run report) is written after the pipeline succeeded: its
-presence marks a complete output folder.
+presence marks a complete output folder. Before a run starts, `clear_previous_run` deletes what an
+earlier run wrote to the same folder (its series may have had another number of shards, which this
+run's renames would not replace).
 """
 
 import importlib
@@ -23,6 +25,32 @@ SHARD_TEMPLATE = '-SSSSS-of-NNNNN'
 DEAD_LETTER_REASONS = 'dead_letter_reasons'   # metrics namespace: one counter per reason
 _DEAD_LETTER_FIELDS = ('table', 'source', 'reason', 'raw')
 _GCP_HINT = "the %s sink needs Beam's Google Cloud I/O: pip install 'rare-runcommand-detection[gcp]'"
+
+
+OUTPUT_PREFIXES = ('alerts', 'dead_letter', 'sentinel_dead_letter', 'windows')
+RUN_REPORT_FILES = ('summary.json', 'report.html')
+
+
+def previous_run_patterns(output_dir):
+    """Globs of everything a run writes under `output_dir`, the completion marker first."""
+    patterns = [FileSystems.join(output_dir, name) for name in RUN_REPORT_FILES]
+    patterns += [FileSystems.join(output_dir, prefix + '-*-of-*.' + ext)
+                 for prefix in OUTPUT_PREFIXES for ext in ('jsonl', 'avro')]
+    return patterns
+
+
+def clear_previous_run(output_dir, extra_patterns=()):
+    """Deletes the files of an earlier run in `output_dir` (and `extra_patterns`); returns their paths.
+
+    ``summary.json`` goes first: a folder without it is never taken for a complete run's.
+    """
+    deleted = []
+    for pattern in previous_run_patterns(output_dir) + list(extra_patterns):
+        paths = [metadata.path for metadata in FileSystems.match([pattern])[0].metadata_list]
+        if paths:
+            FileSystems.delete(paths)
+            deleted.extend(paths)
+    return deleted
 
 
 def schema_path(name):
