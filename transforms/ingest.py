@@ -42,8 +42,46 @@ def _days_from_civil(year, month, day):
     return era * 146097 + doe - 719468
 
 
+_DAYS_OF_DATE = {}  # 'YYYY-MM-DD' -> days since the epoch, for the canonical export format
+_DAYS_OF_DATE_MAX = 1 << 16
+
+
+def _parse_canonical(text):
+    """``YYYY-MM-DDThh:mm:ss[.f...]Z`` (how the exports write TimeGenerated) -> microseconds, or None
+    for any other text (then the general parser decides). Same result as the general parser."""
+    if (len(text) < 20 or text[-1] != 'Z' or text[10] != 'T' or text[4] != '-' or text[7] != '-'
+            or text[13] != ':' or text[16] != ':' or not text.isascii()):
+        return None
+    fraction = text[19:-1]
+    if fraction and (fraction[0] != '.' or not (len(fraction) == 1 or fraction[1:].isdigit())):
+        return None
+    clock = text[11:13] + text[14:16] + text[17:19]
+    if not clock.isdigit():
+        return None
+    hour, minute, second = int(clock[:2]), int(clock[2:4]), int(clock[4:])
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    date = text[:10]
+    days = _DAYS_OF_DATE.get(date)
+    if days is None:
+        digits = date[:4] + date[5:7] + date[8:]
+        if not digits.isdigit():
+            return None
+        year, month, day = int(digits[:4]), int(digits[4:6]), int(digits[6:])
+        if not 1 <= month <= 12 or not 1 <= day <= (29 if month == 2 and _is_leap(year) else _DAYS_IN_MONTH[month - 1]):
+            return None
+        days = _days_from_civil(year, month, day)
+        if len(_DAYS_OF_DATE) < _DAYS_OF_DATE_MAX:
+            _DAYS_OF_DATE[date] = days
+    micros = int(fraction[1:7].ljust(6, '0')) if len(fraction) > 1 else 0
+    return days * _US_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
+
+
 def parse_datetime_us(text):
     """An ISO 8601 datetime string -> microseconds since the Unix epoch (UTC), or None."""
+    value = _parse_canonical(text)
+    if value is not None:
+        return value
     match = _DATETIME.fullmatch(text)
     if match is None:
         return None
