@@ -1,4 +1,4 @@
-"""Query windows: the scheduled rule's queryPeriod/queryFrequency as Beam event-time windows.
+"""Query windows: the scheduled rule's queryPeriod/queryFrequency over event time (TimeGenerated).
 
 A scheduled rule runs every queryFrequency over the last queryPeriod of data. A backfill reproduces
 that with windows ``[offset + k * frequency, offset + k * frequency + period)``: fixed windows when
