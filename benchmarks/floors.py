@@ -94,7 +94,7 @@ def scan(paths, part=0, parts=1):
 
 
 def read_step(paths, part=0, parts=1):
-    """(records produced, rows among them): the pipeline's read step over every file, without Beam."""
+    """(elements produced, rows in them): the pipeline's read step over every file, without Beam."""
     from apache_beam.io.range_trackers import OffsetRangeTracker
     from transforms import export_formats
     from transforms.relevance import RelevantTo
@@ -108,9 +108,9 @@ def read_step(paths, part=0, parts=1):
         needles = export_formats.relevance_needles(table, semantics.process_names, semantics.strict)
         source = ExportSource(path, table, 'auto', needles, RelevantTo(table, semantics), QueryWindows(day_us, day_us))
         size = os.path.getsize(path)
-        for kind, _ in source.read_records(path, OffsetRangeTracker(size * part // parts, size * (part + 1) // parts)):
+        for kind, value in source.read_records(path, OffsetRangeTracker(size * part // parts, size * (part + 1) // parts)):
             produced += 1
-            rows += kind == ROWS
+            rows += len(value) if kind == ROWS else 0
     return produced, rows
 
 
