@@ -36,8 +36,8 @@ import sys
 
 from benchmarks.run_benchmark import (DEFAULT_DATA_ROOT, REPO, RESULTS_DIR, ensure_dataset, measure,
                                       table_paths)
+from transforms.export_formats import BLOCK_BYTES, relevance_needles
 
-BLOCK = 256 << 10
 BEAM_MINIMAL = '''
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -46,57 +46,52 @@ with beam.Pipeline(options=PipelineOptions(['--runner=FnApiRunner'])) as p:
 '''
 
 
+def _blocks(path, part, parts):
+    """The blocks of `path` in byte range `part` of `parts`, in the reader's block size."""
+    size = os.path.getsize(path)
+    start, stop = size * part // parts, size * (part + 1) // parts
+    with open(path, 'rb') as stream:
+        stream.seek(start)
+        remaining = stop - start
+        while remaining > 0:
+            block = stream.read(min(BLOCK_BYTES, remaining))
+            if not block:
+                return
+            remaining -= len(block)
+            yield block
+
+
 def one_pass(paths, part=0, parts=1):
     """(bytes, 0): every byte of this part of every file read and looked at once."""
     total = 0
     for path in paths.values():
-        size = os.path.getsize(path)
-        start, stop = size * part // parts, size * (part + 1) // parts
-        with open(path, 'rb') as stream:
-            stream.seek(start)
-            remaining = stop - start
-            while remaining > 0:
-                block = stream.read(min(BLOCK, remaining))
-                if not block:
-                    break
-                remaining -= len(block)
-                total += len(block) + block.find(b'\x00') + 1  # -1: not found
+        for block in _blocks(path, part, parts):
+            total += len(block) + block.find(b'\x00') + 1  # -1: not found
     return total, 0
 
 
 def scan(paths, part=0, parts=1):
     """(lines, candidate lines) of this part of every file, with the reader's prefilter."""
-    from transforms import export_formats
     from transforms.schema import DEVICE_FILE_EVENTS
     lines = candidates = 0
     for table, path in paths.items():
         names = ('RunCommandExtension.exe',) if table == DEVICE_FILE_EVENTS else ()
-        needles = export_formats.relevance_needles(table, names, False)
-        size = os.path.getsize(path)
-        start, stop = size * part // parts, size * (part + 1) // parts
-        with open(path, 'rb') as stream:
-            stream.seek(start)
-            remaining = stop - start
-            while remaining > 0:
-                block = stream.read(min(export_formats.BLOCK_BYTES, remaining))
-                if not block:
+        needles = relevance_needles(table, names, False)
+        for block in _blocks(path, part, parts):
+            lines += block.count(b'\n')
+            position = 0
+            while True:
+                found = needles.search(block, position)
+                if found is None:
                     break
-                remaining -= len(block)
-                lines += block.count(b'\n')
-                position = 0
-                while True:
-                    found = needles.search(block, position)
-                    if found is None:
-                        break
-                    candidates += 1
-                    position = block.find(b'\n', found.start()) + 1 or len(block)
+                candidates += 1
+                position = block.find(b'\n', found.start()) + 1 or len(block)
     return lines, candidates
 
 
 def read_step(paths, part=0, parts=1):
     """(elements produced, rows in them): the pipeline's read step over every file, without Beam."""
     from apache_beam.io.range_trackers import OffsetRangeTracker
-    from transforms import export_formats
     from transforms.relevance import RelevantTo
     from transforms.semantics import Semantics
     from transforms.sources import ROWS, ExportSource
@@ -105,7 +100,7 @@ def read_step(paths, part=0, parts=1):
     day_us = 86_400_000_000
     produced = rows = 0
     for table, path in paths.items():
-        needles = export_formats.relevance_needles(table, semantics.process_names, semantics.strict)
+        needles = relevance_needles(table, semantics.process_names, semantics.strict)
         source = ExportSource(path, table, 'auto', needles, RelevantTo(table, semantics), QueryWindows(day_us, day_us))
         size = os.path.getsize(path)
         for kind, value in source.read_records(path, OffsetRangeTracker(size * part // parts, size * (part + 1) // parts)):
