@@ -36,7 +36,11 @@ import sys
 
 from benchmarks.run_benchmark import (DEFAULT_DATA_ROOT, REPO, RESULTS_DIR, ensure_dataset, measure,
                                       table_paths)
-from transforms.export_formats import BLOCK_BYTES, relevance_needles
+from transforms.export_formats import BLOCK_BYTES
+from transforms.relevance import read_filters
+from transforms.semantics import Semantics
+
+SENTINEL = Semantics.named('sentinel')
 
 BEAM_MINIMAL = '''
 import apache_beam as beam
@@ -72,11 +76,9 @@ def one_pass(paths, part=0, parts=1):
 
 def scan(paths, part=0, parts=1):
     """(lines, candidate lines) of this part of every file, with the reader's prefilter."""
-    from transforms.schema import DEVICE_FILE_EVENTS
     lines = candidates = 0
     for table, path in paths.items():
-        names = ('RunCommandExtension.exe',) if table == DEVICE_FILE_EVENTS else ()
-        needles = relevance_needles(table, names, False)
+        needles, _ = read_filters(table, SENTINEL)
         for block in _blocks(path, part, parts):
             lines += block.count(b'\n')
             position = 0
@@ -92,16 +94,13 @@ def scan(paths, part=0, parts=1):
 def read_step(paths, part=0, parts=1):
     """(elements produced, rows in them): the pipeline's read step over every file, without Beam."""
     from apache_beam.io.range_trackers import OffsetRangeTracker
-    from transforms.relevance import RelevantTo
-    from transforms.semantics import Semantics
     from transforms.sources import ROWS, ExportSource
     from transforms.windows import QueryWindows
-    semantics = Semantics.named('sentinel')
     day_us = 86_400_000_000
     produced = rows = 0
     for table, path in paths.items():
-        needles = relevance_needles(table, semantics.process_names, semantics.strict)
-        source = ExportSource(path, table, 'auto', needles, RelevantTo(table, semantics), QueryWindows(day_us, day_us))
+        needles, keep = read_filters(table, SENTINEL)
+        source = ExportSource(path, table, 'auto', needles, keep, QueryWindows(day_us, day_us))
         size = os.path.getsize(path)
         for kind, value in source.read_records(path, OffsetRangeTracker(size * part // parts, size * (part + 1) // parts)):
             produced += 1

@@ -22,12 +22,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.options import DetectionOptions
 from pipelines.sink_options import SinkOptions
-from transforms import baseline, export_formats
+from transforms import baseline
 from transforms.alerts import ToAlerts
 from transforms.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
 from transforms.fingerprints import UniqueFingerprints
 from transforms.rule import load_rule
-from transforms.relevance import RelevantTo
+from transforms.relevance import read_filters
 from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
 from transforms.script_cmdlets import ScriptCmdletEvents, ScriptCmdletLists
 from transforms.script_runs import RUNS, SCRIPTS, JoinScriptCmdlets
@@ -37,7 +37,7 @@ from transforms.run_report import write_run_report
 from transforms.sinks import WriteJsonLines, clear_previous_run, write_outputs
 from transforms.sources import ReadTable
 from transforms.window_summary import ALERTS, SummarizeWindows
-from transforms.windows import AssignQueryWindows, QueryWindows, parse_instant, parse_timespan
+from transforms.windows import QueryWindows, parse_instant, parse_timespan
 
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_data')
 DEFAULT_OUTPUT_DIR = 'rare_runcommand_output'
@@ -144,12 +144,10 @@ def build(pipeline, options):
 
     tables, dead_letters, row_counts = {}, [], {}
     for table in TABLES:
-        needles = None
-        if detection.scan == 'relevant':
-            needles = export_formats.relevance_needles(table, semantics.process_names, semantics.strict)
+        needles, keep = read_filters(table, semantics, detection.scan)
         read = pipeline | 'Read' + table >> ReadTable(
-            table, patterns[table], detection.input_format, needles, RelevantTo(table, semantics), windows)
-        tables[table] = read.rows | 'Window' + table >> AssignQueryWindows(windows)
+            table, patterns[table], detection.input_format, needles, keep, windows)
+        tables[table] = read.rows
         dead_letters.append(read.dead_letter)
         row_counts[table] = read.window_counts
 

@@ -29,7 +29,7 @@ def read_file(path, table, input_format='auto', needles=None):
     compressed = path.endswith('.gz')  # Beam reads a compressed file unsplit, to OFFSET_INFINITY
     stop = OffsetRangeTracker.OFFSET_INFINITY if compressed else os.path.getsize(path)
     items = list(source.read_records(path, OffsetRangeTracker(0, stop)))
-    return ([row for k, v in items if k == ROWS for row in v], [v for k, v in items if k == DEAD_LETTER],
+    return ([row for k, v in items if k == ROWS for _, row in v], [v for k, v in items if k == DEAD_LETTER],
             [(v['read'], v['skipped_irrelevant']) for k, v in items if k == STATS])
 
 

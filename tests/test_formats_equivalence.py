@@ -62,9 +62,9 @@ def day_of(row):
 
 # -------------------------------------------------------------------------------------- writers
 
-def _dump_lines(path, values, gz=False):
+def _write_bytes(path, data, gz=False):
+    """Writes `data` to `path` (gzip-compressed to `path`.gz with `gz`); returns the path written."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    data = ''.join(json.dumps(v, ensure_ascii=False) + '\n' for v in values).encode('utf-8')
     if gz:
         path += '.gz'
         with gzip.GzipFile(path, 'wb', mtime=0) as handle:
@@ -73,6 +73,10 @@ def _dump_lines(path, values, gz=False):
         with open(path, 'wb') as handle:
             handle.write(data)
     return path
+
+
+def _dump_lines(path, values, gz=False):
+    return _write_bytes(path, ''.join(json.dumps(v, ensure_ascii=False) + '\n' for v in values).encode('utf-8'), gz)
 
 
 def activity_record(row, index):
@@ -176,15 +180,7 @@ def write_csv(path, table, rows, portal=True, legacy=False, gz=False):
             cells = [table] + cells
         lines.append(','.join(_csv_cell(c) for c in cells))
     data = ((b'\xef\xbb\xbf' if portal else b'') + (newline.join(lines) + newline).encode('utf-8'))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if gz:
-        path += '.gz'
-        with gzip.GzipFile(path, 'wb', mtime=0) as handle:
-            handle.write(data)
-    else:
-        with open(path, 'wb') as handle:
-            handle.write(data)
-    return path
+    return _write_bytes(path, data, gz)
 
 
 def write_shape(shape, table, rows, directory, tag='0'):

@@ -146,6 +146,8 @@ def test_split_caller(caller, expected):
     ('not json', 'not json'),
     ('NaN', 'NaN'),
     ('"x"', 'x'),
+    ('\ufeff{"a": 1}', '\ufeff{"a": 1}'),          # a leading BOM is not JSON (json.loads refuses it too)
+    (' [1, 2] ', [1, 2]),
 ])
 def test_parse_json_text(text, expected):
     assert kql.parse_json_text(text) == expected

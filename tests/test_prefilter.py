@@ -397,3 +397,9 @@ def test_sentinel_process_name_needle_is_case_sensitive():
     assert sentinel.search(line.replace(b'runcommandextension', b'RunCommandExtension')) is not None
     # A name JSON may write with an escaped "/" has no exact literal: every record is read.
     assert relevance_needles(DEVICE_FILE_EVENTS, ('a/b.exe',), fold_process_names=False) is None
+
+
+def test_folded_and_exact_searches_of_the_same_literal_are_remembered_apart():
+    # The same bytes as an exact and a folded literal: each search keeps its own next occurrence.
+    needles = export_formats.LiteralNeedles(folded=[b'abc'], exact=[b'abc'])
+    assert needles.search(b'ABC abc').start() == 0

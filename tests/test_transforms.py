@@ -13,11 +13,15 @@ from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
 from transforms.script_cmdlets import ScriptCmdletLists
 from transforms.semantics import Semantics
 from transforms.sessions import RunCommandSessions
-from transforms.windows import in_window
 
 SENTINEL = Semantics.named('sentinel')
 OP = 'Microsoft.Compute/virtualMachines/runCommand/action'
 W = (1, 2)  # a query window (start, end): the stages take and give (window, value) pairs
+
+
+def in_window(values, window_us):
+    """``(window, value)`` for each value: one window's collection, as the stages take it."""
+    return [(window_us, value) for value in values]
 
 
 def pipeline():

@@ -1,12 +1,15 @@
 """Query windows: which windows hold a row, and the (window, row) pairs of a batch run."""
 
+import json
 import random
 
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.windows import AssignQueryWindows, QueryWindows, window_label
+from transforms.schema import DEVICE_EVENTS
+from transforms.sources import ReadTable
+from transforms.windows import QueryWindows, window_label
 
 HOUR = 3_600_000_000
 DAY = 24 * HOUR
@@ -36,13 +39,22 @@ def test_windows_in_range_follow_the_definition():
                 assert windows.windows_in_range(time_us) == covering(windows, time_us), (period, frequency, time_us)
 
 
-def test_assign_query_windows_pairs_each_row_with_its_windows():
-    sliding = QueryWindows(2 * DAY, DAY)
-    rows = [{'TimeGenerated': DAY + 5}, {'TimeGenerated': 5}]
+def test_read_step_pairs_each_row_with_its_windows_in_range(tmp_path):
+    # Sliding 2-day windows every day, only those inside [-1d, 3d): each row in every such window that
+    # holds it; the row at 3d + 5 us is only in [2d, 4d) and [3d, 5d), outside the range: not produced.
+    path = tmp_path / 'DeviceEvents.jsonl'
+    times = ['1970-01-02T00:00:00.000005Z', '1970-01-01T00:00:00.000005Z', '1970-01-03T00:00:00.000005Z',
+             '1970-01-04T00:00:00.000005Z']
+    path.write_text(''.join(json.dumps({'TimeGenerated': t}) + '\n' for t in times))
+    sliding = QueryWindows(2 * DAY, DAY, 0, -DAY, 3 * DAY)
     with TestPipeline(runner='FnApiRunner') as p:
-        pairs = p | beam.Create(rows) | AssignQueryWindows(sliding)
-        assert_that(pairs | beam.MapTuple(lambda w, row: (window_label(w), row['TimeGenerated'])), equal_to([
+        read = p | ReadTable(DEVICE_EVENTS, str(path), windows=sliding)
+        assert_that(read.rows | beam.MapTuple(lambda w, row: (window_label(w), row['TimeGenerated'])), equal_to([
             (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), DAY + 5),
             (('1970-01-02T00:00:00.000000Z', '1970-01-04T00:00:00.000000Z'), DAY + 5),
             (('1969-12-31T00:00:00.000000Z', '1970-01-02T00:00:00.000000Z'), 5),
-            (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), 5)]))
+            (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), 5),
+            (('1970-01-02T00:00:00.000000Z', '1970-01-04T00:00:00.000000Z'), 2 * DAY + 5)]),
+            label='RowsInWindows')
+        assert_that(read.window_counts, equal_to([((-DAY, DAY), 1), ((0, 2 * DAY), 2), ((DAY, 3 * DAY), 2)]),
+                    label='WindowCounts')

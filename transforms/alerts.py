@@ -28,7 +28,7 @@ from transforms import kql
 from transforms.fingerprints import canonical_row_text
 from transforms.ingest import format_datetime_us
 from transforms.rule import RESULT_COLUMNS
-from transforms.windows import window_label
+from transforms.windows import CountPerWindow, window_label
 
 PROVIDER_NAME = 'rare-runcommand-beam'
 # Namespace of the alert ids (uuid5): ids depend only on rule, semantics, window and result rows.
@@ -186,9 +186,6 @@ class ToAlerts(beam.PTransform):
                 results
                 | 'GroupWindowResults' >> beam.GroupByKey()
                 | 'MakeWindowAlert' >> beam.ParDo(_SingleAlertPerWindow(self._rule, self._semantics_name)))
-        results_per_window = (
-            results
-            | 'WindowOfResult' >> beam.Keys()
-            | 'CountResultsPerWindow' >> beam.combiners.Count.PerElement())
+        results_per_window = results | 'CountResultsPerWindow' >> CountPerWindow()
         return results | 'MakeAlert' >> beam.ParDo(
             _AlertPerResult(self._rule, self._semantics_name), beam.pvalue.AsDict(results_per_window))

@@ -207,14 +207,7 @@ def _body_items(body, table, position, needles, lines):
         if reason:
             yield Undecodable(value_position, reason, raw.encode('utf-8'))
             continue
-        values = value if isinstance(value, list) else [value]
-        for index, item in enumerate(values):
-            item_position = dict(value_position, index=index) if isinstance(value, list) else value_position
-            if not isinstance(item, dict):
-                yield Undecodable(item_position, reasons.NOT_OBJECT,
-                                  json.dumps(item, ensure_ascii=False).encode('utf-8'))
-                continue
-            yield from export_formats.record_rows(item, table, export_formats.ROW, item_position)
+        yield from export_formats.value_rows(value, table, export_formats.ROW, value_position)
 
 
 def read_capture(lines, stream, table, needles=None):

@@ -80,11 +80,12 @@ class LineReader:
     def _matching_lines(self, complete):
         # (index of line in block, start, end) of the lines of `complete` matching the needles.
         if self._needles is None:
-            start = index = 0
-            for index, line in enumerate(complete.split(b'\n')[:-1]):
+            lines = complete.split(b'\n')[:-1]
+            self._block_lines = len(lines)
+            start = 0
+            for index, line in enumerate(lines):
                 yield index, start, start + len(line)
                 start += len(line) + 1
-            self._block_lines = start and index + 1
             return
         search = self._needles.search
         position = index = 0
@@ -276,6 +277,18 @@ def record_rows(record, table, default=ROW, position=None, inside_envelope=False
     yield Decoded(position, record)
 
 
+def value_rows(value, table, default, position):
+    """The rows of one JSON value of a document: an object, or an array of them (each with its
+    ``index``); an item that is not an object is Undecodable."""
+    values = value if isinstance(value, list) else [value]
+    for index, item in enumerate(values):
+        item_position = dict(position, index=index) if isinstance(value, list) else position
+        if not isinstance(item, dict):
+            yield Undecodable(item_position, reasons.NOT_OBJECT, json.dumps(item, ensure_ascii=False).encode('utf-8'))
+            continue
+        yield from record_rows(item, table, default, item_position)
+
+
 def _json_line_reader(default):
     def read(lines, stream=None, table=None, needles=None):
         for offset, number, line in lines:
@@ -424,14 +437,7 @@ def _document_reader(default):
             if needles is not None and not needles.search(raw_bytes):
                 continue
             lines.lines_produced += 1
-            values = value if isinstance(value, list) else [value]
-            for index, item in enumerate(values):
-                item_position = dict(position, index=index) if isinstance(value, list) else position
-                if not isinstance(item, dict):
-                    yield Undecodable(item_position, reasons.NOT_OBJECT,
-                                      json.dumps(item, ensure_ascii=False).encode('utf-8'))
-                    continue
-                yield from record_rows(item, table, default, item_position)
+            yield from value_rows(value, table, default, position)
     read.__name__ = 'read_document_' + default
     read.__doc__ = 'Whole-file JSON (pretty-printed objects or arrays), shape %r unless shown.' % default
     return read
@@ -622,7 +628,7 @@ class LiteralNeedles:
         return {'folded': self.folded, 'exact': self.exact, 'confirm': self.confirm}
 
     def __setstate__(self, state):
-        self.folded, self.exact, self.confirm = state['folded'], state['exact'], state.get('confirm', {})
+        self.folded, self.exact, self.confirm = state['folded'], state['exact'], state['confirm']
         self._reset(None)
 
     def _find(self, haystack, literal, pos):
@@ -639,15 +645,15 @@ class LiteralNeedles:
             if self.folded:
                 self._lower = data.lower()
         best = None
-        for haystack, literals in ((data, self.exact), (self._lower, self.folded)):
+        for folded, haystack, literals in ((False, data, self.exact), (True, self._lower, self.folded)):
             for literal in literals:
-                cached = self._next.get(literal)
+                cached = self._next.get((folded, literal))
                 # A cached find from `start` still answers for `pos` >= start unless it lies before pos.
                 if cached is not None and cached[0] <= pos and (cached[1] == -1 or cached[1] >= pos):
                     found = cached[1]
                 else:
                     found = self._find(haystack, literal, pos)
-                    self._next[literal] = (pos, found)
+                    self._next[(folded, literal)] = (pos, found)
                 if found != -1 and (best is None or found < best[0]):
                     best = (found, found + len(literal))
         return _Found(*best) if best else None

@@ -16,6 +16,7 @@ import json
 import apache_beam as beam
 
 from transforms import kql
+from transforms.windows import CountPerWindow
 
 
 def sentinel_fingerprint(cmdlets):
@@ -99,10 +100,7 @@ class UniqueFingerprints(beam.PTransform):
                     lambda window, r: ((window, session_identity(r), r['ScriptFingerprintHash']), r))
                 | 'OneRowPerSessionAndFingerprint' >> beam.CombinePerKey(FirstRowCombineFn())
                 | 'DropSessionKey' >> beam.MapTuple(lambda key, r: (key[0], r)))
-        rows_per_window = (
-            rows
-            | 'WindowOfRow' >> beam.Keys()
-            | 'CountRowsPerWindow' >> beam.combiners.Count.PerElement())
+        rows_per_window = rows | 'CountRowsPerWindow' >> CountPerWindow()
         return (
             rows
             | 'KeyByFingerprint' >> beam.MapTuple(lambda window, r: ((window, r['ScriptFingerprintHash']), r))

@@ -15,6 +15,7 @@ column types of `transforms.schema` and the behaviour of the reference evaluatio
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 from transforms import kql
 from transforms.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING
@@ -42,8 +43,16 @@ def _days_from_civil(year, month, day):
     return era * 146097 + doe - 719468
 
 
-_DAYS_OF_DATE = {}  # 'YYYY-MM-DD' -> days since the epoch, for the canonical export format
-_DAYS_OF_DATE_MAX = 1 << 16
+@lru_cache(maxsize=4096)
+def _days_of_date(date):
+    """Days since the epoch of a ``YYYY-MM-DD`` text, or None when it is not a valid date."""
+    digits = date[:4] + date[5:7] + date[8:]
+    if not digits.isdigit():
+        return None
+    year, month, day = int(digits[:4]), int(digits[4:6]), int(digits[6:])
+    if not 1 <= month <= 12 or not 1 <= day <= (29 if month == 2 and _is_leap(year) else _DAYS_IN_MONTH[month - 1]):
+        return None
+    return _days_from_civil(year, month, day)
 
 
 def _parse_canonical(text):
@@ -61,18 +70,9 @@ def _parse_canonical(text):
     hour, minute, second = int(clock[:2]), int(clock[2:4]), int(clock[4:])
     if hour > 23 or minute > 59 or second > 59:
         return None
-    date = text[:10]
-    days = _DAYS_OF_DATE.get(date)
+    days = _days_of_date(text[:10])
     if days is None:
-        digits = date[:4] + date[5:7] + date[8:]
-        if not digits.isdigit():
-            return None
-        year, month, day = int(digits[:4]), int(digits[4:6]), int(digits[6:])
-        if not 1 <= month <= 12 or not 1 <= day <= (29 if month == 2 and _is_leap(year) else _DAYS_IN_MONTH[month - 1]):
-            return None
-        days = _days_from_civil(year, month, day)
-        if len(_DAYS_OF_DATE) < _DAYS_OF_DATE_MAX:
-            _DAYS_OF_DATE[date] = days
+        return None
     micros = int(fraction[1:7].ljust(6, '0')) if len(fraction) > 1 else 0
     return days * _US_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
 

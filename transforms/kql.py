@@ -184,7 +184,7 @@ def parse_json_text(text):
     Duplicate keys keep their first value, as the reference's JSON reader does.
     """
     try:
-        if isinstance(text, str) and not text.startswith('\ufeff'):
+        if isinstance(text, str):
             return _JSON_DECODER.decode(text)  # what json.loads does, without a new decoder per call
         return json.loads(text, object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
     except ValueError:

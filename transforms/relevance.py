@@ -4,6 +4,7 @@ The read step applies it after a row is parsed, validated and counted, so that t
 matter to the rule (nearly all of a tenant's telemetry) never become Beam elements.
 """
 
+from transforms.export_formats import relevance_needles
 from transforms.file_joins import is_script_file_write
 from transforms.schema import AZURE_ACTIVITY, DEVICE_FILE_EVENTS
 from transforms.script_cmdlets import script_cmdlet
@@ -28,3 +29,10 @@ class RelevantTo:
 
     def __call__(self, row):
         return is_relevant(self.table, row, self.semantics)
+
+
+def read_filters(table, semantics, scan='relevant'):
+    """(needles, keep) of the read step for `table`: the byte prefilter (None with ``scan='full'``,
+    or when no literal search is exact) and the relevance predicate applied after parsing."""
+    needles = relevance_needles(table, semantics.process_names, semantics.strict) if scan == 'relevant' else None
+    return needles, RelevantTo(table, semantics)

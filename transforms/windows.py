@@ -98,24 +98,8 @@ def window_label(window_us):
     return format_datetime_us(start), format_datetime_us(end)
 
 
-class AssignQueryWindows(beam.PTransform):
-    """Rows -> ``(window, row)`` for every query window inside --start/--end that holds the row.
+class CountPerWindow(beam.PTransform):
+    """``(window, value)`` pairs -> ``(window, number of values)``: a side input of per-window totals."""
 
-    The read step (`transforms.sources.ReadTable` with the same windows) has already dropped and
-    counted the rows that no window in range holds; a sliding window that holds a row but lies
-    partly outside the range is left out here.
-    """
-
-    def __init__(self, windows):
-        super().__init__()
-        self._windows = windows
-
-    def expand(self, rows):
-        windows = self._windows
-        return rows | 'PairWithQueryWindows' >> beam.FlatMap(
-            lambda row: [(bounds, row) for bounds in windows.windows_in_range(row['TimeGenerated'])])
-
-
-def in_window(values, window_us):
-    """``(window, value)`` for each value: a collection of one window (tests, and tools)."""
-    return [(window_us, value) for value in values]
+    def expand(self, pairs):
+        return pairs | 'WindowOfValue' >> beam.Keys() | 'CountPerWindow' >> beam.combiners.Count.PerElement()
