@@ -15,13 +15,14 @@ setuptools.setup(
     package_data={'pipelines': ['rule_metadata.yaml', 'sample_data/*'], 'schemas': ['*.avsc', '*.json']},
     include_package_data=True,
     install_requires=[
-        'apache-beam>=2.60,<3',
+        # Pinned: 2.62.0 is the newest Beam whose Flink job server resolves from Maven Central (docs/deploy.md).
+        'apache-beam==2.62.0',
         'fastavro>=1.8',
         'pyyaml>=6',
     ],
     extras_require={
         'test': ['pytest>=7', 'hypothesis>=6', 'wheel'],
-        'gcp': ['apache-beam[gcp]>=2.60,<3'],
+        'gcp': ['apache-beam[gcp]==2.62.0'],
         'bench': ['duckdb>=1.1'],
     },
     entry_points={

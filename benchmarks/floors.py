@@ -45,7 +45,7 @@ SENTINEL = Semantics.named('sentinel')
 BEAM_MINIMAL = '''
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
-with beam.Pipeline(options=PipelineOptions(['--runner=FnApiRunner'])) as p:
+with beam.Pipeline(options=PipelineOptions(['--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner'])) as p:
     p | beam.Create([1, 2, 3]) | beam.Map(lambda x: (x % 2, x)) | beam.GroupByKey()
 '''
 

@@ -6,6 +6,9 @@ SEMANTICS = ('sentinel', 'strict')
 INPUT_FORMATS = ('auto', 'jsonl', 'records', 'activity_log', 'defender_streaming', 'eventhub_avro', 'csv')
 SCAN_MODES = ('full', 'relevant')
 
+# Beam's in-process portable runner, by its import path: Beam 2.62 does not know it by its short name.
+IN_PROCESS_RUNNER = 'apache_beam.runners.portability.fn_api_runner.FnApiRunner'
+
 
 class DetectionOptions(PipelineOptions):
     """Options of ``python -m pipelines.rare_runcommand``."""

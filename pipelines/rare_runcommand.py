@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.options import DetectionOptions
+from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines.sink_options import SinkOptions
 from transforms import baseline
 from transforms.alerts import ToAlerts
@@ -256,9 +256,9 @@ def run(argv=None):
         return None
     options = PipelineOptions(argv)
     standard = options.view_as(StandardOptions)
-    if standard.runner is None:
+    if standard.runner is None or standard.runner.lower() in ('fnapirunner', 'fnapi'):
         # Beam's DirectRunner first tries to download a runner binary; the in-process runner does not.
-        standard.runner = 'FnApiRunner'
+        standard.runner = IN_PROCESS_RUNNER
     detection = options.view_as(DetectionOptions)
     _, sample = resolve_inputs(detection)
     if sample:
@@ -320,4 +320,7 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    # Through the module's import name: what the pipeline pickles then refers to
+    # `pipelines.rare_runcommand`, which every worker can import, not to this `__main__`.
+    from pipelines import rare_runcommand
+    rare_runcommand.main()

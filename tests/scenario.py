@@ -3,6 +3,7 @@
 import json
 
 from pipelines import rare_runcommand
+from pipelines.options import IN_PROCESS_RUNNER
 
 OP = 'Microsoft.Compute/virtualMachines/runCommand/action'
 SCOPE = '/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/'
@@ -62,5 +63,5 @@ class Tenant:
 
 def run_alerts(argv, output_dir):
     """Runs the pipeline in process; returns its alerts."""
-    rare_runcommand.run(['--runner=FnApiRunner', '--output_dir', str(output_dir)] + list(argv))
+    rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(output_dir)] + list(argv))
     return list(rare_runcommand.read_json_lines_output(str(output_dir), 'alerts'))

@@ -12,6 +12,7 @@ from transforms.alerts import ALERTS_PER_WINDOW, ToAlerts, alert_id, make_alert,
 from transforms.ingest import format_datetime_us
 from transforms.rule import load_rule
 from transforms.windows import QueryWindows
+from pipelines.options import IN_PROCESS_RUNNER
 
 DAY = 86_400_000_000
 RULE = load_rule()
@@ -34,7 +35,7 @@ def label(start_us, end_us):
 
 def run_alerts(rows, windows, rule=RULE, semantics='sentinel', expected=None, matcher=None):
     """ToAlerts on `rows`, each in every window of `windows` (QueryWindows) holding its StartTime."""
-    pipeline = BeamTestPipeline(runner='FnApiRunner')
+    pipeline = BeamTestPipeline(runner=IN_PROCESS_RUNNER)
     alerts = (
         pipeline
         | beam.Create(rows)

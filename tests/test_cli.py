@@ -3,6 +3,7 @@
 import json
 
 from pipelines import rare_runcommand
+from pipelines.options import IN_PROCESS_RUNNER
 
 
 def test_help_lists_the_detection_options(capsys):
@@ -14,7 +15,7 @@ def test_help_lists_the_detection_options(capsys):
 
 
 def test_bundled_sample_gives_its_expected_alerts(tmp_path, capsys):
-    rare_runcommand.run(['--runner=FnApiRunner', '--output_dir', str(tmp_path)])
+    rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(tmp_path)])
     printed = capsys.readouterr().out
     with open(rare_runcommand.SAMPLE_DIR + '/expected_alerts.jsonl', encoding='utf-8') as handle:
         expected = sorted(json.dumps(json.loads(line), sort_keys=True) for line in handle if line.strip())
@@ -35,7 +36,7 @@ def test_a_rerun_replaces_every_output_of_the_previous_run(tmp_path, capsys):
     for name in stale:
         (tmp_path / name).write_text('{"stale": true}\n')
     (tmp_path / 'notes.txt').write_text('not ours')
-    rare_runcommand.run(['--runner=FnApiRunner', '--output_dir', str(tmp_path)])
+    rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(tmp_path)])
     capsys.readouterr()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert 'alerts-00001-of-00002.jsonl' not in names and 'dead_letter-00000-of-00003.avro' not in names

@@ -22,6 +22,7 @@ from transforms.ingest import format_datetime_us, parse_datetime_us
 from transforms.relevance import is_relevant
 from transforms.schema import AZURE_ACTIVITY, COLUMNS, DATETIME, DYNAMIC, LONG, TABLES
 from transforms.semantics import Semantics
+from pipelines.options import IN_PROCESS_RUNNER
 
 pytestmark = pytest.mark.filterwarnings('ignore')
 
@@ -301,7 +302,7 @@ def test_every_shape_gives_the_same_typed_rows(shape, tables, baseline, tmp_path
 
 
 def _alerts(root, output, patterns, extra=()):
-    argv = ['--runner=FnApiRunner', '--output_dir', output,
+    argv = ['--runner=' + IN_PROCESS_RUNNER, '--output_dir', output,
             '--azure_activity', patterns[AZURE_ACTIVITY],
             '--device_file_events', patterns['DeviceFileEvents'],
             '--device_events', patterns['DeviceEvents']] + list(extra)

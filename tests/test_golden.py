@@ -8,6 +8,7 @@ import os
 import pytest
 
 from pipelines import rare_runcommand
+from pipelines.options import IN_PROCESS_RUNNER
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
 with open(os.path.join(GOLDEN, 'cases.json'), encoding='utf-8') as _handle:
@@ -19,7 +20,7 @@ def canonical(record):
 
 
 def run_case(case, output_dir, extra=()):
-    argv = ['--runner=FnApiRunner', '--output_dir', str(output_dir)]
+    argv = ['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(output_dir)]
     for table, option in rare_runcommand.TABLE_OPTIONS.items():
         argv += ['--' + option, os.path.join(GOLDEN, case['inputs'][table])]
     argv += ['--query_period', case['period'], '--query_frequency', case['frequency']]

@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from pipelines import rare_runcommand
+from pipelines.options import IN_PROCESS_RUNNER
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / 'pipelines' / 'sample_data'
@@ -83,7 +84,12 @@ def input_args(tmp_path_factory):
 
 def run_detection(argv, output_dir, probe_dir=None, via_proto=False):
     """Runs the detection with `argv`; returns (alerts as canonical JSON, counters, probe pids)."""
-    options = PipelineOptions(list(argv) + ['--output_dir=%s' % output_dir])
+    extra = ['--output_dir=%s' % output_dir]
+    if probe_dir is not None:
+        # The probe below is a lambda of this test module, which SDK worker subprocesses cannot import:
+        # cloudpickle sends it by value.
+        extra.append('--pickle_library=cloudpickle')
+    options = PipelineOptions(list(argv) + extra)
     pipeline = beam.Pipeline(options=options)
     alerts, _ = rare_runcommand.build(pipeline, options)
     if probe_dir is not None:
@@ -121,7 +127,7 @@ def read_pids(probe_dir):
 def reference(input_args, tmp_path_factory):
     """The alerts of the in-process FnApiRunner, the reference of the other runs."""
     base = tmp_path_factory.mktemp('fnapi')
-    alerts, counters, pids = run_detection(['--runner=FnApiRunner'] + input_args, base / 'out', base / 'probe')
+    alerts, counters, pids = run_detection(['--runner=' + IN_PROCESS_RUNNER] + input_args, base / 'out', base / 'probe')
     assert alerts, 'the input must raise alerts for the comparison to mean something'
     return alerts, counters, pids
 
@@ -150,7 +156,7 @@ def test_in_process_runner_raises_the_expected_alerts(reference, input_args):
 
 def test_multi_processing_workers_raise_the_same_alerts(reference, input_args, tmp_path):
     alerts, counters, pids = run_detection(
-        ['--runner=FnApiRunner', '--direct_running_mode=multi_processing', '--direct_num_workers=2']
+        ['--runner=' + IN_PROCESS_RUNNER, '--direct_running_mode=multi_processing', '--direct_num_workers=2']
         + input_args, tmp_path / 'out', tmp_path / 'probe')
     assert alerts == reference[0]
     assert pids and os.getpid() not in pids, 'stages must run in SDK worker subprocesses, ran in %s' % pids
@@ -165,7 +171,7 @@ def test_bundle_based_direct_runner_raises_the_same_alerts(reference, input_args
 
 
 def test_pipeline_survives_its_portable_proto(reference, input_args, tmp_path):
-    alerts, counters, _ = run_detection(['--runner=FnApiRunner'] + input_args, tmp_path / 'out',
+    alerts, counters, _ = run_detection(['--runner=' + IN_PROCESS_RUNNER] + input_args, tmp_path / 'out',
                                         via_proto=True)
     assert alerts == reference[0]
     assert counters.get('detection') == reference[1].get('detection')

@@ -18,6 +18,7 @@ from pipelines.sink_options import SinkOptions, parse_sinks
 from transforms import sinks
 from transforms.alerts import make_alert, query_result
 from transforms.rule import RESULT_COLUMNS, load_rule
+from pipelines.options import IN_PROCESS_RUNNER
 
 RULE = load_rule()
 DAY = 86_400_000_000
@@ -44,11 +45,11 @@ DEAD = [
 
 
 def options(*args):
-    return PipelineOptions(['--runner=FnApiRunner', *args])
+    return PipelineOptions(['--runner=' + IN_PROCESS_RUNNER, *args])
 
 
 def run_outputs(output_dir, *args, alerts=None):
-    pipeline = BeamTestPipeline(runner='FnApiRunner', options=options(*args))
+    pipeline = BeamTestPipeline(runner=IN_PROCESS_RUNNER, options=options(*args))
     written = sinks.write_outputs(pipeline | 'Alerts' >> beam.Create(alerts if alerts is not None else ALERTS),
                                   pipeline | 'Dead' >> beam.Create(DEAD), options(*args), str(output_dir))
     result = pipeline.run()
@@ -109,7 +110,7 @@ def _explode(alert):
 
 
 def test_failed_run_leaves_no_output_under_final_names(tmp_path):
-    pipeline = BeamTestPipeline(runner='FnApiRunner', options=options('--sinks=jsonl'))
+    pipeline = BeamTestPipeline(runner=IN_PROCESS_RUNNER, options=options('--sinks=jsonl'))
     alerts = pipeline | 'Alerts' >> beam.Create(ALERTS) | 'Explode' >> beam.Map(_explode)
     sinks.write_outputs(alerts, pipeline | 'Dead' >> beam.Create([]), options('--sinks=jsonl'), str(tmp_path))
     with pytest.raises(Exception, match='simulated worker failure'):

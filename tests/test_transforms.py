@@ -13,6 +13,7 @@ from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
 from transforms.script_cmdlets import ScriptCmdletLists
 from transforms.semantics import Semantics
 from transforms.sessions import RunCommandSessions
+from pipelines.options import IN_PROCESS_RUNNER
 
 SENTINEL = Semantics.named('sentinel')
 OP = 'Microsoft.Compute/virtualMachines/runCommand/action'
@@ -25,7 +26,7 @@ def in_window(values, window_us):
 
 
 def pipeline():
-    return TestPipeline(runner='FnApiRunner')
+    return TestPipeline(runner=IN_PROCESS_RUNNER)
 
 
 def t(text):

@@ -10,6 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from transforms.schema import DEVICE_EVENTS
 from transforms.sources import ReadTable
 from transforms.windows import QueryWindows, window_label
+from pipelines.options import IN_PROCESS_RUNNER
 
 HOUR = 3_600_000_000
 DAY = 24 * HOUR
@@ -47,7 +48,7 @@ def test_read_step_pairs_each_row_with_its_windows_in_range(tmp_path):
              '1970-01-04T00:00:00.000005Z']
     path.write_text(''.join(json.dumps({'TimeGenerated': t}) + '\n' for t in times))
     sliding = QueryWindows(2 * DAY, DAY, 0, -DAY, 3 * DAY)
-    with TestPipeline(runner='FnApiRunner') as p:
+    with TestPipeline(runner=IN_PROCESS_RUNNER) as p:
         read = p | ReadTable(DEVICE_EVENTS, str(path), windows=sliding)
         assert_that(read.rows | beam.MapTuple(lambda w, row: (window_label(w), row['TimeGenerated'])), equal_to([
             (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), DAY + 5),
