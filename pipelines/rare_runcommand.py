@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
+from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions
 from transforms import baseline
 from transforms.alerts import ToAlerts
@@ -259,6 +260,7 @@ def run(argv=None):
     if standard.runner is None or standard.runner.lower() in ('fnapirunner', 'fnapi'):
         # Beam's DirectRunner first tries to download a runner binary; the in-process runner does not.
         standard.runner = IN_PROCESS_RUNNER
+    check_runner_endpoints(options)
     detection = options.view_as(DetectionOptions)
     _, sample = resolve_inputs(detection)
     if sample:
@@ -316,7 +318,11 @@ def _print_alerts(output_dir):
 
 def main():
     logging.getLogger().setLevel(logging.WARNING)
-    run(sys.argv[1:])
+    try:
+        run(sys.argv[1:])
+    except PreflightError as error:
+        sys.stderr.write('rare-runcommand: error: %s\n' % error)
+        sys.exit(2)
 
 
 if __name__ == '__main__':

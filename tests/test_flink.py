@@ -1,0 +1,279 @@
+"""The detection on a live Flink session cluster: same outputs as the in-process runner, a lost
+TaskManager survived, a missing cluster reported at once.
+
+The cluster is templates/flink/local_cluster.sh's: a JobManager, two TaskManagers (own JVMs, two slots
+each) and a Beam SDK worker pool. The `flink_cluster` fixture starts it once for the session (the first
+start fetches Flink from PyPI and builds the job server with Maven) and stops it at the end, unless it
+was running before the tests. The pipeline is submitted as a user would, with Beam's own options, by
+`python -m pipelines.rare_runcommand` in a process of its own.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipelines import generate, rare_runcommand
+from pipelines.options import IN_PROCESS_RUNNER
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER_SCRIPT = ROOT / 'templates' / 'flink' / 'local_cluster.sh'
+GOLDEN = ROOT / 'tests' / 'golden'
+FLINK_LOCAL_DIR = Path(os.environ.get('FLINK_LOCAL_DIR', ROOT / '.flink-local'))
+REST = 'http://localhost:8081'
+FLINK_ARGS = ['--runner', 'FlinkRunner', '--flink_master', 'localhost:8081', '--environment_type', 'EXTERNAL',
+              '--environment_config', 'localhost:50000', '--parallelism', '2']
+RUN_TIMEOUT = 600          # seconds: one pipeline run on the cluster (about a minute here)
+CLUSTER_TIMEOUT = 900      # seconds: the first start downloads Flink and builds the job server
+
+# Lines no reader can use, put into the generated tables: the dead letters must come out the same,
+# with the same line numbers, whichever runner splits the files.
+BAD_LINES = [b'not json at all', b'[1, 2]', b'{"TimeGenerated": "yesterday"}',
+             b'{"TimeGenerated": "2024-03-01T10:00:00Z", "Caller": "\xff\xfe"}']
+
+
+def rest(path):
+    with urllib.request.urlopen(REST + path, timeout=10) as response:
+        return json.load(response)
+
+
+@pytest.fixture(scope='session')
+def flink_cluster():
+    was_running = subprocess.run(['bash', str(CLUSTER_SCRIPT), 'status'], capture_output=True,
+                                 timeout=60).returncode == 0
+    if not was_running:
+        subprocess.run(['bash', str(CLUSTER_SCRIPT), 'start'], check=True, timeout=CLUSTER_TIMEOUT)
+    yield
+    if not was_running:
+        subprocess.run(['bash', str(CLUSTER_SCRIPT), 'stop'], check=True, timeout=120)
+
+
+def detection_command(inputs, output_dir, *extra):
+    argv = [sys.executable, '-m', 'pipelines.rare_runcommand', '--output_dir', str(output_dir)]
+    for table, option in rare_runcommand.TABLE_OPTIONS.items():
+        argv += ['--' + option, str(inputs[table])]
+    return argv + list(extra)
+
+
+def run_on_flink(inputs, output_dir, *extra):
+    completed = subprocess.run(detection_command(inputs, output_dir, *FLINK_ARGS, *extra), cwd=ROOT,
+                               capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+def run_in_process(inputs, output_dir, *extra):
+    argv = ['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(output_dir)]
+    for table, option in rare_runcommand.TABLE_OPTIONS.items():
+        argv += ['--' + option, str(inputs[table])]
+    rare_runcommand.run(argv + list(extra))
+
+
+def outputs(output_dir):
+    """{prefix: sorted canonical records} of a run's alerts, dead letters and window summary."""
+    found = {}
+    for prefix in ('alerts', 'dead_letter', 'windows'):
+        records = rare_runcommand.read_json_lines_output(str(output_dir), prefix)
+        found[prefix] = sorted(json.dumps(record, sort_keys=True) for record in records)
+    return found
+
+
+def detection_counters(output_dir):
+    summary = json.loads((Path(output_dir) / 'summary.json').read_text(encoding='utf-8'))
+    return summary['tables'], summary['detection']
+
+
+@pytest.fixture(scope='module')
+def generated_inputs(tmp_path_factory):
+    """Three days of the realistic mix, some 30,000 rows, with unusable lines in every table."""
+    directory = tmp_path_factory.mktemp('generated')
+    generate.generate(str(directory), days=3, seed=12, mix='dense', rows=30000)
+    inputs = {}
+    for table in rare_runcommand.TABLE_OPTIONS:
+        path = directory / (table + '.jsonl')
+        lines = path.read_bytes().splitlines()
+        for index, bad in enumerate(BAD_LINES):
+            lines.insert((index + 1) * len(lines) // (len(BAD_LINES) + 1), bad)
+        path.write_bytes(b'\n'.join(lines) + b'\n')
+        inputs[table] = path
+    return inputs
+
+
+@pytest.fixture(scope='module')
+def generated_reference(generated_inputs, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp('generated-in-process')
+    run_in_process(generated_inputs, output_dir)
+    found = outputs(output_dir)
+    assert len(found['alerts']) > 10 and len(found['dead_letter']) == 3 * len(BAD_LINES)
+    assert len(found['windows']) == 3
+    return found, detection_counters(output_dir)
+
+
+def golden_case(name):
+    case = next(c for c in json.loads((GOLDEN / 'cases.json').read_text())['cases'] if c['name'] == name)
+    return case, {table: GOLDEN / path for table, path in case['inputs'].items()}
+
+
+def expected_query_results(case):
+    """The KQL's rows of a golden case, as the alerts' QueryResult plus their window."""
+    rows = [json.loads(line) for line in (GOLDEN / case['expected']).read_text().splitlines() if line]
+    return sorted(json.dumps(row, sort_keys=True) for row in rows)
+
+
+def query_results(alerts):
+    rows = []
+    for text in alerts:
+        alert = json.loads(text)
+        row = dict(alert['QueryResult'], QueryPeriodStart=alert['QueryPeriodStart'],
+                   QueryPeriodEnd=alert['QueryPeriodEnd'])
+        rows.append(json.dumps(row, sort_keys=True))
+    return sorted(rows)
+
+
+@pytest.mark.flink
+@pytest.mark.slow
+def test_golden_multi_day_case_on_flink_gives_the_kql_rows(flink_cluster, tmp_path):
+    case, inputs = golden_case('sliding_2d_1d')
+    run_on_flink(inputs, tmp_path / 'flink', '--query_period', '2d', '--query_frequency', '1d')
+    run_in_process(inputs, tmp_path / 'local', '--query_period', '2d', '--query_frequency', '1d')
+    on_flink = outputs(tmp_path / 'flink')
+    assert query_results(on_flink['alerts']) == expected_query_results(case)
+    assert on_flink == outputs(tmp_path / 'local')
+    assert detection_counters(tmp_path / 'flink') == detection_counters(tmp_path / 'local')
+    finished = [job for job in rest('/jobs/overview')['jobs'] if job['state'] == 'FINISHED']
+    assert finished, 'the REST API lists the finished job'
+
+
+@pytest.mark.flink
+@pytest.mark.slow
+def test_generated_days_on_flink_equal_the_in_process_run(flink_cluster, generated_inputs,
+                                                         generated_reference, tmp_path):
+    run_on_flink(generated_inputs, tmp_path)
+    assert outputs(tmp_path) == generated_reference[0]
+    assert detection_counters(tmp_path) == generated_reference[1]
+    assert not list(tmp_path.glob('beam-temp-*')), 'the file sinks finalized and removed their temp folders'
+
+
+def _job_of(process, known):
+    """The id of the job this run submitted (the one not in `known`), once the REST API lists it."""
+    for job in rest('/jobs/overview')['jobs']:
+        if job['jid'] not in known:
+            return job['jid']
+    assert process.poll() is None, 'the run ended before its job appeared: %s' % process.stderr.read()[-3000:]
+    return None
+
+
+def _taskmanager_with_running_tasks(job_id):
+    """Once a fifth of the job's tasks have finished: a TaskManager (its resource id, taskmanager-<n>)
+    that runs at least one task of the job; else None."""
+    job = rest('/jobs/%s' % job_id)
+    assert job['state'] not in ('FINISHED', 'FAILED', 'CANCELED'), 'the job ended before the kill'
+    counts = job['status-counts']
+    if counts.get('FINISHED', 0) * 5 < sum(counts.values()):
+        return None
+    for vertex in job['vertices']:
+        for manager in rest('/jobs/%s/vertices/%s/taskmanagers' % (job_id, vertex['id']))['taskmanagers']:
+            if manager.get('status') == 'RUNNING' and manager.get('taskmanager-id', '').startswith('taskmanager-'):
+                return manager['taskmanager-id']
+    return None
+
+
+def _wait(process, condition, timeout, what):
+    """Polls `condition` until it gives a value, waiting on the run's process between polls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, 'timed out waiting for ' + what
+        try:
+            process.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@pytest.mark.flink
+@pytest.mark.slow
+def test_a_taskmanager_killed_mid_run_loses_and_repeats_nothing(flink_cluster, generated_inputs,
+                                                                generated_reference, tmp_path):
+    known = {job['jid'] for job in rest('/jobs/overview')['jobs']}
+    process = subprocess.Popen(detection_command(generated_inputs, tmp_path, *FLINK_ARGS), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        job_id = _wait(process, lambda: _job_of(process, known), RUN_TIMEOUT, 'the job to be submitted')
+        victim = _wait(process, lambda: _taskmanager_with_running_tasks(job_id), RUN_TIMEOUT,
+                       'a TaskManager to run a task of the job')
+        pid = int((FLINK_LOCAL_DIR / (victim + '.pid')).read_text())
+        os.kill(pid, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=RUN_TIMEOUT)
+        assert process.returncode == 0, stderr[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        # Bring the cluster back to full strength for the tests after this one.
+        subprocess.run(['bash', str(CLUSTER_SCRIPT), 'start'], check=True, timeout=CLUSTER_TIMEOUT)
+    history = rest('/jobs/%s/exceptions' % job_id).get('exceptionHistory', {}).get('entries', [])
+    assert history, 'the job failed over at least once after its TaskManager was killed'
+    assert rest('/jobs/%s' % job_id)['state'] == 'FINISHED'
+    assert outputs(tmp_path) == generated_reference[0]
+    assert detection_counters(tmp_path) == generated_reference[1]
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(('localhost', 0))
+        return probe.getsockname()[1]
+
+
+def test_a_missing_cluster_is_one_line_and_exit_status_2(tmp_path):
+    """No cluster behind --flink_master: the run stops before any work, with one line on stderr."""
+    case, inputs = golden_case('edge_1d')
+    argv = detection_command(inputs, tmp_path / 'out', '--runner', 'FlinkRunner', '--flink_master',
+                             'localhost:%d' % _free_port(), '--environment_type', 'EXTERNAL',
+                             '--environment_config', 'localhost:%d' % _free_port())
+    completed = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if 'apitools' not in line]
+    assert len(lines) == 1 and 'no Flink cluster answers at localhost:' in lines[0], completed.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_missing_worker_pool_is_one_line_and_exit_status_2(tmp_path):
+    """A Flink REST endpoint that answers but no worker pool at --environment_config."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    import threading
+
+    class Overview(BaseHTTPRequestHandler):
+        def do_GET(self):  # pylint: disable=invalid-name
+            body = json.dumps({'taskmanagers': 2, 'slots-total': 4}).encode()
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(('localhost', 0), Overview)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        case, inputs = golden_case('edge_1d')
+        pool = _free_port()
+        argv = detection_command(inputs, tmp_path / 'out', '--runner', 'FlinkRunner', '--flink_master',
+                                 'localhost:%d' % server.server_address[1], '--environment_type', 'EXTERNAL',
+                                 '--environment_config', 'localhost:%d' % pool)
+        completed = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if 'apitools' not in line]
+    assert len(lines) == 1 and 'no Beam SDK worker pool answers at localhost:%d' % pool in lines[0], completed.stderr
