@@ -454,8 +454,7 @@ def test_airflow_dags_parse_and_pass_only_template_parameters():
     compile(module, str(AIRFLOW_DAGS), 'exec')
     values = _module_constants(module)
     flex_calls = _calls(module, 'DataflowStartFlexTemplateOperator')
-    beam_calls = _calls(module, 'BeamRunPythonPipelineOperator')
-    assert flex_calls and beam_calls
+    assert flex_calls
     for call in flex_calls:
         keywords = {keyword.arg: keyword.value for keyword in call.keywords}
         assert {'task_id', 'body', 'location', 'project_id'} <= set(keywords)
@@ -467,28 +466,16 @@ def test_airflow_dags_parse_and_pass_only_template_parameters():
                 assert name in parameters, name
         for name, value in parameters.items():
             assert accepted(PARAMETERS[name], _render(value)), (name, value, _render(value))
-    for call in beam_calls:
-        keywords = {keyword.arg: keyword.value for keyword in call.keywords}
-        assert {'task_id', 'py_file', 'runner', 'pipeline_options'} <= set(keywords)
-        options = _resolve(keywords['pipeline_options'], values)
-        detection = set(options) & set(detection_actions())
-        assert detection >= launch_required_options(), launch_required_options() - detection
-        assert _resolve(keywords['runner'], values) == 'FlinkRunner'
-        assert 'flink_master' in options and 'environment_type' in options
-        # every non-detection option must be a Beam pipeline option
-        beam_options = set(PipelineOptions([]).get_all_options(retain_unknown_options=False))
-        assert set(options) - set(detection_actions()) <= beam_options, set(options) - beam_options
 
 
 def test_airflow_dags_import_with_airflow_if_installed():
     _require(AIRFLOW_DAGS)
     pytest.importorskip('airflow', reason='apache-airflow is not installed: the DAGs are checked with ast only')
     pytest.importorskip('airflow.providers.google', reason='apache-airflow-providers-google is not installed')
-    pytest.importorskip('airflow.providers.apache.beam', reason='apache-airflow-providers-apache-beam missing')
     from airflow.models import DagBag  # pylint: disable=import-outside-toplevel
     bag = DagBag(dag_folder=str(AIRFLOW_DAGS), include_examples=False)
     assert not bag.import_errors, bag.import_errors
-    assert len(bag.dags) >= 3
+    assert set(bag.dags) >= {'rare_runcommand_daily', 'rare_runcommand_backfill'}
 
 
 AIRFLOW_SAMPLE_CONTEXT = {

@@ -13,25 +13,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from pipelines import generate, rare_runcommand
-from pipelines.options import IN_PROCESS_RUNNER
+from flink_support import (FLINK_ARGS, FLINK_LOCAL_DIR, ROOT, RUN_TIMEOUT, cluster, detection_command,
+                           detection_counters, finished_jobs, outputs, rest, run_in_process, run_on_flink)
+from pipelines import generate
 
-ROOT = Path(__file__).resolve().parents[1]
-CLUSTER_SCRIPT = ROOT / 'templates' / 'flink' / 'local_cluster.sh'
 GOLDEN = ROOT / 'tests' / 'golden'
-FLINK_LOCAL_DIR = Path(os.environ.get('FLINK_LOCAL_DIR', ROOT / '.flink-local'))
-REST = 'http://localhost:8081'
-FLINK_ARGS = ['--runner', 'FlinkRunner', '--flink_master', 'localhost:8081', '--environment_type', 'EXTERNAL',
-              '--environment_config', 'localhost:50000', '--parallelism', '2']
-RUN_TIMEOUT = 600          # seconds: one pipeline run on the cluster (about a minute here)
-CLUSTER_TIMEOUT = 900      # seconds: the first start downloads Flink and builds the job server
 
 # Lines no reader can use, put into the generated tables: the dead letters must come out the same,
 # with the same line numbers, whichever runner splits the files.
@@ -39,64 +29,13 @@ BAD_LINES = [b'not json at all', b'[1, 2]', b'{"TimeGenerated": "yesterday"}',
              b'{"TimeGenerated": "2024-03-01T10:00:00Z", "Caller": "\xff\xfe"}']
 
 
-def rest(path):
-    with urllib.request.urlopen(REST + path, timeout=10) as response:
-        return json.load(response)
-
-
-@pytest.fixture(scope='session')
-def flink_cluster():
-    was_running = subprocess.run(['bash', str(CLUSTER_SCRIPT), 'status'], capture_output=True,
-                                 timeout=60).returncode == 0
-    if not was_running:
-        subprocess.run(['bash', str(CLUSTER_SCRIPT), 'start'], check=True, timeout=CLUSTER_TIMEOUT)
-    yield
-    if not was_running:
-        subprocess.run(['bash', str(CLUSTER_SCRIPT), 'stop'], check=True, timeout=120)
-
-
-def detection_command(inputs, output_dir, *extra):
-    argv = [sys.executable, '-m', 'pipelines.rare_runcommand', '--output_dir', str(output_dir)]
-    for table, option in rare_runcommand.TABLE_OPTIONS.items():
-        argv += ['--' + option, str(inputs[table])]
-    return argv + list(extra)
-
-
-def run_on_flink(inputs, output_dir, *extra):
-    completed = subprocess.run(detection_command(inputs, output_dir, *FLINK_ARGS, *extra), cwd=ROOT,
-                               capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed
-
-
-def run_in_process(inputs, output_dir, *extra):
-    argv = ['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(output_dir)]
-    for table, option in rare_runcommand.TABLE_OPTIONS.items():
-        argv += ['--' + option, str(inputs[table])]
-    rare_runcommand.run(argv + list(extra))
-
-
-def outputs(output_dir):
-    """{prefix: sorted canonical records} of a run's alerts, dead letters and window summary."""
-    found = {}
-    for prefix in ('alerts', 'dead_letter', 'windows'):
-        records = rare_runcommand.read_json_lines_output(str(output_dir), prefix)
-        found[prefix] = sorted(json.dumps(record, sort_keys=True) for record in records)
-    return found
-
-
-def detection_counters(output_dir):
-    summary = json.loads((Path(output_dir) / 'summary.json').read_text(encoding='utf-8'))
-    return summary['tables'], summary['detection']
-
-
 @pytest.fixture(scope='module')
 def generated_inputs(tmp_path_factory):
-    """Three days of the realistic mix, some 30,000 rows, with unusable lines in every table."""
+    """Three days of the dense mix, some 30,000 rows, with unusable lines in every table."""
     directory = tmp_path_factory.mktemp('generated')
     generate.generate(str(directory), days=3, seed=12, mix='dense', rows=30000)
     inputs = {}
-    for table in rare_runcommand.TABLE_OPTIONS:
+    for table in generate.TABLES:
         path = directory / (table + '.jsonl')
         lines = path.read_bytes().splitlines()
         for index, bad in enumerate(BAD_LINES):
@@ -141,14 +80,14 @@ def query_results(alerts):
 @pytest.mark.slow
 def test_golden_multi_day_case_on_flink_gives_the_kql_rows(flink_cluster, tmp_path):
     case, inputs = golden_case('sliding_2d_1d')
+    before = finished_jobs()
     run_on_flink(inputs, tmp_path / 'flink', '--query_period', '2d', '--query_frequency', '1d')
     run_in_process(inputs, tmp_path / 'local', '--query_period', '2d', '--query_frequency', '1d')
     on_flink = outputs(tmp_path / 'flink')
     assert query_results(on_flink['alerts']) == expected_query_results(case)
     assert on_flink == outputs(tmp_path / 'local')
     assert detection_counters(tmp_path / 'flink') == detection_counters(tmp_path / 'local')
-    finished = [job for job in rest('/jobs/overview')['jobs'] if job['state'] == 'FINISHED']
-    assert finished, 'the REST API lists the finished job'
+    assert len(finished_jobs() - before) == 1, 'the REST API lists the finished job'
 
 
 @pytest.mark.flink
@@ -218,7 +157,7 @@ def test_a_taskmanager_killed_mid_run_loses_and_repeats_nothing(flink_cluster, g
         if process.poll() is None:
             process.kill()
         # Bring the cluster back to full strength for the tests after this one.
-        subprocess.run(['bash', str(CLUSTER_SCRIPT), 'start'], check=True, timeout=CLUSTER_TIMEOUT)
+        assert cluster('start') == 0
     history = rest('/jobs/%s/exceptions' % job_id).get('exceptionHistory', {}).get('entries', [])
     assert history, 'the job failed over at least once after its TaskManager was killed'
     assert rest('/jobs/%s' % job_id)['state'] == 'FINISHED'
@@ -277,3 +216,42 @@ def test_a_missing_worker_pool_is_one_line_and_exit_status_2(tmp_path):
     assert completed.returncode == 2
     lines = [line for line in completed.stderr.splitlines() if 'apitools' not in line]
     assert len(lines) == 1 and 'no Beam SDK worker pool answers at localhost:%d' % pool in lines[0], completed.stderr
+
+
+
+def test_a_job_server_jar_option_naming_no_file_is_one_line_and_exit_status_2(tmp_path):
+    case, inputs = golden_case('edge_1d')
+    argv = detection_command(inputs, tmp_path / 'out', '--runner', 'FlinkRunner', '--flink_master', '[local]',
+                             '--flink_job_server_jar', str(tmp_path / 'no-such.jar'))
+    completed = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if 'apitools' not in line]
+    assert lines == ['rare-runcommand: error: --flink_job_server_jar: no such file: %s' % (tmp_path / 'no-such.jar')]
+
+
+def test_a_job_server_jar_neither_cached_nor_downloadable_is_a_preflight_error(tmp_path, monkeypatch):
+    """Without the jar in Beam's cache, the download address is asked (HEAD) before any work."""
+    import urllib.error
+    import urllib.request
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.utils.subprocess_server import JavaJarServer
+
+    from pipelines import preflight
+
+    asked = []
+
+    def refuse(request, timeout):
+        asked.append((request.get_method(), request.full_url, timeout))
+        raise urllib.error.HTTPError(request.full_url, 404, 'Not Found', None, None)
+
+    monkeypatch.setattr(JavaJarServer, 'JAR_CACHE', str(tmp_path))
+    monkeypatch.setattr(urllib.request, 'urlopen', refuse)
+    options = PipelineOptions(['--runner', 'FlinkRunner', '--flink_version', '1.19'])
+    with pytest.raises(preflight.PreflightError, match='neither at .*beam-runners-flink-1.19-job-server-'):
+        preflight.check_job_server_jar(options)
+    assert len(asked) == 1 and asked[0][0] == 'HEAD' and asked[0][2] == preflight.TIMEOUT_SECONDS
+    name = asked[0][1].rsplit('/', 1)[1]
+    (tmp_path / name).write_bytes(b'jar')
+    preflight.check_job_server_jar(options)   # now in the cache: no error, no request
+    assert len(asked) == 1

@@ -3,26 +3,22 @@
 * ``rare_runcommand_daily``: every day at 03:00 UTC, the Dataflow Flex Template on the previous UTC day
   (``start`` = the logical date at 00:00, ``end`` = the next day at 00:00: the rule's 1d window);
 * ``rare_runcommand_backfill``: triggered by hand with ``start``/``end`` params, one Dataflow job that
-  evaluates every window of the range (the windows run in parallel inside the job);
-* ``rare_runcommand_daily_flink``: the daily run on a Flink cluster with Beam's FlinkRunner.
+  evaluates every window of the range (the windows run in parallel inside the job).
+
+The DAGs for a Flink cluster are in ``rare_runcommand_flink.py``.
 
 Airflow Variables (Admin > Variables): ``rare_runcommand_project``, ``rare_runcommand_region``,
 ``rare_runcommand_template`` (the spec printed by templates/build_flex_template.sh),
 ``rare_runcommand_exports`` (gs:// root holding AzureActivity/, DeviceFileEvents/, DeviceEvents/),
 ``rare_runcommand_output`` (gs:// folder), ``rare_runcommand_temp_location``,
-``rare_runcommand_service_account``; for Flink: ``rare_runcommand_flink_master`` (host:port of the
-JobManager's REST endpoint), ``rare_runcommand_flink_exports`` and ``rare_runcommand_flink_output``
-(a file system the Flink workers can read and write: gs://, s3://, hdfs:// or a shared mount).
+``rare_runcommand_service_account``.
 
-Needs apache-airflow 2.x with apache-airflow-providers-google and apache-airflow-providers-apache-beam;
-the Flink DAG also needs this package installed where the Airflow worker runs Python (it submits the
-pipeline from there; see docs/deploy.md).
+Needs apache-airflow with apache-airflow-providers-google.
 """
 
 import pendulum
 from airflow import DAG
 from airflow.models.param import Param
-from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
 from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
 
 PROJECT = '{{ var.value.rare_runcommand_project }}'
@@ -80,31 +76,6 @@ BACKFILL_BODY = {
     }
 }
 
-FLINK_EXPORTS = '{{ var.value.rare_runcommand_flink_exports }}'
-FLINK_OUTPUT = '{{ var.value.rare_runcommand_flink_output }}'
-
-# Beam's FlinkRunner starts a Flink job server next to the Airflow task (it downloads the job server jar
-# of --flink_version from Maven Central and needs Java), which submits to the cluster at flink_master.
-# PROCESS: every TaskManager runs the Python SDK harness itself (/opt/apache/beam/boot of the Beam
-# Python SDK image copied onto the TaskManagers, with Python 3.11 and apache-beam 2.77.0 installed).
-# setup_file stages this package for the harness, as on Dataflow.
-FLINK_PIPELINE_OPTIONS = {
-    'azure_activity': FLINK_EXPORTS + '/AzureActivity/**',
-    'device_file_events': FLINK_EXPORTS + '/DeviceFileEvents/**',
-    'device_events': FLINK_EXPORTS + '/DeviceEvents/**',
-    'output_dir': FLINK_OUTPUT + '/daily/{{ ds }}/',
-    'start': DAY_START,
-    'end': DAY_END,
-    'semantics': 'sentinel',
-    'flink_master': '{{ var.value.rare_runcommand_flink_master }}',
-    'flink_version': '1.20',
-    'environment_type': 'PROCESS',
-    'environment_config': '{"command": "/opt/apache/beam/boot"}',
-    'parallelism': 4,
-    'setup_file': '{{ var.value.get("rare_runcommand_setup_file", "/opt/rare-runcommand/setup.py") }}',
-    'job_name': 'rare-runcommand-{{ ds_nodash }}',
-}
-
 DEFAULT_ARGS = {
     'owner': 'detections',
     'retries': 2,
@@ -151,24 +122,4 @@ with DAG(
         location=REGION,
         body=BACKFILL_BODY,
         wait_until_finished=True,
-    )
-
-with DAG(
-    dag_id='rare_runcommand_daily_flink',
-    description='Rare Run Command PowerShell scripts on Flink (FlinkRunner) for the previous UTC day',
-    schedule='0 3 * * *',
-    start_date=pendulum.datetime(2024, 3, 1, tz='UTC'),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=['sentinel', 'flink'],
-) as flink_dag:
-    BeamRunPythonPipelineOperator(
-        task_id='run_on_flink',
-        runner='FlinkRunner',
-        py_file='pipelines.rare_runcommand',
-        py_options=['-m'],
-        pipeline_options=FLINK_PIPELINE_OPTIONS,
-        py_interpreter='python3',
-        py_system_site_packages=True,
     )

@@ -1,0 +1,73 @@
+"""What the tests that run on the local Flink cluster share: the cluster's script and address, the
+detection's command line, and the outputs of a run in comparable form."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from pipelines import rare_runcommand
+from pipelines.options import IN_PROCESS_RUNNER
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER_SCRIPT = ROOT / 'templates' / 'flink' / 'local_cluster.sh'
+FLINK_LOCAL_DIR = Path(os.environ.get('FLINK_LOCAL_DIR', ROOT / '.flink-local'))
+REST = 'http://localhost:8081'
+FLINK_ARGS = ['--runner', 'FlinkRunner', '--flink_master', 'localhost:8081', '--environment_type', 'EXTERNAL',
+              '--environment_config', 'localhost:50000', '--parallelism', '2']
+RUN_TIMEOUT = 600          # seconds: one pipeline run on the cluster (about a minute here)
+CLUSTER_TIMEOUT = 900      # seconds: the first start downloads Flink and builds the job server
+
+
+def rest(path):
+    """The Flink REST API's JSON answer to GET `path`."""
+    with urllib.request.urlopen(REST + path, timeout=10) as response:
+        return json.load(response)
+
+
+def cluster(command):
+    """Runs `local_cluster.sh <command>`; returns its exit status."""
+    return subprocess.run(['bash', str(CLUSTER_SCRIPT), command], capture_output=command == 'status',
+                          timeout=CLUSTER_TIMEOUT).returncode
+
+
+def finished_jobs():
+    return {job['jid'] for job in rest('/jobs/overview')['jobs'] if job['state'] == 'FINISHED'}
+
+
+def detection_command(inputs, output_dir, *extra):
+    argv = [sys.executable, '-m', 'pipelines.rare_runcommand', '--output_dir', str(output_dir)]
+    for table, option in rare_runcommand.TABLE_OPTIONS.items():
+        argv += ['--' + option, str(inputs[table])]
+    return argv + list(extra)
+
+
+def run_on_flink(inputs, output_dir, *extra):
+    completed = subprocess.run(detection_command(inputs, output_dir, *FLINK_ARGS, *extra), cwd=ROOT,
+                               capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+def run_in_process(inputs, output_dir, *extra):
+    argv = ['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(output_dir)]
+    for table, option in rare_runcommand.TABLE_OPTIONS.items():
+        argv += ['--' + option, str(inputs[table])]
+    rare_runcommand.run(argv + list(extra))
+
+
+def outputs(output_dir):
+    """{prefix: sorted canonical records} of a run's alerts, dead letters and window summary."""
+    found = {}
+    for prefix in ('alerts', 'dead_letter', 'windows'):
+        records = rare_runcommand.read_json_lines_output(str(output_dir), prefix)
+        found[prefix] = sorted(json.dumps(record, sort_keys=True) for record in records)
+    return found
+
+
+def detection_counters(output_dir):
+    """Per-table and detection counters of a run's summary.json."""
+    summary = json.loads((Path(output_dir) / 'summary.json').read_text(encoding='utf-8'))
+    return summary['tables'], summary['detection']
