@@ -27,7 +27,14 @@ Engines:
 * ``beam-full`` / ``beam-relevant``: ``python3 -m pipelines.rare_runcommand`` on the in-process
   FnApiRunner with ``--scan full`` / ``--scan relevant``;
 * ``beam-full-mp2`` / ``beam-relevant-mp2``: the same with
-  ``--direct_running_mode=multi_processing --direct_num_workers=2``.
+  ``--direct_running_mode=multi_processing --direct_num_workers=2``;
+* ``beam-flink-full`` / ``beam-flink-relevant``: the same command with Beam's FlinkRunner on the local
+  Flink cluster (``templates/flink/local_cluster.sh start`` first), parallelism 2. The cluster's
+  processes (JobManager, TaskManagers, the SDK worker pool and its workers) are not children of the
+  launching process: their CPU time during the run (from /proc, children they reaped included) is
+  added to the launcher's, and their resident sets to the sampled peak of the process tree. Their
+  workers import the project installed in the cluster's Python, not the snapshot below: benchmark a
+  clean working tree.
 
 The helper subcommand ``python3 -m benchmarks.run_benchmark duckdb-run ...`` is what the ``duckdb``
 engine runs in its child process.
@@ -59,7 +66,8 @@ TABLE_FILES = ('AzureActivity', 'DeviceFileEvents', 'DeviceEvents')
 TABLE_OPTIONS = {'AzureActivity': 'azure_activity', 'DeviceFileEvents': 'device_file_events',
                  'DeviceEvents': 'device_events'}
 DAY_US = 86_400_000_000
-ENGINES = ('duckdb', 'beam-full', 'beam-relevant', 'beam-full-mp2', 'beam-relevant-mp2')
+ENGINES = ('duckdb', 'beam-full', 'beam-relevant', 'beam-full-mp2', 'beam-relevant-mp2',
+           'beam-flink-full', 'beam-flink-relevant')
 DEFAULT_ENGINES = ('duckdb', 'beam-full', 'beam-relevant', 'beam-relevant-mp2')
 DATETIME_COLUMNS = ('timestamp', 'StartTime', 'EndTime', 'QueryPeriodStart', 'QueryPeriodEnd')
 RESULT_COLUMNS = ('timestamp', 'StartTime', 'EndTime', 'PowershellFileName', 'VirtualMachineName', 'Caller',
@@ -184,14 +192,34 @@ def read_jsonl(path):
 # ---------------------------------------------------------------------------------------------
 # pipeline
 # ---------------------------------------------------------------------------------------------
-def pipeline_command(paths, output_dir, scan='relevant', workers=None, python=sys.executable):
+FLINK_ARGS = ['--runner', 'FlinkRunner', '--flink_master', 'localhost:8081', '--environment_type', 'EXTERNAL',
+              '--environment_config', 'localhost:50000', '--parallelism', '2']
+FLINK_LOCAL_DIR = os.environ.get('FLINK_LOCAL_DIR', os.path.join(REPO, '.flink-local'))
+
+
+def pipeline_command(paths, output_dir, scan='relevant', workers=None, python=sys.executable, flink=False):
     command = [python, '-m', 'pipelines.rare_runcommand']
     for table, option in TABLE_OPTIONS.items():
         command += ['--' + option, paths[table]]
     command += ['--output_dir', output_dir, '--scan', scan]
     if workers:
         command += ['--direct_running_mode=multi_processing', '--direct_num_workers=%d' % workers]
+    if flink:
+        command += FLINK_ARGS
     return command
+
+
+def flink_cluster_pids():
+    """The pids of the local Flink cluster's processes (local_cluster.sh's PID files)."""
+    pids = []
+    for path in glob.glob(os.path.join(FLINK_LOCAL_DIR, '*.pid')):
+        with open(path, encoding='ascii') as handle:
+            pid = int(handle.read().strip() or 0)
+        if pid and os.path.exists('/proc/%d' % pid):
+            pids.append(pid)
+    if not pids:
+        raise RuntimeError('no local Flink cluster runs: templates/flink/local_cluster.sh start')
+    return pids
 
 
 def pipeline_rows(output_dir):
@@ -304,9 +332,9 @@ def _children_map():
     return children
 
 
-def _tree_rss_bytes(root):
+def _tree_rss_bytes(root, extra_roots=()):
     children = _children_map()
-    total, stack, page = 0, [root], os.sysconf('SC_PAGE_SIZE')
+    total, stack, page = 0, [root, *extra_roots], os.sysconf('SC_PAGE_SIZE')
     while stack:
         pid = stack.pop()
         try:
@@ -318,8 +346,29 @@ def _tree_rss_bytes(root):
     return total
 
 
-def measure(command, cwd=REPO, env=None, sample_seconds=0.05):
-    """Runs `command`; returns {'wall_s', 'cpu_s', 'peak_rss_mb', 'peak_tree_rss_mb', 'returncode', 'stdout', 'stderr'}."""
+def _tree_cpu_seconds(roots):
+    """CPU seconds of the processes under `roots` so far, with what they got from children they reaped."""
+    children = _children_map()
+    total, stack, ticks = 0, list(roots), os.sysconf('SC_CLK_TCK')
+    while stack:
+        pid = stack.pop()
+        try:
+            with open('/proc/%d/stat' % pid, 'rb') as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b')') + 2:].split()
+        total += sum(int(value) for value in fields[11:15])   # utime, stime, cutime, cstime
+        stack.extend(children.get(pid, ()))
+    return total / ticks
+
+
+def measure(command, cwd=REPO, env=None, sample_seconds=0.05, extra_roots=()):
+    """Runs `command`; returns {'wall_s', 'cpu_s', 'peak_rss_mb', 'peak_tree_rss_mb', 'returncode', 'stdout', 'stderr'}.
+
+    `extra_roots`: pids of processes outside the command's tree that work for it (a cluster): their
+    CPU time during the run and their resident sets count as the command's."""
+    extra_cpu = _tree_cpu_seconds(extra_roots) if extra_roots else 0.0
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = [0]
@@ -327,7 +376,7 @@ def measure(command, cwd=REPO, env=None, sample_seconds=0.05):
 
     def sample():
         while not done.wait(sample_seconds):
-            peak[0] = max(peak[0], _tree_rss_bytes(process.pid))
+            peak[0] = max(peak[0], _tree_rss_bytes(process.pid, extra_roots))
 
     output = {}
 
@@ -345,15 +394,22 @@ def measure(command, cwd=REPO, env=None, sample_seconds=0.05):
     for thread in threads:
         thread.join()
     process.returncode = os.waitstatus_to_exitcode(status)
+    if extra_roots:
+        extra_cpu = _tree_cpu_seconds(extra_roots) - extra_cpu
     return {
         'wall_s': wall,
-        'cpu_s': usage.ru_utime + usage.ru_stime,
+        'cpu_s': usage.ru_utime + usage.ru_stime + extra_cpu,
         'peak_rss_mb': usage.ru_maxrss / 1024.0,
         'peak_tree_rss_mb': max(peak[0] / 2 ** 20, usage.ru_maxrss / 1024.0),
         'returncode': process.returncode,
         'stdout': output.get('stdout', b'').decode('utf-8', 'replace'),
         'stderr': output.get('stderr', b'').decode('utf-8', 'replace'),
     }
+
+
+def scans_every_record(engine):
+    """Whether a pipeline engine runs with --scan full (the beam-full* and beam-flink-full engines)."""
+    return engine.startswith('beam-full') or engine.endswith('-full')
 
 
 def engine_command(engine, paths, work_dir):
@@ -366,10 +422,10 @@ def engine_command(engine, paths, work_dir):
         return command, out
     if not engine.startswith('beam-'):
         raise ValueError(engine)
-    scan = 'full' if engine.startswith('beam-full') else 'relevant'
+    scan = 'full' if scans_every_record(engine) else 'relevant'
     workers = 2 if engine.endswith('-mp2') else None
     output_dir = os.path.join(work_dir, engine)
-    return pipeline_command(paths, output_dir, scan, workers), output_dir
+    return pipeline_command(paths, output_dir, scan, workers, flink='-flink-' in engine), output_dir
 
 
 def run_engine(engine, paths, work_dir, source=REPO):
@@ -380,7 +436,8 @@ def run_engine(engine, paths, work_dir, source=REPO):
         shutil.rmtree(out)
     elif os.path.exists(out):
         os.remove(out)
-    result = measure(command, cwd=REPO if engine == 'duckdb' else source)
+    extra_roots = flink_cluster_pids() if '-flink-' in engine else ()
+    result = measure(command, cwd=REPO if engine == 'duckdb' else source, extra_roots=extra_roots)
     if result['returncode'] != 0:
         raise RuntimeError('%s failed (%d):\n%s' % (engine, result['returncode'], result['stderr'][-3000:]))
     rows = read_jsonl(out) if engine == 'duckdb' else pipeline_rows(out)
@@ -434,7 +491,7 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
     for round_number in range(repeat):
         shift = round_number % len(engines)
         for engine in engines[shift:] + engines[:shift]:
-            if full_repeat is not None and engine.startswith('beam-full') and round_number >= full_repeat:
+            if full_repeat is not None and scans_every_record(engine) and round_number >= full_repeat:
                 continue
             try:
                 result, result_rows = run_engine(engine, paths, work_dir, source)
