@@ -19,6 +19,7 @@ Needs apache-airflow with apache-airflow-providers-google.
 import pendulum
 from airflow import DAG
 from airflow.models.param import Param
+from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
 
 PROJECT = '{{ var.value.rare_runcommand_project }}'
@@ -85,7 +86,8 @@ DEFAULT_ARGS = {
 with DAG(
     dag_id='rare_runcommand_daily',
     description='Rare Run Command PowerShell scripts: Dataflow Flex Template on the previous UTC day',
-    schedule='0 3 * * *',
+    # A data-interval timetable in every Airflow version: the run of logical date D is due at D+1 03:00.
+    schedule=CronDataIntervalTimetable('0 3 * * *', timezone='UTC'),
     start_date=pendulum.datetime(2024, 3, 1, tz='UTC'),
     catchup=False,
     max_active_runs=1,
