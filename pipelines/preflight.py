@@ -50,7 +50,7 @@ def check_worker_pool(address):
             pass
     except OSError as error:
         raise PreflightError('no Beam SDK worker pool answers at %s:%d (%s); start one with '
-                             'python -m apache_beam.runners.worker.worker_pool_main --service_port=%d'
+                             'python -m pipelines.worker_pool --service_port=%d'
                              % (host, port, error.strerror or error, port)) from None
 
 

@@ -79,9 +79,10 @@ def query_results(alerts):
 @pytest.mark.flink
 @pytest.mark.slow
 def test_golden_multi_day_case_on_flink_gives_the_kql_rows(flink_cluster, tmp_path):
+    """With parallelism 4 the job takes every slot of both TaskManagers, which share one worker pool."""
     case, inputs = golden_case('sliding_2d_1d')
     before = finished_jobs()
-    run_on_flink(inputs, tmp_path / 'flink', '--query_period', '2d', '--query_frequency', '1d')
+    run_on_flink(inputs, tmp_path / 'flink', '--query_period', '2d', '--query_frequency', '1d', '--parallelism', '4')
     run_in_process(inputs, tmp_path / 'local', '--query_period', '2d', '--query_frequency', '1d')
     on_flink = outputs(tmp_path / 'flink')
     assert query_results(on_flink['alerts']) == expected_query_results(case)

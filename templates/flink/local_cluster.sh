@@ -197,7 +197,7 @@ start_worker_pool() {
   [ -n "$(running_pid worker-pool "$(pool_marker)")" ] && return 0
   ! port_in_use "$BEAM_WORKER_POOL_PORT" \
     || die "port $BEAM_WORKER_POOL_PORT is taken by a process this script did not start"
-  launch worker-pool "$PYTHON" -m apache_beam.runners.worker.worker_pool_main "$(pool_marker)"
+  launch worker-pool "$PYTHON" -m pipelines.worker_pool "$(pool_marker)"
   say "started the Beam SDK worker pool (pid $(cat "$FLINK_LOCAL_DIR/worker-pool.pid"))"
 }
 
