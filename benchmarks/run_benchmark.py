@@ -6,7 +6,7 @@
 
 For one input size and mix it
 
-1. generates the three JSON-lines tables with ``pipelines.generate`` (cached in
+1. generates the three JSON-lines tables with ``tools.generate`` (cached in
    ``<data-root>/<mix>-<rows>-s<seed>-d<days>/``: the generator is deterministic);
 2. runs each engine as a child process, alternating the engines round after round (``--repeat``
    rounds, the order rotated each round), measuring wall time, CPU time and peak memory:
@@ -129,7 +129,7 @@ def ensure_dataset(data_root, mix, rows, seed, days, gzip=False, log=print, sour
             return directory, json.load(handle)
     if os.path.exists(directory):
         shutil.rmtree(directory)
-    command = [sys.executable, '-m', 'pipelines.generate', '--out', directory, '--rows', str(rows),
+    command = [sys.executable, '-m', 'tools.generate', '--out', directory, '--rows', str(rows),
                '--mix', mix, '--days', str(days), '--seed', str(seed)] + (['--gzip'] if gzip else [])
     log('generating: ' + ' '.join(command))
     started = time.monotonic()

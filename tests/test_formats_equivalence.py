@@ -1,7 +1,7 @@
 """The same logical rows written in every export shape give the same typed rows and, through the
 whole pipeline, byte-identical alerts (also when the days of a backfill come in different shapes).
 
-The rows come from `pipelines.generate` (edge mix), with their times cut to milliseconds (the
+The rows come from `tools.generate` (edge mix), with their times cut to milliseconds (the
 portal's CSV precision) and, for the two Defender tables, Timestamp = TimeGenerated (the Defender
 streaming API has no TimeGenerated: it is read from Timestamp).
 """
@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from pipelines import generate as generator
+from tools import generate as generator
 from pipelines import rare_runcommand
 from tests.test_export_formats import read_file
 from transforms import eventhub_capture, export_formats, kql

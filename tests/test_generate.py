@@ -1,4 +1,4 @@
-"""Tests of pipelines.generate: determinism, sizes, mix ratios, timestamps and the quirks of the edge mix."""
+"""Tests of tools.generate: determinism, sizes, mix ratios, timestamps and the quirks of the edge mix."""
 import collections
 import datetime as dt
 import gzip
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pipelines import generate as g
+from tools import generate as g
 
 RUN_COMMAND = "microsoft.compute/virtualmachines/runcommand/action"
 SCRIPT_COMMAND_LINE = re.compile(r"-File\sscript[0-9]+\.ps1")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates every file of tests/golden/ (inputs with pipelines.generate, expected results with the
+# Regenerates every file of tests/golden/ (inputs with tools.generate, expected results with the
 # reference oracle, a DuckDB translation of the rule's KQL).  Not used by the tests, which only read
 # the committed files.  Run from the repository root:
 #   ORACLE=/path/to/kql_oracle.py ORACLE_PYTHON=/path/to/venv/bin/python bash tests/golden/make_golden.sh
@@ -12,7 +12,7 @@ G=tests/golden
 gen() {  # gen DATASET GENERATOR-ARGS...
   local ds=$1; shift
   rm -rf "$G/data/$ds"
-  "$PYTHON" -m pipelines.generate --out "$G/data/$ds" --gzip "$@"
+  "$PYTHON" -m tools.generate --out "$G/data/$ds" --gzip "$@"
 }
 
 oracle() {  # oracle CASE DATASET ORACLE-ARGS...
@@ -43,7 +43,7 @@ G = "tests/golden"
 TABLES = ("AzureActivity", "DeviceFileEvents", "DeviceEvents")
 cases = [
     ("edge_1d", "edge", "1d", "1d", "0", None, None,
-     "the edge mix (every quirk of the KQL, see EDGE_QUIRKS in pipelines/generate.py), daily windows"),
+     "the edge mix (every quirk of the KQL, see EDGE_QUIRKS in tools/generate.py), daily windows"),
     ("sliding_2d_1d", "edge", "2d", "1d", "0", None, None,
      "the edge mix, queryPeriod 2d every 1d: overlapping windows, each row in two of them"),
     ("edge_1d_backfill", "edge", "1d", "1d", "0", "2024-03-02T00:00:00Z", "2024-03-04T00:00:00Z",

@@ -1,6 +1,9 @@
 """Deterministic generator of the three Log Analytics tables the rule reads.
 
-    python -m pipelines.generate --out DIR [--days N] [--start 2024-03-01] [--seed S]
+A development tool, not part of the installed package: run it from a checkout of the repository
+(the bundled sample day, the golden inputs of the tests and the benchmark inputs are made with it).
+
+    python -m tools.generate --out DIR [--days N] [--start 2024-03-01] [--seed S]
         [--mix realistic|dense|edge] [--rows N] [--sessions N] [--gzip]
 
 writes ``DIR/AzureActivity.jsonl``, ``DIR/DeviceFileEvents.jsonl`` and ``DIR/DeviceEvents.jsonl``
@@ -1002,7 +1005,7 @@ class _EdgeBuilder:
 # CLI
 # ---------------------------------------------------------------------------
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipelines.generate", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m tools.generate", description=__doc__.split("\n\n")[0],
                                 epilog=EDGE_QUIRKS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output directory (created if missing)")
     p.add_argument("--days", type=int, default=None,
