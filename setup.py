@@ -11,8 +11,9 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=['pipelines', 'transforms', 'schemas'],
-    package_data={'pipelines': ['rule_metadata.yaml', 'sample_data/*'], 'schemas': ['*.avsc', '*.json']},
+    packages=setuptools.find_packages(include=['pipelines', 'transforms', 'transforms.*', 'schemas']),
+    package_data={'pipelines': ['sample_data/*'], 'transforms.detect': ['rule_metadata.yaml'],
+                  'schemas': ['*.avsc', '*.json']},
     include_package_data=True,
     install_requires=[
         # Pinned: 2.62.0 is the newest Beam whose Flink job server resolves from Maven Central (docs/deploy.md).

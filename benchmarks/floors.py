@@ -8,7 +8,7 @@ Three child processes, each run `--repeat` times (medians reported, JSON written
 * ``beam-minimal``: import Beam and run a three-element Create -> GroupByKey pipeline on the
   in-process FnApiRunner: what any Beam pipeline costs here before it reads a byte;
 * ``scan-1``: read the three files in the pipeline reader's block size and run the reader's exact
-  prefilter (`transforms.export_formats.relevance_needles`, sentinel) over every block, counting
+  prefilter (`transforms.read.formats.relevance_needles`, sentinel) over every block, counting
   lines and candidate lines, and nothing else: no Beam, no JSON, no detection. The least the read
   step can cost in one Python process;
 * ``scan-2``: the same with the bytes split between two processes (a file's byte ranges, each
@@ -17,7 +17,7 @@ Three child processes, each run `--repeat` times (medians reported, JSON written
   (``bytes.find`` of a byte that never occurs, the fastest byte loop Python has). No exact
   prefilter can do less: a record is irrelevant only once all its bytes have been looked at.
 
-* ``read-step-1``: the pipeline's read step without Beam: `transforms.sources.ExportSource.read_records`
+* ``read-step-1``: the pipeline's read step without Beam: `transforms.read.sources.ExportSource.read_records`
   over each whole file with the pipeline's prefilter, relevance predicate and daily windows (decoding,
   typing and counting the candidate records), in one process. Not a floor: the share of a pipeline
   run that the read step takes.
@@ -36,9 +36,9 @@ import sys
 
 from benchmarks.run_benchmark import (DEFAULT_DATA_ROOT, REPO, RESULTS_DIR, ensure_dataset, measure,
                                       table_paths)
-from transforms.export_formats import BLOCK_BYTES
-from transforms.relevance import read_filters
-from transforms.semantics import Semantics
+from transforms.read.formats import BLOCK_BYTES
+from transforms.detect.relevance import read_filters
+from transforms.detect.semantics import Semantics
 
 SENTINEL = Semantics.named('sentinel')
 
@@ -94,8 +94,8 @@ def scan(paths, part=0, parts=1):
 def read_step(paths, part=0, parts=1):
     """(elements produced, rows in them): the pipeline's read step over every file, without Beam."""
     from apache_beam.io.range_trackers import OffsetRangeTracker
-    from transforms.sources import ROWS, ExportSource
-    from transforms.windows import QueryWindows
+    from transforms.read.sources import ROWS, ExportSource
+    from transforms.detect.windows import QueryWindows
     day_us = 86_400_000_000
     produced = rows = 0
     for table, path in paths.items():

@@ -23,22 +23,22 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions
-from transforms import baseline
-from transforms.alerts import ToAlerts
-from transforms.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
-from transforms.fingerprints import UniqueFingerprints
-from transforms.rule import load_rule
-from transforms.relevance import read_filters
-from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
-from transforms.script_cmdlets import ScriptCmdletEvents, ScriptCmdletLists
-from transforms.script_runs import RUNS, SCRIPTS, JoinScriptCmdlets
-from transforms.semantics import Semantics
-from transforms.sessions import RunCommandSessions
-from transforms.run_report import write_run_report
-from transforms.sinks import WriteJsonLines, clear_previous_run, write_outputs
-from transforms.sources import ReadTable
-from transforms.window_summary import ALERTS, SummarizeWindows
-from transforms.windows import QueryWindows, parse_instant, parse_timespan
+from transforms.detect import baseline
+from transforms.detect.alerts import ToAlerts
+from transforms.detect.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
+from transforms.detect.fingerprints import UniqueFingerprints
+from transforms.detect.rule import load_rule
+from transforms.detect.relevance import read_filters
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
+from transforms.detect.script_cmdlets import ScriptCmdletEvents, ScriptCmdletLists
+from transforms.detect.script_runs import RUNS, SCRIPTS, JoinScriptCmdlets
+from transforms.detect.semantics import Semantics
+from transforms.detect.sessions import RunCommandSessions
+from transforms.write.run_report import write_run_report
+from transforms.write.sinks import WriteJsonLines, clear_previous_run, write_outputs
+from transforms.read.sources import ReadTable
+from transforms.write.window_summary import ALERTS, SummarizeWindows
+from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
 
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_data')
 DEFAULT_OUTPUT_DIR = 'rare_runcommand_output'
@@ -180,8 +180,8 @@ STREAM_OPTIONS = {AZURE_ACTIVITY: 'input_subscription_azure_activity',
 
 def build_streaming(pipeline, options):
     """Adds the streaming detection (Pub/Sub in, Pub/Sub out) to `pipeline`; returns (alerts, dead letters)."""
-    from transforms.stream_sources import ReadTableStream
-    from transforms.streaming import ALERTS, DEAD_LETTER, DetectInStream
+    from transforms.read.stream_sources import ReadTableStream
+    from transforms.detect.streaming import ALERTS, DEAD_LETTER, DetectInStream
     detection = options.view_as(DetectionOptions)
     rule = load_rule(detection.rule)
     semantics = semantics_of(detection)

@@ -8,10 +8,10 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.alerts import ALERTS_PER_WINDOW, ToAlerts, alert_id, make_alert, query_result
-from transforms.ingest import format_datetime_us
-from transforms.rule import load_rule
-from transforms.windows import QueryWindows
+from transforms.detect.alerts import ALERTS_PER_WINDOW, ToAlerts, alert_id, make_alert, query_result
+from transforms.read.ingest import format_datetime_us
+from transforms.detect.rule import load_rule
+from transforms.detect.windows import QueryWindows
 from pipelines.options import IN_PROCESS_RUNNER
 
 DAY = 86_400_000_000

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from scenario import Tenant, run_alerts
-from transforms import baseline
+from transforms.detect import baseline
 
 
 def weekly_script(days):

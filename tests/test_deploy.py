@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import rare_runcommand
 from pipelines.options import DetectionOptions
-from transforms.windows import parse_instant, parse_timespan
+from transforms.detect.windows import parse_instant, parse_timespan
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / 'templates'
@@ -296,17 +296,34 @@ def test_dockerfile_copies_only_existing_files():
         assert (ROOT / source).exists(), 'COPY source %s does not exist' % source
 
 
-def test_dockerfile_copies_every_package_of_setup_py_and_what_setup_py_reads():
-    sources = {source.rstrip('/') for source, _ in dockerfile_copies()}
+def setup_packages_and_files():
+    """(packages setup.py installs, files setup.py reads): its ``find_packages(include=...)`` run here."""
+    import setuptools  # pylint: disable=import-outside-toplevel
     setup = ast.parse((ROOT / 'setup.py').read_text(encoding='utf-8'))
-    packages, files = [], []
+    packages, files = None, []
     for node in ast.walk(setup):
         if isinstance(node, ast.keyword) and node.arg == 'packages':
-            packages = ast.literal_eval(node.value)
+            [include] = [keyword.value for keyword in node.value.keywords if keyword.arg == 'include']
+            packages = setuptools.find_packages(where=str(ROOT), include=ast.literal_eval(include))
         if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'open':
             files.append(ast.literal_eval(node.args[0]))
+    return packages, files
+
+
+def test_setup_py_installs_every_package_of_the_detection_and_no_tool():
+    packages, _ = setup_packages_and_files()
+    on_disk = {str(init.parent.relative_to(ROOT)).replace('/', '.')
+               for top in ('pipelines', 'transforms', 'schemas') for init in (ROOT / top).rglob('__init__.py')}
+    assert set(packages) == on_disk
+    assert {'transforms.read', 'transforms.read.formats', 'transforms.detect', 'transforms.write'} <= on_disk
+    assert not {'tools', 'benchmarks', 'tests'} & {package.split('.')[0] for package in packages}
+
+
+def test_dockerfile_copies_every_package_of_setup_py_and_what_setup_py_reads():
+    sources = {source.rstrip('/') for source, _ in dockerfile_copies()}
+    packages, files = setup_packages_and_files()
     assert packages
-    for needed in ['setup.py', 'MANIFEST.in'] + files + [p.replace('.', '/') for p in packages]:
+    for needed in ['setup.py', 'MANIFEST.in'] + files + sorted({p.split('.')[0] for p in packages}):
         assert needed in sources, '%s is not copied into the launcher image' % needed
 
 

@@ -13,9 +13,9 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.range_trackers import OffsetRangeTracker
 
-from transforms import export_formats
-from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
-from transforms.sources import DEAD_LETTER, ROWS, STATS, ExportSource
+from transforms.read import formats as export_formats
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
+from transforms.read.sources import DEAD_LETTER, ROWS, STATS, ExportSource
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLES = os.path.join(HERE, 'data', 'samples')
@@ -185,7 +185,7 @@ def test_activity_log_record_maps_like_the_row(tmp_path, caller_in):
 
 
 def test_activity_log_caller_precedence_and_authorization_text():
-    from transforms.activity_log import activity_row
+    from transforms.read.formats.activity_log import activity_row
     record = activity_record(AA_ROW, 'upn')
     record['identity']['claims']['http://schemas.microsoft.com/identity/claims/objectidentifier'] = 'oid-1'
     assert activity_row(record)['Caller'] == 'alice@contoso.com'
@@ -196,7 +196,7 @@ def test_activity_log_caller_precedence_and_authorization_text():
     assert activity_row(record)['Caller'] == 'oid-1'
     # Authorization: compact JSON with the record's key order (scope before action here).
     record['identity']['authorization'] = {'scope': '/s/x', 'action': 'a', 'evidence': {'role': 'Owner'}}
-    from transforms.ingest import typed_row
+    from transforms.read.ingest import typed_row
     assert typed_row(AZURE_ACTIVITY, activity_row(record))['Authorization'] == \
         '{"scope":"/s/x","action":"a","evidence":{"role":"Owner"}}'
 

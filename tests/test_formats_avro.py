@@ -11,8 +11,9 @@ import os
 import pytest
 
 from tests.test_export_formats import AA_ROW, activity_record, read_file, write_lines
-from transforms import eventhub_capture, export_formats
-from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS
+from transforms.read.formats import eventhub_capture
+from transforms.read import formats as export_formats
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS
 
 pytestmark = pytest.mark.filterwarnings('ignore')
 

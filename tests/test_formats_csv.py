@@ -6,8 +6,9 @@ import json
 import pytest
 
 from tests.test_export_formats import AA_ROW, read_file, write_lines
-from transforms import export_formats, formats_csv
-from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS
+from transforms.read import formats as export_formats
+from transforms.read.formats import csv_export as formats_csv
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS
 
 
 @pytest.mark.parametrize('text, expected', [

@@ -16,12 +16,14 @@ import pytest
 from tools import generate as generator
 from pipelines import rare_runcommand
 from tests.test_export_formats import read_file
-from transforms import eventhub_capture, export_formats, kql
-from transforms.activity_log import OBJECT_ID_CLAIM, UPN_CLAIM
-from transforms.ingest import format_datetime_us, parse_datetime_us
-from transforms.relevance import is_relevant
-from transforms.schema import AZURE_ACTIVITY, COLUMNS, DATETIME, DYNAMIC, LONG, TABLES
-from transforms.semantics import Semantics
+from transforms.read.formats import eventhub_capture
+from transforms.read import formats as export_formats
+from transforms.detect import kql
+from transforms.read.formats.activity_log import OBJECT_ID_CLAIM, UPN_CLAIM
+from transforms.read.ingest import format_datetime_us, parse_datetime_us
+from transforms.detect.relevance import is_relevant
+from transforms.read.schema import AZURE_ACTIVITY, COLUMNS, DATETIME, DYNAMIC, LONG, TABLES
+from transforms.detect.semantics import Semantics
 from pipelines.options import IN_PROCESS_RUNNER
 
 pytestmark = pytest.mark.filterwarnings('ignore')

@@ -2,8 +2,8 @@
 
 import pytest
 
-from transforms import ingest
-from transforms.schema import DEVICE_EVENTS, DEVICE_FILE_EVENTS
+from transforms.read import ingest
+from transforms.read.schema import DEVICE_EVENTS, DEVICE_FILE_EVENTS
 
 
 @pytest.mark.parametrize('text, expected', [

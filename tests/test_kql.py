@@ -2,7 +2,7 @@
 
 import pytest
 
-from transforms import kql
+from transforms.detect import kql
 
 
 @pytest.mark.parametrize('haystack, needle, expected', [

@@ -11,7 +11,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms import logs_ingestion as li
+from transforms.write import logs_ingestion as li
 from pipelines.options import IN_PROCESS_RUNNER
 
 TOKEN = 'eyJ0eXAi.secret-token-value'

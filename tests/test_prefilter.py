@@ -27,14 +27,14 @@ from hypothesis import strategies as st
 
 from apache_beam.io.range_trackers import OffsetRangeTracker
 
-from transforms import export_formats
-from transforms.export_formats import Decoded, LineReader, read_json_lines, relevance_needles
-from transforms.file_joins import is_script_file_write
-from transforms.ingest import typed_row
-from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
-from transforms.script_cmdlets import script_cmdlet
-from transforms.semantics import STRICT_OPERATIONS, STRICT_PROCESS_NAMES, Semantics
-from transforms.sessions import is_run_command_on_vm
+from transforms.read import formats as export_formats
+from transforms.read.formats import Decoded, LineReader, read_json_lines, relevance_needles
+from transforms.detect.file_joins import is_script_file_write
+from transforms.read.ingest import typed_row
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
+from transforms.detect.script_cmdlets import script_cmdlet
+from transforms.detect.semantics import STRICT_OPERATIONS, STRICT_PROCESS_NAMES, Semantics
+from transforms.detect.sessions import is_run_command_on_vm
 
 SEEDS = st.integers(0, 2 ** 32 - 1)
 SEMANTICS = {name: Semantics.named(name) for name in ('sentinel', 'strict')}

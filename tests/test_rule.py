@@ -7,7 +7,7 @@ import tempfile
 import pytest
 import yaml
 
-from transforms.rule import BUNDLED_RULE, RuleError, load_rule, rule_from_dict
+from transforms.detect.rule import BUNDLED_RULE, RuleError, load_rule, rule_from_dict
 
 
 def bundled_doc():

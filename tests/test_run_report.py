@@ -9,9 +9,9 @@ import tempfile
 
 import pytest
 
-from transforms.alerts import make_alert, query_result
-from transforms.rule import load_rule
-from transforms.run_report import build_summary, render_html, write_run_report
+from transforms.detect.alerts import make_alert, query_result
+from transforms.detect.rule import load_rule
+from transforms.write.run_report import build_summary, render_html, write_run_report
 
 RULE = load_rule()
 SCRIPT = '<script>document.title="pwned"</script>'

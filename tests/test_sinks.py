@@ -15,9 +15,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from pipelines.sink_options import SinkOptions, parse_sinks
-from transforms import sinks
-from transforms.alerts import make_alert, query_result
-from transforms.rule import RESULT_COLUMNS, load_rule
+from transforms.write import sinks
+from transforms.detect.alerts import make_alert, query_result
+from transforms.detect.rule import RESULT_COLUMNS, load_rule
 from pipelines.options import IN_PROCESS_RUNNER
 
 RULE = load_rule()

@@ -15,12 +15,12 @@ from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
 from scenario import Tenant
-from transforms.ingest import typed_row
-from transforms.rule import load_rule
-from transforms.schema import TABLES
-from transforms.semantics import Semantics
-from transforms.streaming import ALERTS, DEAD_LETTER, WITHDRAWN, DetectInStream, evaluate_window
-from transforms.windows import QueryWindows, parse_timespan
+from transforms.read.ingest import typed_row
+from transforms.detect.rule import load_rule
+from transforms.read.schema import TABLES
+from transforms.detect.semantics import Semantics
+from transforms.detect.streaming import ALERTS, DEAD_LETTER, WITHDRAWN, DetectInStream, evaluate_window
+from transforms.detect.windows import QueryWindows, parse_timespan
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
 DAY = 86_400_000_000
@@ -99,7 +99,7 @@ def test_alert_ids_stay_the_same_across_late_firings():
     for tenant in (first, late):
         for table, row in typed(tenant):
             batch.setdefault(table, []).append(row)
-    from transforms.streaming import window_alerts
+    from transforms.detect.streaming import window_alerts
     expected_ids = sorted(window_alerts(batch, Semantics.named('sentinel'), load_rule(), MAY_1, MAY_1 + DAY))
     assert len(expected_ids) == 2
     with beam.Pipeline(options=streaming_options()) as p:
@@ -131,8 +131,8 @@ def test_window_evaluation_equals_reference(case):
             continue
         for start in windows.starts_covering(row['TimeGenerated']):
             by_window[start][table].append(row)
-    from transforms.alerts import query_result
-    from transforms.ingest import format_datetime_us
+    from transforms.detect.alerts import query_result
+    from transforms.read.ingest import format_datetime_us
     got = collections.Counter()
     for start, tables in by_window.items():
         for row in evaluate_window(tables, Semantics.named('sentinel')):

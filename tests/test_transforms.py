@@ -6,13 +6,13 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
-from transforms.fingerprints import UniqueFingerprints, sentinel_fingerprint
-from transforms.ingest import parse_datetime_us, typed_row
-from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
-from transforms.script_cmdlets import ScriptCmdletLists
-from transforms.semantics import Semantics
-from transforms.sessions import RunCommandSessions
+from transforms.detect.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
+from transforms.detect.fingerprints import UniqueFingerprints, sentinel_fingerprint
+from transforms.read.ingest import parse_datetime_us, typed_row
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
+from transforms.detect.script_cmdlets import ScriptCmdletLists
+from transforms.detect.semantics import Semantics
+from transforms.detect.sessions import RunCommandSessions
 from pipelines.options import IN_PROCESS_RUNNER
 
 SENTINEL = Semantics.named('sentinel')
@@ -161,7 +161,7 @@ def test_fingerprint_is_sha256_of_compact_json_list():
 
 
 def test_script_writers_are_configurable_and_case_insensitive_only_in_strict():
-    from transforms.file_joins import is_script_file_write
+    from transforms.detect.file_joins import is_script_file_write
     strict = Semantics.named('strict')
     handler = file_event('vm1', '2024-03-01T10:00:05Z', process='RunCommandHandlerWindows.exe')
     lower = file_event('vm1', '2024-03-01T10:00:05Z', process='runcommandextension.exe')

@@ -7,9 +7,9 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.schema import DEVICE_EVENTS
-from transforms.sources import ReadTable
-from transforms.windows import QueryWindows, window_label
+from transforms.read.schema import DEVICE_EVENTS
+from transforms.read.sources import ReadTable
+from transforms.detect.windows import QueryWindows, window_label
 from pipelines.options import IN_PROCESS_RUNNER
 
 HOUR = 3_600_000_000

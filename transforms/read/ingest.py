@@ -1,7 +1,7 @@
 """Typing of exported rows the way Log Analytics ingestion types them.
 
 A raw row is a dict decoded from an export (column name -> JSON value). Typing follows the Kusto
-column types of `transforms.schema` and the behaviour of the reference evaluation:
+column types of `transforms.read.schema` and the behaviour of the reference evaluation:
 
 * string: a missing key or null is ``""`` (Kusto strings have no null); a non-string JSON value is its
   compact JSON text (``1.5``, ``true``, ``{"a":1}``).
@@ -17,8 +17,8 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
-from transforms import kql
-from transforms.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING
+from transforms.detect import kql
+from transforms.read.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING
 
 _DATETIME = re.compile(
     r'\s*([0-9]+)[-/]([0-9]{1,2})[-/]([0-9]{1,2})'
@@ -205,7 +205,7 @@ _PLANS = {table: tuple((column, kind, _CONVERTERS[kind]) for column, kind in col
 
 
 def typed_row(table, raw):
-    """The typed row of `table` (the columns of `transforms.schema`) from a decoded export row."""
+    """The typed row of `table` (the columns of `transforms.read.schema`) from a decoded export row."""
     row = {}
     get = raw.get
     for column, kind, convert in _PLANS[table]:

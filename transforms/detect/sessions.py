@@ -8,9 +8,9 @@ VM name come from the ``scope`` of the Authorization JSON.
 
 import apache_beam as beam
 
-from transforms import kql
-from transforms.dedup import DropDuplicateRecords
-from transforms.schema import AZURE_ACTIVITY
+from transforms.detect import kql
+from transforms.detect.dedup import DropDuplicateRecords
+from transforms.read.schema import AZURE_ACTIVITY
 
 SUCCESS_TERMS = ('Succeeded', 'Success')
 _STRICT_MACHINE_TYPES = ('virtualmachines', 'machines')

@@ -2,17 +2,17 @@
 
 Each message is one JSON document: a Log Analytics row, a ``{"records": [...]}`` envelope (as data
 export and diagnostic settings send them to Event Hubs), an Activity Log record or a Defender
-streaming record; the rows are decoded and typed exactly as in batch (`transforms.export_formats`,
-`transforms.ingest`) and timestamped with their TimeGenerated, which drives the watermark.
+streaming record; the rows are decoded and typed exactly as in batch (`transforms.read.formats`,
+`transforms.read.ingest`) and timestamped with their TimeGenerated, which drives the watermark.
 """
 
 import apache_beam as beam
 from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms import dead_letter as reasons
-from transforms import export_formats
-from transforms.ingest import typed_row
+from transforms.read import dead_letter as reasons
+from transforms.read import formats as export_formats
+from transforms.read.ingest import typed_row
 
 ROWS = 'rows'
 DEAD_LETTER = 'dead_letter'

@@ -6,7 +6,7 @@ alerts is reported with ``alerts: 0``.
 
 import apache_beam as beam
 
-from transforms.ingest import format_datetime_us
+from transforms.read.ingest import format_datetime_us
 
 ALERTS = 'alerts'
 
@@ -29,7 +29,7 @@ def _to_record(label, counts, names):
 class SummarizeWindows(beam.PTransform):
     """{table: ((start, end), rows) counts, 'alerts': alerts} -> one record per window with the count of each.
 
-    Row counts come from the read step (`transforms.sources.ReadTable(...).window_counts`), in
+    Row counts come from the read step (`transforms.read.sources.ReadTable(...).window_counts`), in
     microseconds; alerts are counted per the query window they name (``QueryPeriodStart``,
     ``QueryPeriodEnd``), whatever window they are in.
     """

@@ -15,8 +15,8 @@ import json
 
 import apache_beam as beam
 
-from transforms import kql
-from transforms.windows import CountPerWindow
+from transforms.detect import kql
+from transforms.detect.windows import CountPerWindow
 
 
 def sentinel_fingerprint(cmdlets):

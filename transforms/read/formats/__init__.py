@@ -3,14 +3,14 @@
 A format reader turns the bytes of one file (or of one byte range of it) into a stream of
 ``Decoded`` rows (column name -> JSON value, named as in the Log Analytics table) and
 ``Undecodable`` records (with position and reason). Typing of the values is not done here but in
-`transforms.ingest`, the same way for every format.
+`transforms.read.ingest`, the same way for every format.
 """
 
 import json
 import re
 from typing import NamedTuple
 
-from transforms import dead_letter as reasons
+from transforms.read import dead_letter as reasons
 
 MAX_RECORD_BYTES = 1 << 20
 BLOCK_BYTES = 256 << 10  # small enough for a block and its lower-cased copy to stay in the CPU cache
@@ -241,8 +241,8 @@ def record_rows(record, table, default=ROW, position=None, inside_envelope=False
     The shape is sniffed per object (`sniff_shape`); `default` is the shape of an object that
     shows none. An envelope's records are decoded one by one, each with its `index`.
     """
-    from transforms.activity_log import activity_row
-    from transforms.schema import AZURE_ACTIVITY
+    from transforms.read.formats.activity_log import activity_row
+    from transforms.read.schema import AZURE_ACTIVITY
     position = position or {}
     shape = sniff_shape(record) or default
     if shape == ENVELOPE:
@@ -444,12 +444,12 @@ def _document_reader(default):
 
 
 def read_eventhub_avro(lines, stream=None, table=None, needles=None):
-    from transforms.eventhub_capture import read_capture
+    from transforms.read.formats.eventhub_capture import read_capture
     return read_capture(lines, stream, table, needles)
 
 
 def read_csv(lines, stream=None, table=None, needles=None):
-    from transforms.formats_csv import read_csv_export
+    from transforms.read.formats.csv_export import read_csv_export
     return read_csv_export(lines, stream, table, needles)
 
 
@@ -678,7 +678,7 @@ def relevance_needles(table, process_names=(), fold_process_names=True):
     (an envelope passes if any of its records could match), a CSV record's cells, a JSON
     document, or an Avro event's Body.
     """
-    from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
+    from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
     # Only an escape of a character below U+0100 can spell a character of these ASCII literals
     # (nothing outside Latin-1 lower-cases or compares equal to them in the rule's filters).
     escape = b'\\u00'

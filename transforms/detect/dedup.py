@@ -9,8 +9,8 @@ import json
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.fingerprints import canonical_row_text
-from transforms.schema import AZURE_ACTIVITY
+from transforms.detect.fingerprints import canonical_row_text
+from transforms.read.schema import AZURE_ACTIVITY
 
 
 def record_identity(table, row):

@@ -14,9 +14,9 @@ import json
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.alerts import ALERTS_PER_WINDOW
-from transforms.schema import TABLES
-from transforms.sinks import DEAD_LETTER_REASONS
+from transforms.detect.alerts import ALERTS_PER_WINDOW
+from transforms.read.schema import TABLES
+from transforms.write.sinks import DEAD_LETTER_REASONS
 
 TABLE_COUNTERS = ('read', 'parsed', 'dead_lettered', 'skipped_irrelevant', 'outside_range')
 DETECTION_COUNTERS = ('sessions', 'joined_rows', 'scripts', 'run_command_data', 'alerts')

@@ -15,7 +15,7 @@ What these files hold, as the real samples in tests/data/samples show:
   upper-cased).
 
 Every cell is kept as its text (the CSV unquoted, line ends inside quotes kept as they are); an
-empty cell is a missing value. Portal datetimes become ISO 8601 so that `transforms.ingest` types
+empty cell is a missing value. Portal datetimes become ISO 8601 so that `transforms.read.ingest` types
 them like every other format. A record whose number of cells differs from the header's, or that
 is not valid CSV or UTF-8, is a dead letter; the rest of the file is still read.
 """
@@ -24,9 +24,9 @@ import csv
 import json
 import re
 
-from transforms import dead_letter as reasons
-from transforms.export_formats import BOM, Decoded, LineReader, Undecodable
-from transforms.schema import AZURE_ACTIVITY, COLUMNS, DATETIME
+from transforms.read import dead_letter as reasons
+from transforms.read.formats import BOM, Decoded, LineReader, Undecodable
+from transforms.read.schema import AZURE_ACTIVITY, COLUMNS, DATETIME
 
 UTC_SUFFIX = ' [UTC]'
 TABLE_COLUMN = '$table'

@@ -10,8 +10,8 @@ file's creation and the session's end (plus a tolerance) count.
 
 import apache_beam as beam
 
-from transforms import fingerprints
-from transforms.file_joins import vm_join_key
+from transforms.detect import fingerprints
+from transforms.detect.file_joins import vm_join_key
 
 RUNS = 'runs'
 SCRIPTS = 'scripts'

@@ -15,9 +15,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms import dead_letter as reasons
-from transforms import export_formats
-from transforms.ingest import typed_row
+from transforms.read import dead_letter as reasons
+from transforms.read import formats as export_formats
+from transforms.read.ingest import typed_row
 
 ROWS = 'rows'
 DEAD_LETTER = 'dead_letter'

@@ -19,9 +19,9 @@ import zlib
 
 import fastavro
 
-from transforms import dead_letter as reasons
-from transforms import export_formats
-from transforms.export_formats import Decoded, Undecodable  # noqa: F401  (re-exported for readers)
+from transforms.read import dead_letter as reasons
+from transforms.read import formats as export_formats
+from transforms.read.formats import Decoded, Undecodable  # noqa: F401  (re-exported for readers)
 
 MAGIC = b'Obj\x01'
 SYNC_BYTES = 16

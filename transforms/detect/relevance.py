@@ -4,11 +4,11 @@ The read step applies it after a row is parsed, validated and counted, so that t
 matter to the rule (nearly all of a tenant's telemetry) never become Beam elements.
 """
 
-from transforms.export_formats import relevance_needles
-from transforms.file_joins import is_script_file_write
-from transforms.schema import AZURE_ACTIVITY, DEVICE_FILE_EVENTS
-from transforms.script_cmdlets import script_cmdlet
-from transforms.sessions import is_run_command_on_vm
+from transforms.read.formats import relevance_needles
+from transforms.detect.file_joins import is_script_file_write
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_FILE_EVENTS
+from transforms.detect.script_cmdlets import script_cmdlet
+from transforms.detect.sessions import is_run_command_on_vm
 
 
 def is_relevant(table, row, semantics):

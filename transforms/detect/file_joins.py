@@ -9,9 +9,9 @@ name case-insensitively and accept the configured extension process names, ignor
 
 import apache_beam as beam
 
-from transforms import kql
-from transforms.dedup import DropDuplicateRecords
-from transforms.schema import DEVICE_FILE_EVENTS
+from transforms.detect import kql
+from transforms.detect.dedup import DropDuplicateRecords
+from transforms.read.schema import DEVICE_FILE_EVENTS
 
 SESSIONS = 'sessions'
 FILES = 'files'

@@ -20,7 +20,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'schemas')
+import schemas
+
+SCHEMA_DIR = os.path.dirname(os.path.abspath(schemas.__file__))
 SHARD_TEMPLATE = '-SSSSS-of-NNNNN'
 DEAD_LETTER_REASONS = 'dead_letter_reasons'   # metrics namespace: one counter per reason
 _DEAD_LETTER_FIELDS = ('table', 'source', 'reason', 'raw')
@@ -257,7 +259,7 @@ class WriteAlertSinks(beam.PTransform):
             fields = _avro_fields(load_schema('alert.avsc'))
             alerts | 'Avro' >> WriteAvro(output_dir, 'alerts', 'alert.avsc', lambda alert: alert_to_avro(alert, fields))
         if 'sentinel' in sinks:
-            from transforms.logs_ingestion import TokenSource, WriteToLogsIngestion
+            from transforms.write.logs_ingestion import TokenSource, WriteToLogsIngestion
             rejected = alerts | 'Sentinel' >> WriteToLogsIngestion(
                 settings.dce_endpoint, settings.dcr_immutable_id, settings.dcr_stream_name,
                 TokenSource(settings.token_file, settings.token_env), use_gzip=settings.sentinel_gzip,

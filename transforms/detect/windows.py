@@ -10,14 +10,14 @@ In a batch run the window is explicit: the detection's collections hold ``(windo
 That is what Beam's event-time windows would compute, without their per-element machinery: a
 batch GroupByKey over non-global windows goes through the general trigger driver for every
 element, which cost more than the whole detection (see benchmarks/README.md). The streaming
-detection (`transforms.streaming`) evaluates each window with the same stage functions.
+detection (`transforms.detect.streaming`) evaluates each window with the same stage functions.
 """
 
 import re
 
 import apache_beam as beam
 
-from transforms.ingest import format_datetime_us, parse_datetime_us
+from transforms.read.ingest import format_datetime_us, parse_datetime_us
 
 US = 1_000_000
 _UNITS = {

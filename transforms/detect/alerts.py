@@ -24,11 +24,11 @@ import uuid
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms import kql
-from transforms.fingerprints import canonical_row_text
-from transforms.ingest import format_datetime_us
-from transforms.rule import RESULT_COLUMNS
-from transforms.windows import CountPerWindow, window_label
+from transforms.detect import kql
+from transforms.detect.fingerprints import canonical_row_text
+from transforms.read.ingest import format_datetime_us
+from transforms.detect.rule import RESULT_COLUMNS
+from transforms.detect.windows import CountPerWindow, window_label
 
 PROVIDER_NAME = 'rare-runcommand-beam'
 # Namespace of the alert ids (uuid5): ids depend only on rule, semantics, window and result rows.

@@ -7,16 +7,16 @@ dropped when equal to the script name (case-sensitive), upper-cased with ToUpper
 sorted list is made per (PowershellFileName, InitiatingProcessCommandLine), pooling every VM.
 
 Strict: only ``ActionType == "PowerShellCommand"`` events with a non-empty Command count, and they
-stay attached to their VM so that `transforms.script_runs` can match them to one session's script.
+stay attached to their VM so that `transforms.detect.script_runs` can match them to one session's script.
 """
 
 import apache_beam as beam
 
-from transforms import kql
-from transforms.dedup import DropDuplicateRecords
-from transforms.schema import DEVICE_EVENTS
-from transforms.file_joins import host_name, vm_join_key
-from transforms.fingerprints import sentinel_fingerprint
+from transforms.detect import kql
+from transforms.detect.dedup import DropDuplicateRecords
+from transforms.read.schema import DEVICE_EVENTS
+from transforms.detect.file_joins import host_name, vm_join_key
+from transforms.detect.fingerprints import sentinel_fingerprint
 
 POWERSHELL_COMMAND = 'PowerShellCommand'
 

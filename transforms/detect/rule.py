@@ -1,6 +1,6 @@
 """Rule metadata: what the alerts say about the rule (name, severity, tactics, entities, schedule).
 
-The bundled metadata is `pipelines/rule_metadata.yaml`; ``--rule`` reads any Sentinel analytic rule
+The bundled metadata is `rule_metadata.yaml` beside this module; ``--rule`` reads any Sentinel analytic rule
 YAML instead and validates it: every problem found is reported at once in one `RuleError`.
 """
 
@@ -10,8 +10,7 @@ import re
 
 import yaml
 
-BUNDLED_RULE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            'pipelines', 'rule_metadata.yaml')
+BUNDLED_RULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'rule_metadata.yaml')
 
 # The result columns of the query's final project, in order.
 RESULT_COLUMNS = (
@@ -153,7 +152,7 @@ def rule_from_dict(doc, source='rule'):
     if grouping not in GROUPINGS:
         problems.append('unknown eventGroupingSettings.aggregationKind %r (one of %s)'
                         % (grouping, ', '.join(GROUPINGS)))
-    from transforms.windows import parse_timespan
+    from transforms.detect.windows import parse_timespan
     for key in ('queryPeriod', 'queryFrequency'):
         if doc.get(key) not in (None, ''):
             try:

@@ -16,7 +16,7 @@ import uuid
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.ingest import format_datetime_us, parse_datetime_us
+from transforms.read.ingest import format_datetime_us, parse_datetime_us
 
 ALERTS = 'alerts'
 SEEN = 'seen'

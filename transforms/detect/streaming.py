@@ -28,18 +28,18 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms import dead_letter as reasons
-from transforms.alerts import make_alert, query_result
-from transforms.dedup import record_identity
-from transforms.file_joins import (FILES, SESSIONS, host_name, is_script_file_write, join_on_time, to_script_file,
+from transforms.read import dead_letter as reasons
+from transforms.detect.alerts import make_alert, query_result
+from transforms.detect.dedup import record_identity
+from transforms.detect.file_joins import (FILES, SESSIONS, host_name, is_script_file_write, join_on_time, to_script_file,
                                    vm_join_key)
-from transforms.fingerprints import FirstRowCombineFn, UniqueRowCombineFn, session_identity, with_prevalence
-from transforms.ingest import format_datetime_us
-from transforms.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
-from transforms.script_cmdlets import CmdletListCombineFn, _to_script, script_cmdlet
-from transforms.script_runs import RUNS, SCRIPTS, join_on_file_name, join_on_vm_and_time
-from transforms.relevance import is_relevant
-from transforms.sessions import SessionCombineFn, is_run_command_on_vm, session_key, to_session
+from transforms.detect.fingerprints import FirstRowCombineFn, UniqueRowCombineFn, session_identity, with_prevalence
+from transforms.read.ingest import format_datetime_us
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
+from transforms.detect.script_cmdlets import CmdletListCombineFn, _to_script, script_cmdlet
+from transforms.detect.script_runs import RUNS, SCRIPTS, join_on_file_name, join_on_vm_and_time
+from transforms.detect.relevance import is_relevant
+from transforms.detect.sessions import SessionCombineFn, is_run_command_on_vm, session_key, to_session
 
 ALERTS = 'alerts'
 DEAD_LETTER = 'dead_letter'

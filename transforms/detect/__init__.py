@@ -1,0 +1,1 @@
+"""What the rule decides: the KQL operators, the query windows, each stage of the query, and the alerts."""
