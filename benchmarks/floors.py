@@ -8,7 +8,7 @@ Three child processes, each run `--repeat` times (medians reported, JSON written
 * ``beam-minimal``: import Beam and run a three-element Create -> GroupByKey pipeline on the
   in-process FnApiRunner: what any Beam pipeline costs here before it reads a byte;
 * ``scan-1``: read the three files in the pipeline reader's block size and run the reader's exact
-  prefilter (`transforms.read.formats.relevance_needles`, sentinel) over every block, counting
+  prefilter (`transforms.read.prefilter.relevance_needles`, sentinel) over every block, counting
   lines and candidate lines, and nothing else: no Beam, no JSON, no detection. The least the read
   step can cost in one Python process;
 * ``scan-2``: the same with the bytes split between two processes (a file's byte ranges, each
@@ -36,7 +36,7 @@ import sys
 
 from benchmarks.run_benchmark import (DEFAULT_DATA_ROOT, REPO, RESULTS_DIR, ensure_dataset, measure,
                                       table_paths)
-from transforms.read.formats import BLOCK_BYTES
+from transforms.read.formats.lines import BLOCK_BYTES
 from transforms.detect.relevance import read_filters
 from transforms.detect.semantics import Semantics
 

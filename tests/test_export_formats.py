@@ -13,7 +13,10 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.range_trackers import OffsetRangeTracker
 
+from transforms.detect.relevance import read_filters
+from transforms.detect.semantics import Semantics
 from transforms.read import formats as export_formats
+from transforms.read.formats.records import NO_PROPERTIES
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
 from transforms.read.sources import DEAD_LETTER, ROWS, STATS, ExportSource
 
@@ -225,7 +228,7 @@ def test_defender_record_without_properties_is_a_dead_letter(tmp_path):
     record = {'time': '2024-03-01T10:00:00Z', 'operationName': 'Publish', 'category': 'AdvancedHunting-DeviceEvents',
               'properties': 'oops'}
     rows, dead, _ = read_file(write_lines(tmp_path / 'd.json', [record]), DEVICE_EVENTS)
-    assert rows == [] and dead[0]['reason'] == export_formats.NO_PROPERTIES
+    assert rows == [] and dead[0]['reason'] == NO_PROPERTIES
 
 
 def test_pretty_documents_and_arrays(tmp_path):
@@ -260,7 +263,7 @@ def test_workspace_export_tree_matches_with_double_star(tmp_path):
 # ----------------------------------------------------------------------------------------- prefilter
 
 def test_prefilter_passes_an_envelope_when_any_record_could_match(tmp_path):
-    needles = export_formats.relevance_needles(AZURE_ACTIVITY)
+    needles, _ = read_filters(AZURE_ACTIVITY, Semantics.named('sentinel'))
     other = dict(AA_ROW, OperationNameValue='Microsoft.Compute/virtualMachines/write',
                  Authorization='{"action":"Microsoft.Compute/virtualMachines/write"}')
     path = write_lines(tmp_path / 'eh.json', [{'records': [other, other]}, {'records': [other, AA_ROW]},

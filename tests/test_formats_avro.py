@@ -10,9 +10,12 @@ import os
 
 import pytest
 
+from capture_files import write_capture
 from tests.test_export_formats import AA_ROW, activity_record, read_file, write_lines
-from transforms.read.formats import eventhub_capture
+from transforms.detect.relevance import read_filters
+from transforms.detect.semantics import Semantics
 from transforms.read import formats as export_formats
+from transforms.read.formats import eventhub_capture
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS
 
 pytestmark = pytest.mark.filterwarnings('ignore')
@@ -37,7 +40,7 @@ def test_bodies_of_every_shape(tmp_path, codec):
         (json.dumps(data[7]) + '\n' + json.dumps(data[8]) + '\n').encode(),           # JSON lines in a body
     ]
     path = str(tmp_path / '00.avro')
-    eventhub_capture.write_capture(path, bodies, codec=codec, sync_interval=200)
+    write_capture(path, bodies, codec=codec, sync_interval=200)
     with open(path, 'rb') as handle:
         assert export_formats.detect_format(path, handle.read(4096)) == 'eventhub_avro'
     got, dead, stats = read_file(path, AZURE_ACTIVITY)
@@ -54,7 +57,7 @@ def test_defender_bodies_and_other_tables(tmp_path):
                {'time': '2024-03-01T10:05:00Z', 'tenantId': 't', 'operationName': 'Publish',
                 'category': 'AdvancedHunting-DeviceFileEvents', 'properties': dict(props, FileName='x')}]
     path = str(tmp_path / '01.avro')
-    eventhub_capture.write_capture(path, [json.dumps({'records': records}).encode(),
+    write_capture(path, [json.dumps({'records': records}).encode(),
                                           json.dumps(activity_record(AA_ROW)).encode()])
     got, dead, _ = read_file(path, DEVICE_EVENTS)
     assert dead == [] and len(got) == 1
@@ -79,7 +82,7 @@ def _blocks(path):
 def test_corrupt_block_is_one_dead_letter_and_the_rest_is_read(tmp_path):
     data = rows(30)
     path = str(tmp_path / 'c.avro')
-    eventhub_capture.write_capture(path, [json.dumps(r).encode() for r in data], sync_interval=300)
+    write_capture(path, [json.dumps(r).encode() for r in data], sync_interval=300)
     offsets, sync = _blocks(path)
     assert len(offsets) >= 4
     raw = bytearray(open(path, 'rb').read())
@@ -101,7 +104,7 @@ def test_corrupt_block_is_one_dead_letter_and_the_rest_is_read(tmp_path):
 def test_truncated_file_keeps_the_complete_blocks(tmp_path):
     data = rows(20)
     path = str(tmp_path / 't.avro')
-    eventhub_capture.write_capture(path, [json.dumps(r).encode() for r in data], sync_interval=300)
+    write_capture(path, [json.dumps(r).encode() for r in data], sync_interval=300)
     offsets, _ = _blocks(path)
     raw = open(path, 'rb').read()
     open(path, 'wb').write(raw[:offsets[-1] + 20])
@@ -112,7 +115,7 @@ def test_truncated_file_keeps_the_complete_blocks(tmp_path):
 
 def test_bad_bodies_are_dead_letters_with_their_record(tmp_path):
     path = str(tmp_path / 'b.avro')
-    eventhub_capture.write_capture(path, [b'{broken', b'\xff\xfe', json.dumps(AA_ROW).encode(), None,
+    write_capture(path, [b'{broken', b'\xff\xfe', json.dumps(AA_ROW).encode(), None,
                                           json.dumps([AA_ROW, 3]).encode()])
     got, dead, _ = read_file(path, AZURE_ACTIVITY)
     assert len(got) == 2
@@ -129,10 +132,10 @@ def test_not_avro_header(tmp_path):
 
 
 def test_prefilter_applies_to_each_body(tmp_path):
-    needles = export_formats.relevance_needles(AZURE_ACTIVITY)
+    needles, _ = read_filters(AZURE_ACTIVITY, Semantics.named('sentinel'))
     other = dict(AA_ROW, OperationNameValue='Microsoft.Compute/virtualMachines/write', Authorization='{}')
     path = str(tmp_path / 'p.avro')
-    eventhub_capture.write_capture(path, [json.dumps(other).encode(), json.dumps({'records': [other, AA_ROW]}).encode()])
+    write_capture(path, [json.dumps(other).encode(), json.dumps({'records': [other, AA_ROW]}).encode()])
     got, dead, stats = read_file(path, AZURE_ACTIVITY, needles=needles)
     assert len(got) == 2 and stats == [(2, 1)]
 
@@ -141,7 +144,7 @@ def test_reader_streams_block_by_block():
     """The reader never asks the stream for more than a bounded amount at once."""
     body = json.dumps(AA_ROW).encode()
     buffer = io.BytesIO()
-    eventhub_capture.write_capture(buffer, [body] * 3000, sync_interval=64 << 10)
+    write_capture(buffer, [body] * 3000, sync_interval=64 << 10)
     size = len(buffer.getvalue())
 
     class Recording(io.BytesIO):

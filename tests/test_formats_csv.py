@@ -6,8 +6,9 @@ import json
 import pytest
 
 from tests.test_export_formats import AA_ROW, read_file, write_lines
-from transforms.read import formats as export_formats
-from transforms.read.formats import csv_export as formats_csv
+from transforms.detect.relevance import read_filters
+from transforms.detect.semantics import Semantics
+from transforms.read.formats import csv_export
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS
 
 
@@ -21,7 +22,7 @@ from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS
     ('1/1/2021, 13:00:00 PM', '1/1/2021, 13:00:00 PM'),
 ])
 def test_portal_datetimes(text, expected):
-    assert formats_csv.portal_datetime_iso(text) == expected
+    assert csv_export.portal_datetime_iso(text) == expected
 
 
 def csv_cell(text):
@@ -83,11 +84,11 @@ def test_legacy_layout(tmp_path):
 def test_legacy_columns_only_fill_empty_new_columns():
     row = {'OperationName': 'Run Command on Virtual Machine', 'OperationNameValue': 'X/Y/action',
            'ActivityStatus': 'Succeeded', 'ActivityStatusValue': 'Success', 'Properties': '{"message": "A/B"}'}
-    assert formats_csv.legacy_activity_columns(dict(row)) == row
+    assert csv_export.legacy_activity_columns(dict(row)) == row
     row.update(OperationNameValue='', ActivityStatusValue='')
-    mapped = formats_csv.legacy_activity_columns(dict(row))
+    mapped = csv_export.legacy_activity_columns(dict(row))
     assert mapped['OperationNameValue'] == 'A/B' and mapped['ActivityStatusValue'] == 'Succeeded'
-    assert formats_csv.legacy_activity_columns({'OperationName': 'Microsoft.Web/connections/dynamicInvoke/action',
+    assert csv_export.legacy_activity_columns({'OperationName': 'Microsoft.Web/connections/dynamicInvoke/action',
                                                 'Properties': ''})['OperationNameValue'] == \
         'Microsoft.Web/connections/dynamicInvoke/action'
 
@@ -132,7 +133,7 @@ def test_dynamic_cells_and_other_tables(tmp_path):
 
 
 def test_prefilter_on_cells(tmp_path):
-    needles = export_formats.relevance_needles(DEVICE_EVENTS)
+    needles, _ = read_filters(DEVICE_EVENTS, Semantics.named('sentinel'))
     header = ['TimeGenerated', 'InitiatingProcessCommandLine', 'AdditionalFields']
     records = [['2024-03-01T00:00:00Z', 'powershell -File script1.ps1', '{"Command":"a"}'],
                ['2024-03-01T00:00:00Z', 'cmd.exe /c "dir"', '{"Command":"b"}'],

@@ -16,8 +16,8 @@ import pytest
 from tools import generate as generator
 from pipelines import rare_runcommand
 from tests.test_export_formats import read_file
-from transforms.read.formats import eventhub_capture
-from transforms.read import formats as export_formats
+from capture_files import write_capture
+from transforms.detect.relevance import read_filters
 from transforms.detect import kql
 from transforms.read.formats.activity_log import OBJECT_ID_CLAIM, UPN_CLAIM
 from transforms.read.ingest import format_datetime_us, parse_datetime_us
@@ -226,7 +226,7 @@ def write_shape(shape, table, rows, directory, tag='0'):
                 bodies.extend(json.dumps(native(table, r, j), indent=1).encode('utf-8') for j, r in enumerate(chunk))
         path = os.path.join(d, 'ns', 'hub', '0', '2024', '03', '01', '10', '00', tag + '00.avro')
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        eventhub_capture.write_capture(path, bodies, codec='deflate', sync_interval=2000)
+        write_capture(path, bodies, codec='deflate', sync_interval=2000)
         return [path]
     if shape in ('csv_portal', 'csv_portal_gz'):
         return [write_csv(os.path.join(d, tag + 'query_data.csv'), table, rows, gz=shape.endswith('_gz'))]
@@ -295,7 +295,7 @@ def test_every_shape_gives_the_same_typed_rows(shape, tables, baseline, tmp_path
         assert dead == expected_dead == []
         assert got == expected, (shape, table)
         # The byte prefilter of --scan relevant keeps every relevant row, in every shape.
-        needles = export_formats.relevance_needles(table, ('RunCommandExtension.exe',))
+        needles, _ = read_filters(table, Semantics.named('sentinel'))
         kept = []
         for path in files:
             kept.extend(read_file(path, table, needles=needles)[0])

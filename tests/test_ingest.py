@@ -3,7 +3,7 @@
 import pytest
 
 from transforms.read import ingest
-from transforms.read.schema import DEVICE_EVENTS, DEVICE_FILE_EVENTS
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -43,7 +43,7 @@ def test_longs(value, expected):
     (None, ''), ('x', 'x'), (5, '5'), (1.5, '1.5'), (100000.0, '100000.0'), (True, 'true'),
     ({'b': 1, 'a': 'é'}, '{"b":1,"a":"é"}'), ([], '[]')])
 def test_strings(value, expected):
-    assert ingest.to_string(value) == expected
+    assert ingest.typed_row(AZURE_ACTIVITY, {'Caller': value})['Caller'] == expected
 
 
 def test_dynamic_string_holding_json_is_parsed():

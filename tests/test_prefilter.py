@@ -27,8 +27,10 @@ from hypothesis import strategies as st
 
 from apache_beam.io.range_trackers import OffsetRangeTracker
 
-from transforms.read import formats as export_formats
-from transforms.read.formats import Decoded, LineReader, read_json_lines, relevance_needles
+from transforms.read.formats.json_lines import read_json_lines
+from transforms.read.formats.lines import BLOCK_BYTES, LineReader
+from transforms.read.formats.records import Decoded
+from transforms.read.prefilter import LiteralNeedles, relevance_needles
 from transforms.detect.file_joins import is_script_file_write
 from transforms.read.ingest import typed_row
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
@@ -286,7 +288,7 @@ def relevant_rows(items, table, semantics):
 def check(table, semantics_name, lines, compressed, final_newline, split_at, block_bytes):
     semantics = SEMANTICS[semantics_name]
     data = file_bytes(lines, final_newline)
-    needles = relevance_needles(table, semantics.process_names, semantics.strict)
+    needles = relevance_needles(table, semantics.operations, semantics.process_names, semantics.strict)
     end = len(data) + 1
     expected = relevant_rows(read_range(data, compressed, None, 0, end, block_bytes), table, semantics)
     filtered = relevant_rows(read_range(data, compressed, needles, 0, end, block_bytes), table, semantics)
@@ -306,7 +308,7 @@ def _property(table):
     @SETTINGS
     @given(data=st.data(), semantics_name=st.sampled_from(sorted(SEMANTICS)), compressed=st.booleans(),
            final_newline=st.booleans(), split_at=st.integers(0, 4000),
-           block_bytes=st.sampled_from([7, 64, export_formats.BLOCK_BYTES]))
+           block_bytes=st.sampled_from([7, 64, BLOCK_BYTES]))
     def test(data, semantics_name, compressed, final_newline, split_at, block_bytes):
         lines = data.draw(export_lines(table))
         check(table, semantics_name, lines, compressed, final_newline, split_at, block_bytes)
@@ -360,7 +362,7 @@ def test_relevant_row_survives_escapes_and_case(table, row, replace):
     line = _line(row, **replace)
     for name in ('sentinel', 'strict'):
         for compressed in (False, True):
-            kept = check(table, name, [line], compressed, True, 5, export_formats.BLOCK_BYTES)
+            kept = check(table, name, [line], compressed, True, 5, BLOCK_BYTES)
             assert len(kept) == 1, (name, line)
 
 
@@ -369,14 +371,14 @@ def test_prefilter_skips_irrelevant_rows():
     lines = [_line(dict(RUN_COMMAND_ROW, OperationNameValue='Microsoft.Compute/virtualMachines/write'))] * 50
     lines.append(_line(RUN_COMMAND_ROW))
     data = file_bytes(lines)
-    needles = relevance_needles(AZURE_ACTIVITY)
-    items = read_range(data, False, needles, 0, len(data) + 1, export_formats.BLOCK_BYTES)
+    needles = relevance_needles(AZURE_ACTIVITY, SEMANTICS['sentinel'].operations, (), False)
+    items = read_range(data, False, needles, 0, len(data) + 1, BLOCK_BYTES)
     assert [item.position['line'] for item in items] == [51]
 
 
 def test_device_events_needle_confirms_the_script_argument():
     # "-File" is found with bytes.find; only "-File", one whitespace (raw or escaped), "script" passes.
-    needles = relevance_needles(DEVICE_EVENTS)
+    needles = relevance_needles(DEVICE_EVENTS, (), (), False)
     passing = [b'{"c":"powershell -File script1.ps1"}', b'{"c":"powershell -File\\tscript1.ps1"}',
                b'"powershell -File\tscript2.ps1"', b'{"c":"-File \\u0073cript1.ps1"}']
     skipped = [b'{"c":"powershell -File C:\\\\Scripts\\\\backup.ps1"}', b'{"c":"-File  script1.ps1"}',
@@ -390,16 +392,27 @@ def test_device_events_needle_confirms_the_script_argument():
 
 def test_sentinel_process_name_needle_is_case_sensitive():
     # The rule compares InitiatingProcessFileName with ==: a case variant cannot be relevant.
-    sentinel = relevance_needles(DEVICE_FILE_EVENTS, ('RunCommandExtension.exe',), fold_process_names=False)
-    strict = relevance_needles(DEVICE_FILE_EVENTS, ('RunCommandExtension.exe',), fold_process_names=True)
+    sentinel = relevance_needles(DEVICE_FILE_EVENTS, (), ('RunCommandExtension.exe',), fold_process_names=False)
+    strict = relevance_needles(DEVICE_FILE_EVENTS, (), ('RunCommandExtension.exe',), fold_process_names=True)
     line = b'{"InitiatingProcessFileName":"runcommandextension.exe"}'
     assert sentinel.search(line) is None and strict.search(line) is not None
     assert sentinel.search(line.replace(b'runcommandextension', b'RunCommandExtension')) is not None
     # A name JSON may write with an escaped "/" has no exact literal: every record is read.
-    assert relevance_needles(DEVICE_FILE_EVENTS, ('a/b.exe',), fold_process_names=False) is None
+    assert relevance_needles(DEVICE_FILE_EVENTS, (), ('a/b.exe',), fold_process_names=False) is None
 
 
 def test_folded_and_exact_searches_of_the_same_literal_are_remembered_apart():
     # The same bytes as an exact and a folded literal: each search keeps its own next occurrence.
-    needles = export_formats.LiteralNeedles(folded=[b'abc'], exact=[b'abc'])
+    needles = LiteralNeedles(folded=[b'abc'], exact=[b'abc'])
     assert needles.search(b'ABC abc').start() == 0
+
+
+def test_operations_without_the_run_command_literal_turn_the_activity_prefilter_off():
+    # --strict_operations may name an operation the literal "runcommand" does not spell: then no
+    # record may be skipped by it, or that operation's rows would be lost.
+    default = relevance_needles(AZURE_ACTIVITY, SEMANTICS['strict'].operations, (), True)
+    other = Semantics.named('strict', operations=('Microsoft.Compute/virtualMachines/extensions/write',))
+    line = b'{"OperationNameValue":"Microsoft.Compute/virtualMachines/extensions/write"}'
+    assert default.search(line) is None
+    assert relevance_needles(AZURE_ACTIVITY, other.operations, (), True) is None
+    assert relevance_needles(AZURE_ACTIVITY, SEMANTICS['strict'].operations + other.operations, (), True) is None

@@ -11,13 +11,15 @@ documentation leaves a detail open, the behaviour of the DuckDB reference transl
   matches neither dotted nor dotless Turkish i.
 * ``=~``: equality of the simple lower-case mappings (``İ`` lowers to ``i``, ``K`` to ``k``).
 * ``toupper``: .NET ``ToUpperInvariant``, the one-to-one simple upper-case mapping (``ß`` stays).
-* ``tostring`` of a dynamic value: compact JSON with yyjson's escaping (control characters as
-  ``\\u00XX`` with upper-case hex, non-ASCII characters raw, ``/`` unescaped).
+* ``tostring`` of a dynamic value: its JSON text as `transforms.read.dynamic.json_text` writes it
+  (yyjson's escaping), the text Log Analytics ingestion also gives a non-string value of a string
+  column; ``parse_json`` is `transforms.read.dynamic.parse_json_text`.
 """
 
-import json
 import re
 from functools import lru_cache
+
+from transforms.read.dynamic import json_text, parse_json_text, tostring_dynamic
 
 __all__ = [
     'has_term', 'has_any_term', 'equals_ignore_case', 'to_lower_simple', 'to_upper_invariant',
@@ -119,79 +121,6 @@ def kusto_split_at(text, delimiter, index):
     if -len(parts) <= index < len(parts):
         return parts[index]
     return None
-
-
-_CONTROL = re.compile('[\x00-\x1f\x7f]')
-_ESCAPES = {'"': '\\"', '\\': '\\\\', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
-
-
-def _escape_char(match):
-    ch = match.group(0)
-    if ch == '\x7f':
-        return ch
-    return _ESCAPES.get(ch) or '\\u%04X' % ord(ch)
-
-
-def _json_string(text):
-    if _CONTROL.search(text) is None:
-        return json.dumps(text, ensure_ascii=False)
-    escaped = text.replace('\\', '\\\\').replace('"', '\\"')
-    return '"' + _CONTROL.sub(_escape_char, escaped) + '"'
-
-
-def json_text(value):
-    """Compact JSON text of a dynamic value, escaped as Kusto/yyjson write it."""
-    if isinstance(value, str):
-        return _json_string(value)
-    if isinstance(value, list):
-        if all(isinstance(v, str) for v in value):
-            return '[' + ','.join(_json_string(v) for v in value) + ']'
-        return '[' + ','.join(json_text(v) for v in value) + ']'
-    if isinstance(value, dict):
-        return '{' + ','.join(_json_string(k) + ':' + json_text(v) for k, v in value.items()) + '}'
-    if value is None:
-        return 'null'
-    if value is True:
-        return 'true'
-    if value is False:
-        return 'false'
-    return json.dumps(value)
-
-
-def tostring_dynamic(value):
-    """Kusto ``tostring(dynamic)``: null -> ``""``, a string as is, anything else as compact JSON."""
-    if value is None:
-        return ''
-    if isinstance(value, str):
-        return value
-    return json_text(value)
-
-
-def _first_key_wins(pairs):
-    result = {}
-    for key, value in pairs:
-        result.setdefault(key, value)
-    return result
-
-
-def _reject_constant(name):
-    raise ValueError('not JSON: ' + name)
-
-
-def parse_json_text(text):
-    """Kusto ``parse_json(string)``: the JSON value, or the string itself when it is not JSON.
-
-    Duplicate keys keep their first value, as the reference's JSON reader does.
-    """
-    try:
-        if isinstance(text, str):
-            return _JSON_DECODER.decode(text)  # what json.loads does, without a new decoder per call
-        return json.loads(text, object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
-    except ValueError:
-        return text
-
-
-_JSON_DECODER = json.JSONDecoder(object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
 
 
 # RE2's \s is [\t\n\f\r ] (no vertical tab, no Unicode spaces).

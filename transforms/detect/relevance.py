@@ -4,11 +4,11 @@ The read step applies it after a row is parsed, validated and counted, so that t
 matter to the rule (nearly all of a tenant's telemetry) never become Beam elements.
 """
 
-from transforms.read.formats import relevance_needles
 from transforms.detect.file_joins import is_script_file_write
-from transforms.read.schema import AZURE_ACTIVITY, DEVICE_FILE_EVENTS
 from transforms.detect.script_cmdlets import script_cmdlet
 from transforms.detect.sessions import is_run_command_on_vm
+from transforms.read.prefilter import relevance_needles
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_FILE_EVENTS
 
 
 def is_relevant(table, row, semantics):
@@ -34,5 +34,7 @@ class RelevantTo:
 def read_filters(table, semantics, scan='relevant'):
     """(needles, keep) of the read step for `table`: the byte prefilter (None with ``scan='full'``,
     or when no literal search is exact) and the relevance predicate applied after parsing."""
-    needles = relevance_needles(table, semantics.process_names, semantics.strict) if scan == 'relevant' else None
+    if scan != 'relevant':
+        return None, RelevantTo(table, semantics)
+    needles = relevance_needles(table, semantics.operations, semantics.process_names, semantics.strict)
     return needles, RelevantTo(table, semantics)

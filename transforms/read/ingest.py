@@ -17,7 +17,7 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
-from transforms.detect import kql
+from transforms.read.dynamic import parse_json_text, tostring_dynamic
 from transforms.read.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING
 
 _DATETIME = re.compile(
@@ -126,14 +126,6 @@ def format_datetime_us(micros):
     return '%04d-%02d-%02dT%02d:%02d:%02d.%06dZ' % (y, m, d, hour, minute, second, micro)
 
 
-def to_string(value):
-    if value is None:
-        return ''
-    if isinstance(value, str):
-        return value
-    return kql.json_text(value)
-
-
 def to_datetime_us(value):
     if isinstance(value, str):
         return parse_datetime_us(value)
@@ -193,11 +185,11 @@ def _parse_long_text(text):
 
 def to_dynamic(value):
     if isinstance(value, str):
-        return kql.parse_json_text(value)
+        return parse_json_text(value)
     return value
 
 
-_CONVERTERS = {STRING: to_string, DATETIME: to_datetime_us, LONG: to_long, DYNAMIC: to_dynamic}
+_CONVERTERS = {STRING: tostring_dynamic, DATETIME: to_datetime_us, LONG: to_long, DYNAMIC: to_dynamic}
 
 
 _PLANS = {table: tuple((column, kind, _CONVERTERS[kind]) for column, kind in columns.items())

@@ -16,7 +16,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.read import dead_letter as reasons
-from transforms.read import formats as export_formats
+from transforms.read.formats import FORMAT_READERS, LINE_FORMATS, choose_format
+from transforms.read.formats.lines import LineReader
+from transforms.read.formats.records import Undecodable
 from transforms.read.ingest import typed_row
 
 ROWS = 'rows'
@@ -55,20 +57,20 @@ class ExportSource(filebasedsource.FileBasedSource):
         with self.open_file(file_name) as stream:
             head = stream.read(HEAD_BYTES)
             stream.seek(0)
-            fmt = export_formats.choose_format(self._input_format, file_name, head)
-            if fmt not in export_formats.LINE_FORMATS:
+            fmt = choose_format(self._input_format, file_name, head)
+            if fmt not in LINE_FORMATS:
                 if start > 0:  # whole-file formats are read by the split that starts at 0
                     return
                 claim = lambda offset: True  # noqa: E731
             else:
                 claim = range_tracker.try_claim
-            stop = range_tracker.stop_position() if fmt in export_formats.LINE_FORMATS else None
-            lines = export_formats.LineReader(stream, start, claim, self._needles, stop=stop)
-            decoder = export_formats.FORMAT_READERS[fmt]
+            stop = range_tracker.stop_position() if fmt in LINE_FORMATS else None
+            lines = LineReader(stream, start, claim, self._needles, stop=stop)
+            decoder = FORMAT_READERS[fmt]
             keep, windows = self._keep, self._windows
             per_window, outside, parsed, batch = {}, 0, 0, []
             for item in decoder(lines, stream=stream, table=self._table, needles=self._needles):
-                if isinstance(item, export_formats.Undecodable):
+                if isinstance(item, Undecodable):
                     yield DEAD_LETTER, reasons.dead_letter(
                         self._table, file_name, _in_file(item.position, lines), item.reason, item.raw)
                     continue

@@ -2,7 +2,7 @@
 
 Each message is one JSON document: a Log Analytics row, a ``{"records": [...]}`` envelope (as data
 export and diagnostic settings send them to Event Hubs), an Activity Log record or a Defender
-streaming record; the rows are decoded and typed exactly as in batch (`transforms.read.formats`,
+streaming record; the rows are decoded and typed exactly as in batch (`transforms.read.formats.records`,
 `transforms.read.ingest`) and timestamped with their TimeGenerated, which drives the watermark.
 """
 
@@ -11,7 +11,7 @@ from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.read import dead_letter as reasons
-from transforms.read import formats as export_formats
+from transforms.read.formats.records import Undecodable, decode_object, record_rows
 from transforms.read.ingest import typed_row
 
 ROWS = 'rows'
@@ -26,13 +26,13 @@ class DecodeMessages(beam.DoFn):
         self._source = source
 
     def process(self, message):
-        record, reason = export_formats._decode_object(message)  # pylint: disable=protected-access
+        record, reason = decode_object(message)
         if reason:
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, reasons.dead_letter(
                 self._table, self._source, {}, reason, message))
             return
-        for item in export_formats.record_rows(record, self._table):
-            if isinstance(item, export_formats.Undecodable):
+        for item in record_rows(record, self._table):
+            if isinstance(item, Undecodable):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, reasons.dead_letter(
                     self._table, self._source, item.position, item.reason, item.raw))
                 continue

@@ -25,7 +25,8 @@ import json
 import re
 
 from transforms.read import dead_letter as reasons
-from transforms.read.formats import BOM, Decoded, LineReader, Undecodable
+from transforms.read.formats.lines import BOM, UNDECODABLE_BYTES, LineReader
+from transforms.read.formats.records import Decoded, Undecodable, names_other_table
 from transforms.read.schema import AZURE_ACTIVITY, COLUMNS, DATETIME
 
 UTC_SUFFIX = ' [UTC]'
@@ -37,7 +38,6 @@ NO_HEADER = 'CSV file without a header'
 _PORTAL_DATETIME = re.compile(
     r'\s*([0-9]{1,2})/([0-9]{1,2})/([0-9]{4}),? +([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?'
     r' *([AaPp][Mm])\s*')
-_SURROGATE = re.compile('[\udc80-\udcff]')
 
 
 def portal_datetime_iso(text):
@@ -155,7 +155,7 @@ def read_csv_export(lines, stream, table, needles=None):
         if error is not None:
             yield Undecodable(position, '%s: %s' % (BAD_CSV, error), raw)
             continue
-        if any(_SURROGATE.search(cell) for cell in cells):
+        if any(UNDECODABLE_BYTES.search(cell) for cell in cells):
             yield Undecodable(position, reasons.INVALID_UTF8, raw)
             continue
         if len(cells) != len(header):
@@ -166,8 +166,7 @@ def read_csv_export(lines, stream, table, needles=None):
             if cell == '' or name in row:
                 continue
             row[name] = portal_datetime_iso(cell) if name in datetime_columns else cell
-        table_name = row.get(TABLE_COLUMN) or row.get('Type')
-        if table is not None and table_name and table_name.lower() != table.lower():
+        if names_other_table(row.get(TABLE_COLUMN) or row.get('Type'), table):
             continue
         if table == AZURE_ACTIVITY:
             legacy_activity_columns(row)

@@ -4,7 +4,7 @@ Capture writes ``{Namespace}/{EventHub}/{PartitionId}/{YYYY}/{MM}/{DD}/{HH}/{mm}
 object container file of ``EventData`` records (``SequenceNumber``, ``Offset``, ``EnqueuedTimeUtc``,
 ``SystemProperties``, ``Properties``, ``Body``). Each Body is the message as the exporter sent it:
 a ``{"records": [...]}`` envelope (Log Analytics data export, diagnostic settings, Defender
-streaming API), or a single record, decoded by `export_formats.record_rows` like the text files.
+streaming API), or a single record, decoded by `transforms.read.formats.records` like the text files.
 
 The file is streamed block by block: the container framing (header, then per block: record
 count, byte size, data, 16-byte sync marker) is read here, and each block's records are decoded
@@ -20,8 +20,9 @@ import zlib
 import fastavro
 
 from transforms.read import dead_letter as reasons
-from transforms.read import formats as export_formats
-from transforms.read.formats import Decoded, Undecodable  # noqa: F401  (re-exported for readers)
+from transforms.read.formats.json_lines import json_values
+from transforms.read.formats.lines import BOM
+from transforms.read.formats.records import ROW, Undecodable, value_rows
 
 MAGIC = b'Obj\x01'
 SYNC_BYTES = 16
@@ -35,19 +36,6 @@ BAD_SYNC = 'corrupt Avro block (sync marker mismatch): skipped to the next sync 
 UNSUPPORTED_CODEC = 'unsupported Avro codec'
 BAD_RECORD = 'Avro record not decodable'
 NO_BODY = 'event without a Body'
-
-# The EventData schema of Event Hubs Capture, as Microsoft documents it.
-EVENT_DATA_SCHEMA = {
-    'type': 'record', 'name': 'EventData', 'namespace': 'Microsoft.ServiceBus.Messaging',
-    'fields': [
-        {'name': 'SequenceNumber', 'type': 'long'},
-        {'name': 'Offset', 'type': 'string'},
-        {'name': 'EnqueuedTimeUtc', 'type': 'string'},
-        {'name': 'SystemProperties', 'type': {'type': 'map', 'values': ['long', 'double', 'string', 'bytes']}},
-        {'name': 'Properties', 'type': {'type': 'map', 'values': ['long', 'double', 'string', 'bytes', 'null']}},
-        {'name': 'Body', 'type': ['null', 'bytes']},
-    ],
-}
 
 
 class _Input:
@@ -195,19 +183,19 @@ def _body_items(body, table, position, needles, lines):
     if needles is not None and not needles.search(body):
         return
     lines.lines_produced += 1
-    if body.startswith(export_formats.BOM):
-        body = body[len(export_formats.BOM):]
+    if body.startswith(BOM):
+        body = body[len(BOM):]
     try:
         text = body.decode('utf-8')
     except UnicodeDecodeError:
         yield Undecodable(position, reasons.INVALID_UTF8, body)
         return
-    for line, value, reason, raw in export_formats.json_values(text):
+    for line, value, reason, raw in json_values(text):
         value_position = position if line == 1 else dict(position, body_line=line)
         if reason:
             yield Undecodable(value_position, reason, raw.encode('utf-8'))
             continue
-        yield from export_formats.value_rows(value, table, export_formats.ROW, value_position)
+        yield from value_rows(value, table, ROW, value_position)
 
 
 def read_capture(lines, stream, table, needles=None):
@@ -282,18 +270,3 @@ def _resume_after(source, stream, block_offset, sync):
     if not fresh.skip_past(sync):
         return None
     return fresh
-
-
-def write_capture(path_or_file, bodies, codec='null', sync_interval=16000, start_sequence=0):
-    """Writes an Event Hubs Capture file of the given bodies (bytes): for tests and fixtures."""
-    def events():
-        for number, body in enumerate(bodies, start_sequence):
-            yield {'SequenceNumber': number, 'Offset': str(number * 1024),
-                   'EnqueuedTimeUtc': '3/1/2024 10:00:00 AM', 'SystemProperties': {},
-                   'Properties': {}, 'Body': body}
-    schema = fastavro.parse_schema(EVENT_DATA_SCHEMA)
-    if isinstance(path_or_file, str):
-        with open(path_or_file, 'wb') as handle:
-            fastavro.writer(handle, schema, events(), codec=codec, sync_interval=sync_interval)
-    else:
-        fastavro.writer(path_or_file, schema, events(), codec=codec, sync_interval=sync_interval)
