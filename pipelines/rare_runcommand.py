@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines.preflight import PreflightError, check_runner_endpoints
-from pipelines.sink_options import SinkOptions
+from pipelines.sink_options import SinkOptions, sink_settings
 from transforms.detect import baseline
 from transforms.detect.alerts import ToAlerts
 from transforms.detect.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
@@ -35,7 +35,8 @@ from transforms.detect.script_runs import RUNS, SCRIPTS, JoinScriptCmdlets
 from transforms.detect.semantics import Semantics
 from transforms.detect.sessions import RunCommandSessions
 from transforms.write.run_report import write_run_report
-from transforms.write.sinks import WriteJsonLines, clear_previous_run, write_outputs
+from transforms.write.files import WriteJsonLines, clear_previous_run
+from transforms.write.sinks import write_outputs
 from transforms.read.sources import ReadTable
 from transforms.write.window_summary import ALERTS, SummarizeWindows
 from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
@@ -169,7 +170,7 @@ def build(pipeline, options):
     window_summary = dict(row_counts, **{ALERTS: alerts}) | 'SummarizeWindows' >> SummarizeWindows()
     window_summary | 'WriteWindowSummary' >> WriteJsonLines(output_dir, 'windows')
     all_dead_letters = dead_letters | 'FlattenDeadLetters' >> beam.Flatten()
-    write_outputs(alerts, all_dead_letters, options, output_dir)
+    write_outputs(alerts, all_dead_letters, sink_settings(options), output_dir)
     return alerts, all_dead_letters
 
 

@@ -1,20 +1,11 @@
 """Pipeline options of the outputs: which sinks, the Sentinel (Logs Ingestion API), BigQuery and Pub/Sub targets, the report."""
 
+import dataclasses
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
-SINKS = ('jsonl', 'avro', 'sentinel', 'bigquery', 'pubsub')
-DEFAULT_STREAM = 'Custom-RareRunCommandAlerts'
-DEFAULT_TOKEN_ENV = 'SENTINEL_BEARER_TOKEN'
-
-
-def parse_sinks(text):
-    """``jsonl,avro`` -> ('jsonl', 'avro'); unknown names are a ValueError naming the valid ones."""
-    names = tuple(dict.fromkeys(part.strip().lower() for part in (text or '').split(',') if part.strip()))
-    unknown = [name for name in names if name not in SINKS]
-    if unknown or not names:
-        raise ValueError('--sinks: unknown sink(s) %s; choose one or several of %s, comma-separated'
-                         % (', '.join(map(repr, unknown)) or "''", ', '.join(SINKS)))
-    return names
+from transforms.write.logs_ingestion import DEFAULT_STREAM, DEFAULT_TOKEN_ENV
+from transforms.write.sinks import SINKS, SinkSettings, parse_sinks
 
 
 def _on_off(text):
@@ -68,3 +59,10 @@ class SinkOptions(PipelineOptions):
         sinks.add_argument(
             '--report', type=_on_off, default=True,
             help='on/off (default on): write summary.json and report.html under --output_dir after the run.')
+
+
+def sink_settings(options):
+    """The `SinkSettings` of parsed pipeline options; a ValueError for an unknown sink name."""
+    view = options.view_as(SinkOptions)
+    values = {field.name: getattr(view, field.name) for field in dataclasses.fields(SinkSettings)}
+    return SinkSettings(**dict(values, sinks=parse_sinks(view.sinks)))

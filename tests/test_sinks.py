@@ -14,8 +14,9 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
-from pipelines.sink_options import SinkOptions, parse_sinks
-from transforms.write import sinks
+from pipelines.sink_options import SinkOptions, sink_settings
+from transforms.write import files, gcp, sinks
+from transforms.write.sinks import parse_sinks
 from transforms.detect.alerts import make_alert, query_result
 from transforms.detect.rule import RESULT_COLUMNS, load_rule
 from pipelines.options import IN_PROCESS_RUNNER
@@ -51,7 +52,8 @@ def options(*args):
 def run_outputs(output_dir, *args, alerts=None):
     pipeline = BeamTestPipeline(runner=IN_PROCESS_RUNNER, options=options(*args))
     written = sinks.write_outputs(pipeline | 'Alerts' >> beam.Create(alerts if alerts is not None else ALERTS),
-                                  pipeline | 'Dead' >> beam.Create(DEAD), options(*args), str(output_dir))
+                                  pipeline | 'Dead' >> beam.Create(DEAD), sink_settings(options(*args)),
+                                  str(output_dir))
     result = pipeline.run()
     result.wait_until_finish()
     return written, result
@@ -112,7 +114,8 @@ def _explode(alert):
 def test_failed_run_leaves_no_output_under_final_names(tmp_path):
     pipeline = BeamTestPipeline(runner=IN_PROCESS_RUNNER, options=options('--sinks=jsonl'))
     alerts = pipeline | 'Alerts' >> beam.Create(ALERTS) | 'Explode' >> beam.Map(_explode)
-    sinks.write_outputs(alerts, pipeline | 'Dead' >> beam.Create([]), options('--sinks=jsonl'), str(tmp_path))
+    sinks.write_outputs(alerts, pipeline | 'Dead' >> beam.Create([]), sink_settings(options('--sinks=jsonl')),
+                        str(tmp_path))
     with pytest.raises(Exception, match='simulated worker failure'):
         pipeline.run().wait_until_finish()
     assert glob.glob(str(tmp_path / 'alerts-*')) == []
@@ -122,17 +125,17 @@ def test_failed_run_leaves_no_output_under_final_names(tmp_path):
 
 def test_published_schemas_agree_with_the_alerts():
     alert_keys = [k for k in ALERTS[0] if k != 'QueryResult'] + ['QueryResult', 'QueryResults']
-    avro = sinks.load_schema('alert.avsc')
+    avro = files.load_schema('alert.avsc')
     fastavro.parse_schema(avro)
-    fastavro.parse_schema(sinks.load_schema('dead_letter.avsc'))
+    fastavro.parse_schema(files.load_schema('dead_letter.avsc'))
     assert [f['name'] for f in avro['fields']] == alert_keys
     row_fields = [f['name'] for f in avro['fields'][alert_keys.index('QueryResult')]['type'][1]['fields']]
     assert row_fields == list(RESULT_COLUMNS)
-    dcr = sinks.load_schema('dcr_example.json')
+    dcr = files.load_schema('dcr_example.json')
     [(stream, declaration)] = dcr['properties']['streamDeclarations'].items()
     assert stream == 'Custom-RareRunCommandAlerts' and stream.startswith('Custom-')
     assert [c['name'] for c in declaration['columns']] == alert_keys
-    table = sinks.load_schema('sentinel_custom_table.json')['properties']['schema']
+    table = files.load_schema('sentinel_custom_table.json')['properties']['schema']
     flow = dcr['properties']['dataFlows'][0]
     assert flow['streams'] == [stream] and flow['outputStream'] == 'Custom-' + table['name']
     assert table['name'] == 'RareRunCommandAlerts_CL'
@@ -143,15 +146,15 @@ def test_published_schemas_agree_with_the_alerts():
         assert column in alert_keys or (column + ' =') in flow['transformKql'], column
     stream_types = {c['name']: c['type'] for c in declaration['columns']}
     assert all(stream_types[c['name']] == c['type'] for c in table['columns'] if c['name'] in stream_types)
-    assert [f['name'] for f in sinks.load_schema('bigquery_alerts.json')['fields']] == alert_keys
+    assert [f['name'] for f in files.load_schema('bigquery_alerts.json')['fields']] == alert_keys
 
 
 def test_bigquery_row_and_pubsub_attributes():
-    row = sinks.bigquery_row(ALERTS[0])
+    row = gcp.bigquery_row(ALERTS[0])
     assert row['Tactics'] == ['LateralMovement', 'Execution']
     assert json.loads(row['QueryResult']) == ALERTS[0]['QueryResult'] and row['QueryResults'] is None
     assert json.loads(row['Entities'])[0]['Type'] == 'account'
-    attributes = sinks.pubsub_attributes(ALERTS[0])
+    attributes = gcp.pubsub_attributes(ALERTS[0])
     assert attributes['SystemAlertId'] == ALERTS[0]['SystemAlertId'] and attributes['AlertSeverity'] == 'Medium'
 
 
@@ -165,7 +168,7 @@ def _has(module):
 def _construct(*args):
     pipeline = beam.Pipeline(options=options(*args))
     sinks.write_outputs(pipeline | 'Alerts' >> beam.Create(ALERTS), pipeline | 'Dead' >> beam.Create([]),
-                        options(*args), '/nonexistent-output')
+                        sink_settings(options(*args)), '/nonexistent-output')
     labels = set()
 
     def visit(node):
@@ -185,7 +188,7 @@ def test_pubsub_sink_constructs(monkeypatch):
         except ImportError:
             pytest.skip("Beam's Pub/Sub module does not import without the gcp extra")
         # Beam's module imports without the client library: check the graph construction anyway.
-        monkeypatch.setattr(sinks, '_gcp_available', lambda module: True)
+        monkeypatch.setattr(gcp, '_gcp_available', lambda module: True)
     labels, _ = _construct('--sinks=pubsub', '--pubsub_topic=projects/my-project/topics/alerts')
     assert 'WriteAlerts' in labels and 'WriteDeadLetters' in labels
     assert 'WriteAlerts/WritePubSub' in labels and 'WriteAlerts/ToPubSubMessage' in labels

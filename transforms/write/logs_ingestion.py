@@ -44,6 +44,7 @@ API_VERSION = '2023-01-01'
 MAX_CALL_BYTES = 1_000_000          # "Maximum size of API call: 1 MB" (decimal, to stay safely under)
 RETRYABLE_STATUSES = frozenset([408, 429, 500, 502, 503, 504])
 DEFAULT_TOKEN_ENV = 'SENTINEL_BEARER_TOKEN'
+DEFAULT_STREAM = 'Custom-RareRunCommandAlerts'  # the stream declared in schemas/dcr_example.json
 SINK = 'sentinel'
 _BODY_EXCERPT = 300
 
