@@ -2,9 +2,9 @@
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.detect.semantics import NAMES as SEMANTICS
 from transforms.read.formats import INPUT_FORMATS
 
-SEMANTICS = ('sentinel', 'strict')
 SCAN_MODES = ('full', 'relevant')
 
 # Beam's in-process portable runner, by its import path: Beam 2.62 does not know it by its short name.

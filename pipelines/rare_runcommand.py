@@ -24,77 +24,24 @@ from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
 from transforms.detect import baseline
-from transforms.detect.alerts import ToAlerts
-from transforms.detect.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
-from transforms.detect.fingerprints import UniqueFingerprints
-from transforms.detect.rule import load_rule
+from transforms.detect.alerts import ALERTS, ToAlerts
+from transforms.detect.query import RESULTS, RUN_COMMAND_DATA, DetectUniqueScripts
 from transforms.detect.relevance import read_filters
-from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
-from transforms.detect.script_cmdlets import ScriptCmdletEvents, ScriptCmdletLists
-from transforms.detect.script_runs import RUNS, SCRIPTS, JoinScriptCmdlets
+from transforms.detect.rule import load_rule
 from transforms.detect.semantics import Semantics
-from transforms.detect.sessions import RunCommandSessions
-from transforms.write.run_report import write_run_report
-from transforms.write.files import WriteJsonLines, clear_previous_run
-from transforms.write.sinks import write_outputs
-from transforms.read.sources import ReadTable
-from transforms.write.window_summary import ALERTS, SummarizeWindows
 from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
+from transforms.read.dead_letter import DEAD_LETTER
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
+from transforms.read.sources import ReadTable
+from transforms.write.files import ALERT_FILES, WINDOW_FILES, WriteJsonLines, clear_previous_run
+from transforms.write.run_report import write_run_report
+from transforms.write.sinks import write_outputs
+from transforms.write.window_summary import SummarizeWindows
 
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_data')
 DEFAULT_OUTPUT_DIR = 'rare_runcommand_output'
-RESULTS = 'results'
-RUN_COMMAND_DATA = 'run_command_data'
 TABLE_OPTIONS = {AZURE_ACTIVITY: 'azure_activity', DEVICE_FILE_EVENTS: 'device_file_events',
                  DEVICE_EVENTS: 'device_events'}
-
-
-class CountElements(beam.DoFn):
-    """Passes elements through, counting them in the `detection` metrics namespace."""
-
-    def __init__(self, name):
-        self._name = name
-        self._counter = None
-
-    def setup(self):
-        self._counter = beam.metrics.Metrics.counter('detection', self._name)
-
-    def process(self, element):
-        self._counter.inc()
-        yield element
-
-
-class DetectUniqueScripts(beam.PTransform):
-    """The rule on windowed tables: {table name: rows} -> {'results': result rows of each window,
-    'run_command_data': every RunCommandData row (before the uniqueness filter)}."""
-
-    def __init__(self, semantics):
-        super().__init__()
-        self._semantics = semantics
-
-    def expand(self, tables):
-        semantics = self._semantics
-        sessions = (
-            tables[AZURE_ACTIVITY]
-            | 'RunCommandSessions' >> RunCommandSessions(semantics)
-            | 'CountSessions' >> beam.ParDo(CountElements('sessions')))
-        runs = (
-            {SESSIONS: sessions, FILES: tables[DEVICE_FILE_EVENTS]}
-            | 'JoinSessionsWithScriptFiles' >> JoinSessionsWithScriptFiles(semantics)
-            | 'CountJoinedRows' >> beam.ParDo(CountElements('joined_rows')))
-        if semantics.strict:
-            scripts = tables[DEVICE_EVENTS] | 'ScriptCmdletEvents' >> ScriptCmdletEvents(semantics)
-        else:
-            scripts = (
-                tables[DEVICE_EVENTS]
-                | 'ScriptCmdletLists' >> ScriptCmdletLists(semantics)
-                | 'CountScripts' >> beam.ParDo(CountElements('scripts')))
-        run_command_data = (
-            {RUNS: runs, SCRIPTS: scripts}
-            | 'JoinScriptCmdlets' >> JoinScriptCmdlets(semantics)
-            | 'CountRunCommandData' >> beam.ParDo(CountElements('run_command_data')))
-        results = run_command_data | 'UniqueFingerprints' >> UniqueFingerprints(semantics)
-        return {RESULTS: results, RUN_COMMAND_DATA: run_command_data}
 
 
 def _csv(text):
@@ -112,9 +59,8 @@ def update_baseline(detection, rule, output_dir):
     semantics = semantics_of(detection)
     old = baseline.read_store(detection.baseline_in, rule.id, semantics.name)
     run_dir = baseline.temporary_dir(output_dir)
-    summaries = list(read_json_lines_output(run_dir, 'fingerprints'))
+    summaries = list(read_json_lines_output(run_dir, baseline.FINGERPRINT_FILES))
     baseline.write_store(detection.baseline_out, baseline.merge_store(old, summaries, rule.id, semantics.name))
-    from apache_beam.io.filesystems import FileSystems
     FileSystems.delete([run_dir])
 
 
@@ -161,14 +107,14 @@ def build(pipeline, options):
             stored = baseline.read_store(detection.baseline_in, rule.id, semantics.name)
             prior = pipeline | 'StoredSightings' >> beam.Create(list(baseline.store_observations(stored)))
             seen = (sightings, prior) | 'AllSightings' >> beam.Flatten()
-            alerts = ({baseline.ALERTS: alerts, baseline.SEEN: seen}
+            alerts = ({ALERTS: alerts, baseline.SEEN: seen}
                       | 'ApplyHistoryBaseline' >> baseline.ApplyHistoryBaseline(detection.history_days))
         if detection.baseline_out:
             (sightings
              | 'SummarizeFingerprints' >> baseline.SummarizeFingerprints()
-             | 'WriteRunFingerprints' >> WriteJsonLines(baseline.temporary_dir(output_dir), 'fingerprints'))
+             | 'WriteRunFingerprints' >> WriteJsonLines(baseline.temporary_dir(output_dir), baseline.FINGERPRINT_FILES))
     window_summary = dict(row_counts, **{ALERTS: alerts}) | 'SummarizeWindows' >> SummarizeWindows()
-    window_summary | 'WriteWindowSummary' >> WriteJsonLines(output_dir, 'windows')
+    window_summary | 'WriteWindowSummary' >> WriteJsonLines(output_dir, WINDOW_FILES)
     all_dead_letters = dead_letters | 'FlattenDeadLetters' >> beam.Flatten()
     write_outputs(alerts, all_dead_letters, sink_settings(options), output_dir)
     return alerts, all_dead_letters
@@ -181,8 +127,8 @@ STREAM_OPTIONS = {AZURE_ACTIVITY: 'input_subscription_azure_activity',
 
 def build_streaming(pipeline, options):
     """Adds the streaming detection (Pub/Sub in, Pub/Sub out) to `pipeline`; returns (alerts, dead letters)."""
+    from transforms.detect.streaming import DetectInStream
     from transforms.read.stream_sources import ReadTableStream
-    from transforms.detect.streaming import ALERTS, DEAD_LETTER, DetectInStream
     detection = options.view_as(DetectionOptions)
     rule = load_rule(detection.rule)
     semantics = semantics_of(detection)
@@ -273,7 +219,7 @@ def run(argv=None):
     build(pipeline, options)
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
     # An earlier run's shards (maybe another number of them) must not mix with this run's.
-    stale_fingerprints = FileSystems.join(baseline.temporary_dir(output_dir), 'fingerprints-*-of-*.jsonl')
+    stale_fingerprints = FileSystems.join(baseline.temporary_dir(output_dir), baseline.FINGERPRINT_FILES + '-*-of-*.jsonl')
     clear_previous_run(output_dir, [stale_fingerprints])
     result = pipeline.run()
     result.wait_until_finish()
@@ -291,7 +237,6 @@ def run(argv=None):
 
 def read_json_lines_output(output_dir, prefix):
     """The records of ``<output_dir>/<prefix>-*.jsonl`` (for the console summary of a run)."""
-    from apache_beam.io.filesystems import FileSystems
     matches = FileSystems.match([FileSystems.join(output_dir, prefix + '-*.jsonl')])[0].metadata_list
     for metadata in sorted(matches, key=lambda m: m.path):
         with FileSystems.open(metadata.path) as handle:
@@ -301,7 +246,7 @@ def read_json_lines_output(output_dir, prefix):
 
 def print_windows(output_dir, stream=None):
     stream = stream or sys.stdout
-    windows = sorted(read_json_lines_output(output_dir, 'windows'), key=lambda w: w['QueryPeriodStart'])
+    windows = sorted(read_json_lines_output(output_dir, WINDOW_FILES), key=lambda w: w['QueryPeriodStart'])
     stream.write('  windows evaluated %d\n' % len(windows))
     for record in windows:
         stream.write('    [%s, %s)  rows %s  alerts %d\n' % (
@@ -310,7 +255,7 @@ def print_windows(output_dir, stream=None):
 
 
 def _print_alerts(output_dir):
-    for alert in read_json_lines_output(output_dir, 'alerts'):
+    for alert in read_json_lines_output(output_dir, ALERT_FILES):
         for result in alert.get('QueryResults') or [alert['QueryResult']]:
             print('ALERT %s  %s on %s by %s: %s' % (
                 alert['QueryPeriodStart'][:10], result['PowershellFileName'], result['VirtualMachineName'],

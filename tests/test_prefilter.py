@@ -288,7 +288,7 @@ def relevant_rows(items, table, semantics):
 def check(table, semantics_name, lines, compressed, final_newline, split_at, block_bytes):
     semantics = SEMANTICS[semantics_name]
     data = file_bytes(lines, final_newline)
-    needles = relevance_needles(table, semantics.operations, semantics.process_names, semantics.strict)
+    needles = relevance_needles(table, semantics.operations, semantics.process_names, semantics.folds_process_names)
     end = len(data) + 1
     expected = relevant_rows(read_range(data, compressed, None, 0, end, block_bytes), table, semantics)
     filtered = relevant_rows(read_range(data, compressed, needles, 0, end, block_bytes), table, semantics)

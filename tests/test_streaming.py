@@ -19,7 +19,10 @@ from transforms.read.ingest import typed_row
 from transforms.detect.rule import load_rule
 from transforms.read.schema import TABLES
 from transforms.detect.semantics import Semantics
-from transforms.detect.streaming import ALERTS, DEAD_LETTER, WITHDRAWN, DetectInStream, evaluate_window
+from transforms.detect.alerts import ALERTS
+from transforms.detect.query import evaluate_window
+from transforms.detect.streaming import WITHDRAWN, DetectInStream, alerts_by_id
+from transforms.read.dead_letter import DEAD_LETTER
 from transforms.detect.windows import QueryWindows, parse_timespan
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
@@ -99,8 +102,7 @@ def test_alert_ids_stay_the_same_across_late_firings():
     for tenant in (first, late):
         for table, row in typed(tenant):
             batch.setdefault(table, []).append(row)
-    from transforms.detect.streaming import window_alerts
-    expected_ids = sorted(window_alerts(batch, Semantics.named('sentinel'), load_rule(), MAY_1, MAY_1 + DAY))
+    expected_ids = sorted(alerts_by_id(batch, Semantics.named('sentinel'), load_rule(), (MAY_1, MAY_1 + DAY)))
     assert len(expected_ids) == 2
     with beam.Pipeline(options=streaming_options()) as p:
         out = p | stream | DetectInStream(Semantics.named('sentinel'), load_rule(), QueryWindows(DAY, DAY), HOUR)

@@ -18,18 +18,19 @@ window carrying all its rows (``QueryResults``, in canonical order). A window wi
 row has no element in Beam and raises nothing, whatever the operator (``lt``/``eq 0`` never fire).
 """
 
-import json
 import uuid
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.detect import kql
-from transforms.detect.fingerprints import canonical_row_text
-from transforms.read.ingest import format_datetime_us
+from transforms.detect.query import DETECTION
 from transforms.detect.rule import RESULT_COLUMNS
 from transforms.detect.windows import CountPerWindow, window_label
+from transforms.read.dynamic import canonical_json
+from transforms.read.ingest import format_datetime_us
 
+ALERTS = 'alerts'  # the alerts of a run, wherever a collection of them is named
 PROVIDER_NAME = 'rare-runcommand-beam'
 # Namespace of the alert ids (uuid5): ids depend only on rule, semantics, window and result rows.
 ALERT_ID_NAMESPACE = uuid.UUID('6f0c3a52-4d8e-5b7a-9c1d-2e3f4a5b6c7d')
@@ -67,7 +68,7 @@ def query_result(row):
 
 def row_identity(result):
     """The canonical text identifying a result row (its columns but the window statistics)."""
-    return canonical_row_text({k: v for k, v in result.items() if k not in NON_IDENTITY_COLUMNS})
+    return canonical_json({k: v for k, v in result.items() if k not in NON_IDENTITY_COLUMNS})
 
 
 def entities(result, rule):
@@ -89,7 +90,7 @@ def alert_entities(results, rule):
     seen, found = set(), []
     for result in results:
         for entity in entities(result, rule):
-            key = canonical_row_text(entity)
+            key = canonical_json(entity)
             if key not in seen:
                 seen.add(key)
                 found.append({'$id': str(len(found) + 1), **entity})
@@ -98,8 +99,7 @@ def alert_entities(results, rule):
 
 def alert_id(rule, semantics_name, window_start, window_end, identity):
     """uuid5 of the unambiguous JSON encoding of (rule id, semantics, window, row identity)."""
-    name = json.dumps([rule.id, semantics_name, window_start, window_end, identity],
-                      ensure_ascii=False, separators=(',', ':'))
+    name = canonical_json([rule.id, semantics_name, window_start, window_end, identity])
     return str(uuid.uuid5(ALERT_ID_NAMESPACE, name))
 
 
@@ -138,9 +138,20 @@ def make_alert(results, rule, semantics_name, window_start, window_end, grouping
     return alert
 
 
-def _count_alert(start, end):
-    Metrics.counter('detection', 'alerts').inc()
-    Metrics.counter(ALERTS_PER_WINDOW, '%s/%s' % (start, end)).inc()
+def window_alerts(results, rule, semantics_name, window):
+    """The alerts of one window's result rows (`query_result` rows): none unless the rule's trigger
+    holds for their number, then one per row (AlertPerResult) or one for all (SingleAlert)."""
+    if not results or not rule.triggers(len(results)):
+        return []
+    start, end = window_label(window)
+    if rule.event_grouping == 'SingleAlert':
+        return [make_alert(results, rule, semantics_name, start, end, 'SingleAlert')]
+    return [make_alert([result], rule, semantics_name, start, end, 'AlertPerResult') for result in results]
+
+
+def _count_alert(alert):
+    Metrics.counter(DETECTION, 'alerts').inc()
+    Metrics.counter(ALERTS_PER_WINDOW, '%s/%s' % (alert['QueryPeriodStart'], alert['QueryPeriodEnd'])).inc()
 
 
 class _AlertPerResult(beam.DoFn):
@@ -153,8 +164,9 @@ class _AlertPerResult(beam.DoFn):
         if not self._rule.triggers(result_counts[window]):
             return
         start, end = window_label(window)
-        _count_alert(start, end)
-        yield make_alert([query_result(row)], self._rule, self._semantics_name, start, end, 'AlertPerResult')
+        alert = make_alert([query_result(row)], self._rule, self._semantics_name, start, end, 'AlertPerResult')
+        _count_alert(alert)
+        yield alert
 
 
 class _SingleAlertPerWindow(beam.DoFn):
@@ -164,12 +176,9 @@ class _SingleAlertPerWindow(beam.DoFn):
 
     def process(self, window_rows):
         window, rows = window_rows
-        results = [query_result(row) for row in rows]
-        if not results or not self._rule.triggers(len(results)):
-            return
-        start, end = window_label(window)
-        _count_alert(start, end)
-        yield make_alert(results, self._rule, self._semantics_name, start, end, 'SingleAlert')
+        for alert in window_alerts([query_result(row) for row in rows], self._rule, self._semantics_name, window):
+            _count_alert(alert)
+            yield alert
 
 
 class ToAlerts(beam.PTransform):

@@ -16,10 +16,12 @@ import uuid
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.detect.alerts import ALERTS
+from transforms.read.dynamic import canonical_json
 from transforms.read.ingest import format_datetime_us, parse_datetime_us
 
-ALERTS = 'alerts'
 SEEN = 'seen'
+FINGERPRINT_FILES = 'fingerprints'  # this run's fingerprint summaries, under `temporary_dir`
 US_PER_DAY = 86_400 * 1_000_000
 
 STORE_SCHEMA = {
@@ -65,10 +67,10 @@ def write_store(path, records):
         if path.endswith('.avro'):
             import fastavro
             fastavro.writer(handle, fastavro.parse_schema(STORE_SCHEMA),
-                            [dict(r, example=json.dumps(r['example'], sort_keys=True)) for r in records])
+                            [dict(r, example=canonical_json(r['example'])) for r in records])
         else:
             for record in records:
-                handle.write((json.dumps(record, ensure_ascii=False, sort_keys=True) + '\n').encode('utf-8'))
+                handle.write((canonical_json(record) + '\n').encode('utf-8'))
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([temporary], [path])
@@ -128,7 +130,7 @@ def summarize_fingerprint(fingerprint, sightings):
     if not distinct:
         return
     times = [time for time, _ in distinct.values()]
-    example = min(distinct.values(), key=lambda v: (v[0], json.dumps(v[1], sort_keys=True)))[1]
+    example = min(distinct.values(), key=lambda v: (v[0], canonical_json(v[1])))[1]
     yield {'fingerprint': fingerprint, 'first_seen': format_datetime_us(min(times)),
            'last_seen': format_datetime_us(max(times)), 'count': len(distinct), 'example': example}
 

@@ -1,15 +1,18 @@
 """Strict semantics: drop duplicate input records (at-least-once delivery of data export and Event Hubs).
 
 A record's identity is ``EventDataId`` for AzureActivity, and ``(DeviceId, ReportId, Timestamp)`` for
-the Defender tables; where those are missing, the whole typed record is its identity.
+the Defender tables; where those are missing, the whole typed record is its identity. Of the records
+sharing an identity the first in canonical order is kept (`FirstRowCombineFn`, also what keeps one
+row per strict session and fingerprint in `transforms.detect.fingerprints`).
 """
 
-import json
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.detect.fingerprints import canonical_row_text
+from transforms.detect.in_memory import combine_per_key
+from transforms.read.dynamic import canonical_json
 from transforms.read.schema import AZURE_ACTIVITY
 
 
@@ -20,28 +23,49 @@ def record_identity(table, row):
             return 'EventDataId:' + row['EventDataId']
     elif row.get('ReportId') is not None and row.get('DeviceId') and row.get('Timestamp') is not None:
         return 'Report:%s:%d:%d' % (row['DeviceId'], row['ReportId'], row['Timestamp'])
-    return 'Record:' + json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(',', ':'))
+    return 'Record:' + canonical_json(row)
 
 
-class _FirstOfDuplicates(beam.CombineFn):
-    """The smallest record (by canonical JSON) of those sharing an identity, and how many there were."""
+class FirstRow(NamedTuple):
+    """The first of some rows in canonical order, and how many rows there were."""
+
+    text: str    # canonical JSON of `row`: the order
+    row: dict
+    count: int
+
+
+def _earlier(first, second):
+    if first is None:
+        return second
+    if second is None:
+        return first
+    kept = first if first.text <= second.text else second
+    return FirstRow(kept.text, kept.row, first.count + second.count)
+
+
+class FirstRowCombineFn(beam.CombineFn):
+    """Rows -> `FirstRow`: the smallest row in canonical order, and the number of rows."""
 
     def create_accumulator(self):
-        return None, 0
+        return None
 
-    def add_input(self, accumulator, row):
-        return self.merge_accumulators([accumulator, (row, 1)])
+    def add_input(self, first, row):
+        return _earlier(first, FirstRow(canonical_json(row), row, 1))
 
-    def merge_accumulators(self, accumulators):
-        best, count = None, 0
-        for row, n in accumulators:
-            count += n
-            if row is not None and (best is None or canonical_row_text(row) < canonical_row_text(best)):
-                best = row
-        return best, count
+    def merge_accumulators(self, firsts):
+        merged = None
+        for first in firsts:
+            merged = _earlier(merged, first)
+        return merged
 
-    def extract_output(self, accumulator):
-        return accumulator
+    def extract_output(self, first):
+        return first
+
+
+def first_of_duplicates(table, rows):
+    """One row per record identity of `rows` (one window's), as `DropDuplicateRecords` keeps them."""
+    firsts = combine_per_key(((record_identity(table, row), row) for row in rows), FirstRowCombineFn())
+    return [first.row for first in firsts.values()]
 
 
 class DropDuplicateRecords(beam.PTransform):
@@ -54,14 +78,14 @@ class DropDuplicateRecords(beam.PTransform):
     def expand(self, rows):
         table = self._table
 
-        def first_and_count(key, accumulator):
-            row, count = accumulator
-            if count > 1:
-                Metrics.counter(table, 'duplicates_dropped').inc(count - 1)
-            yield key[0], row
+        def keep_first(window_and_identity, first):
+            if first.count > 1:
+                Metrics.counter(table, 'duplicates_dropped').inc(first.count - 1)
+            window, _ = window_and_identity
+            return window, first.row
 
         return (
             rows
             | 'KeyByRecordIdentity' >> beam.MapTuple(lambda window, row: ((window, record_identity(table, row)), row))
-            | 'FirstOfDuplicates' >> beam.CombinePerKey(_FirstOfDuplicates())
-            | 'DropIdentity' >> beam.FlatMapTuple(first_and_count))
+            | 'FirstOfDuplicates' >> beam.CombinePerKey(FirstRowCombineFn())
+            | 'KeepFirst' >> beam.MapTuple(keep_first))

@@ -10,7 +10,9 @@ name case-insensitively and accept the configured extension process names, ignor
 import apache_beam as beam
 
 from transforms.detect import kql
-from transforms.detect.dedup import DropDuplicateRecords
+from transforms.detect.dedup import DropDuplicateRecords, first_of_duplicates
+from transforms.detect.in_memory import co_group_by_key
+from transforms.detect.windows import key_in_window
 from transforms.read.schema import DEVICE_FILE_EVENTS
 
 SESSIONS = 'sessions'
@@ -18,19 +20,12 @@ FILES = 'files'
 
 
 def is_script_file_write(row, semantics):
-    if semantics.strict:
-        name = row['InitiatingProcessFileName'].lower()
-        return any(name == process.lower() for process in semantics.process_names)
-    return row['InitiatingProcessFileName'] in semantics.process_names
+    return semantics.is_script_writer(row['InitiatingProcessFileName'])
 
 
 def host_name(device_name):
     """``tostring(split(DeviceName, ".")[0])``."""
     return device_name.split('.', 1)[0]
-
-
-def vm_join_key(vm_name, semantics):
-    return kql.to_lower_simple(vm_name) if semantics.strict else vm_name
 
 
 def to_script_file(row):
@@ -44,6 +39,15 @@ def to_script_file(row):
         'InitiatingProcessFolderPath': row['InitiatingProcessFolderPath'],
         'InitiatingProcessId': row['InitiatingProcessId'],
     }
+
+
+def session_by_vm(session, semantics):
+    return semantics.vm_join_key(session['VirtualMachineName']), session
+
+
+def script_file_by_vm(row, semantics):
+    script_file = to_script_file(row)
+    return semantics.vm_join_key(script_file['VirtualMachineName']), script_file
 
 
 def join_on_time(vm_key, grouped):
@@ -73,6 +77,17 @@ def join_on_time(vm_key, grouped):
                 }
 
 
+def window_session_files(sessions, file_events, semantics):
+    """The joined rows of one window's sessions and DeviceFileEvents rows: `JoinSessionsWithScriptFiles`
+    on lists."""
+    script_writes = [row for row in file_events if is_script_file_write(row, semantics)]
+    if semantics.drops_duplicate_records:
+        script_writes = first_of_duplicates(DEVICE_FILE_EVENTS, script_writes)
+    grouped = co_group_by_key({SESSIONS: [session_by_vm(session, semantics) for session in sessions],
+                               FILES: [script_file_by_vm(row, semantics) for row in script_writes]})
+    return [row for vm_key, group in grouped.items() for row in join_on_time(vm_key, group)]
+
+
 class JoinSessionsWithScriptFiles(beam.PTransform):
     """{'sessions': (window, session), 'files': (window, DeviceFileEvents row)} -> (window, joined row):
     one per session and script file of the same window and VM."""
@@ -84,19 +99,15 @@ class JoinSessionsWithScriptFiles(beam.PTransform):
     def expand(self, inputs):
         semantics = self._semantics
         sessions_by_vm = inputs[SESSIONS] | 'KeySessionsByVm' >> beam.MapTuple(
-            lambda window, s: ((window, vm_join_key(s['VirtualMachineName'], semantics)), s))
+            lambda window, session: key_in_window(window, session_by_vm(session, semantics)))
         script_writes = inputs[FILES] | 'IsScriptFileWrite' >> beam.Filter(
             lambda window_row: is_script_file_write(window_row[1], semantics))
-        if semantics.strict:
+        if semantics.drops_duplicate_records:
             script_writes = script_writes | 'DropDuplicateRecords' >> DropDuplicateRecords(DEVICE_FILE_EVENTS)
-
-        def key_file(window, row):
-            script_file = to_script_file(row)
-            return (window, vm_join_key(script_file['VirtualMachineName'], semantics)), script_file
-
-        files_by_vm = script_writes | 'KeyFilesByVm' >> beam.MapTuple(key_file)
+        files_by_vm = script_writes | 'KeyFilesByVm' >> beam.MapTuple(
+            lambda window, row: key_in_window(window, script_file_by_vm(row, semantics)))
         return (
             {SESSIONS: sessions_by_vm, FILES: files_by_vm}
             | 'CoGroupByVm' >> beam.CoGroupByKey()
             | 'JoinOnTime' >> beam.FlatMapTuple(
-                lambda key, grouped: ((key[0], row) for row in join_on_time(key[1], grouped))))
+                lambda window_and_vm, grouped: ((window_and_vm[0], row) for row in join_on_time(window_and_vm[1], grouped))))

@@ -11,12 +11,14 @@ session counts once per fingerprint, however many file events its script produce
 """
 
 import hashlib
-import json
+from typing import NamedTuple
 
 import apache_beam as beam
 
 from transforms.detect import kql
-from transforms.detect.windows import CountPerWindow
+from transforms.detect.dedup import FirstRowCombineFn
+from transforms.detect.in_memory import combine_per_key
+from transforms.detect.windows import CountPerWindow, key_in_window
 
 
 def sentinel_fingerprint(cmdlets):
@@ -26,61 +28,65 @@ def sentinel_fingerprint(cmdlets):
 
 def strict_fingerprint(cmdlets, file_size):
     """SHA-256 of the canonical encoding ``{"cmdlets":[...],"file_size":N}``."""
-    canonical = '{"cmdlets":' + kql.json_text(cmdlets) + ',"file_size":' + kql.json_text(file_size) + '}'
-    return hashlib.sha256(canonical.encode('utf-8')).hexdigest()
+    return hashlib.sha256(kql.json_text({'cmdlets': cmdlets, 'file_size': file_size}).encode('utf-8')).hexdigest()
 
 
-def canonical_row_text(row):
-    """A total, deterministic order of rows: their canonical JSON."""
-    return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(',', ':'))
+class HashCount(NamedTuple):
+    """The rows of one fingerprint in a window: how many, and the row when there is exactly one."""
+
+    count: int
+    only_row: dict
 
 
-class UniqueRowCombineFn(beam.CombineFn):
-    """(number of rows, the row when there is exactly one) of one fingerprint."""
-
-    def create_accumulator(self):
-        return 0, None
-
-    def add_input(self, accumulator, row):
-        count, _ = accumulator
-        return count + 1, (row if count == 0 else None)
-
-    def merge_accumulators(self, accumulators):
-        count, only = 0, None
-        for acc_count, acc_row in accumulators:
-            if acc_count:
-                only = acc_row if count == 0 else None
-                count += acc_count
-        return count, only
-
-    def extract_output(self, accumulator):
-        return accumulator
+def _add_counts(first, second):
+    if not second.count:
+        return first
+    if not first.count:
+        return second
+    return HashCount(first.count + second.count, None)
 
 
-class FirstRowCombineFn(beam.CombineFn):
-    """The smallest row in canonical order (one row per strict session and fingerprint)."""
+class HashCountCombineFn(beam.CombineFn):
+    """RunCommandData rows of one fingerprint -> their `HashCount`."""
 
     def create_accumulator(self):
-        return None
+        return HashCount(0, None)
 
-    def add_input(self, accumulator, row):
-        return self.merge_accumulators([accumulator, (canonical_row_text(row), row)])
+    def add_input(self, counted, row):
+        return _add_counts(counted, HashCount(1, row))
 
-    def merge_accumulators(self, accumulators):
-        present = [acc for acc in accumulators if acc is not None]
-        return min(present, key=lambda acc: acc[0]) if present else None
+    def merge_accumulators(self, counts):
+        merged = HashCount(0, None)
+        for counted in counts:
+            merged = _add_counts(merged, counted)
+        return merged
 
-    def extract_output(self, accumulator):
-        return accumulator[1]
+    def extract_output(self, counted):
+        return counted
 
 
 def session_identity(row):
     return row['CorrelationId'], row['Caller'], row['StartTime'], row['EndTime'], row['VirtualMachineName']
 
 
+def session_and_fingerprint(row):
+    """Strict: what counts once: a session and the fingerprint of its script."""
+    return session_identity(row), row['ScriptFingerprintHash']
+
+
 def with_prevalence(row, total_rows):
     """``Prevalence = toreal(HashCount) / toreal(totals) * 100`` with HashCount == 1."""
     return dict(row, Prevalence=1.0 / float(total_rows) * 100)
+
+
+def window_unique_fingerprints(run_command_data, semantics):
+    """The result rows of one window's RunCommandData rows, with Prevalence: `UniqueFingerprints` on a list."""
+    rows = list(run_command_data)
+    if semantics.counts_sessions:
+        firsts = combine_per_key(((session_and_fingerprint(row), row) for row in rows), FirstRowCombineFn())
+        rows = [first.row for first in firsts.values()]
+    counts = combine_per_key(((row['ScriptFingerprintHash'], row) for row in rows), HashCountCombineFn())
+    return [with_prevalence(counted.only_row, len(rows)) for counted in counts.values() if counted.count == 1]
 
 
 class UniqueFingerprints(beam.PTransform):
@@ -93,19 +99,21 @@ class UniqueFingerprints(beam.PTransform):
 
     def expand(self, run_command_data):
         rows = run_command_data
-        if self._semantics.strict:
+        if self._semantics.counts_sessions:
             rows = (
                 rows
                 | 'KeyBySessionAndFingerprint' >> beam.MapTuple(
-                    lambda window, r: ((window, session_identity(r), r['ScriptFingerprintHash']), r))
+                    lambda window, row: key_in_window(window, (session_and_fingerprint(row), row)))
                 | 'OneRowPerSessionAndFingerprint' >> beam.CombinePerKey(FirstRowCombineFn())
-                | 'DropSessionKey' >> beam.MapTuple(lambda key, r: (key[0], r)))
+                | 'DropSessionKey' >> beam.MapTuple(lambda window_and_key, first: (window_and_key[0], first.row)))
         rows_per_window = rows | 'CountRowsPerWindow' >> CountPerWindow()
         return (
             rows
-            | 'KeyByFingerprint' >> beam.MapTuple(lambda window, r: ((window, r['ScriptFingerprintHash']), r))
-            | 'CountFingerprint' >> beam.CombinePerKey(UniqueRowCombineFn())
-            | 'KeepHashCountOne' >> beam.FlatMapTuple(lambda key, acc: [(key[0], acc[1])] if acc[0] == 1 else [])
-            | 'AddPrevalence' >> beam.Map(
-                lambda window_row, totals: (window_row[0], with_prevalence(window_row[1], totals[window_row[0]])),
+            | 'KeyByFingerprint' >> beam.MapTuple(
+                lambda window, row: key_in_window(window, (row['ScriptFingerprintHash'], row)))
+            | 'CountFingerprint' >> beam.CombinePerKey(HashCountCombineFn())
+            | 'KeepHashCountOne' >> beam.FlatMapTuple(
+                lambda window_and_key, counted: [(window_and_key[0], counted.only_row)] if counted.count == 1 else [])
+            | 'AddPrevalence' >> beam.MapTuple(
+                lambda window, row, totals=None: (window, with_prevalence(row, totals[window])),
                 totals=beam.pvalue.AsDict(rows_per_window)))

@@ -34,7 +34,8 @@ class RelevantTo:
 def read_filters(table, semantics, scan='relevant'):
     """(needles, keep) of the read step for `table`: the byte prefilter (None with ``scan='full'``,
     or when no literal search is exact) and the relevance predicate applied after parsing."""
-    if scan != 'relevant':
-        return None, RelevantTo(table, semantics)
-    needles = relevance_needles(table, semantics.operations, semantics.process_names, semantics.strict)
+    needles = None
+    if scan == 'relevant':
+        needles = relevance_needles(table, semantics.operations, semantics.process_names,
+                                    semantics.folds_process_names)
     return needles, RelevantTo(table, semantics)

@@ -10,15 +10,32 @@ Strict: only ``ActionType == "PowerShellCommand"`` events with a non-empty Comma
 stay attached to their VM so that `transforms.detect.script_runs` can match them to one session's script.
 """
 
+from typing import NamedTuple
+
 import apache_beam as beam
 
 from transforms.detect import kql
-from transforms.detect.dedup import DropDuplicateRecords
-from transforms.read.schema import DEVICE_EVENTS
-from transforms.detect.file_joins import host_name, vm_join_key
+from transforms.detect.dedup import DropDuplicateRecords, first_of_duplicates
+from transforms.detect.file_joins import host_name
 from transforms.detect.fingerprints import sentinel_fingerprint
+from transforms.detect.in_memory import combine_per_key
+from transforms.detect.windows import key_in_window
+from transforms.read.schema import DEVICE_EVENTS
 
-POWERSHELL_COMMAND = 'PowerShellCommand'
+
+class CmdletEvent(NamedTuple):
+    """One cmdlet a script ran, and when."""
+
+    time: int
+    cmdlet: str
+
+
+class CmdletList(NamedTuple):
+    """A script's cmdlets: PowershellExecStartTime, PowershellExecEnd and the cmdlets (sorted once made)."""
+
+    start: int
+    end: int
+    cmdlets: list
 
 
 def command_of(additional_fields):
@@ -37,55 +54,85 @@ def script_cmdlet(row, semantics):
     if not script_name:
         return None
     command = command_of(row['AdditionalFields'])
-    if command == script_name:
-        return None
-    if semantics.strict and (row['ActionType'] != POWERSHELL_COMMAND or not command):
+    if command == script_name or not semantics.counts_cmdlet(row['ActionType'], command):
         return None
     return script_name, kql.to_upper_invariant(command)
 
 
+def _earliest(first, second):
+    return second if first is None or (second is not None and second < first) else first
+
+
+def _latest(first, second):
+    return second if first is None or (second is not None and second > first) else first
+
+
 class CmdletListCombineFn(beam.CombineFn):
-    """(PowershellExecStartTime, PowershellExecEnd, sorted cmdlets) of one script's events."""
+    """A script's `CmdletEvent`s -> its `CmdletList`, the cmdlets sorted ordinally."""
 
     def create_accumulator(self):
-        return None, None, []
+        return CmdletList(None, None, [])
 
-    def add_input(self, accumulator, event):
-        start, end, cmdlets = accumulator
-        time, cmdlet = event
-        cmdlets.append(cmdlet)
-        return (time if start is None or time < start else start,
-                time if end is None or time > end else end, cmdlets)
+    def add_input(self, cmdlets, event):
+        cmdlets.cmdlets.append(event.cmdlet)
+        return CmdletList(_earliest(cmdlets.start, event.time), _latest(cmdlets.end, event.time), cmdlets.cmdlets)
 
-    def merge_accumulators(self, accumulators):
+    def merge_accumulators(self, lists):
         start = end = None
         merged = []
-        for acc_start, acc_end, cmdlets in accumulators:
-            merged.extend(cmdlets)
-            if acc_start is not None and (start is None or acc_start < start):
-                start = acc_start
-            if acc_end is not None and (end is None or acc_end > end):
-                end = acc_end
-        return start, end, merged
+        for cmdlets in lists:
+            merged.extend(cmdlets.cmdlets)
+            start, end = _earliest(start, cmdlets.start), _latest(end, cmdlets.end)
+        return CmdletList(start, end, merged)
 
-    def extract_output(self, accumulator):
-        start, end, cmdlets = accumulator
-        return start, end, sorted(cmdlets)
+    def extract_output(self, cmdlets):
+        return CmdletList(cmdlets.start, cmdlets.end, sorted(cmdlets.cmdlets))
 
 
-def _to_script(key, summary):
-    """(script name, script summary) of one (script name, command line) and its cmdlet list."""
+def cmdlet_by_script_run(row, semantics):
+    """Sentinel: ``((script name, command line), CmdletEvent)`` of a row, or None if it is no script's cmdlet."""
+    found = script_cmdlet(row, semantics)
+    if found is None:
+        return None
+    script_name, cmdlet = found
+    return (script_name, row['InitiatingProcessCommandLine']), CmdletEvent(row['TimeGenerated'], cmdlet)
+
+
+def cmdlet_by_vm_and_script(row, semantics):
+    """Strict: ``((VM key, script name), CmdletEvent)`` of a row that is a script's cmdlet."""
+    script_name, cmdlet = script_cmdlet(row, semantics)
+    vm_key = semantics.vm_join_key(host_name(row['DeviceName']))
+    return (vm_key, script_name), CmdletEvent(row['TimeGenerated'], cmdlet)
+
+
+def to_script(key, cmdlets):
+    """(script name, script summary) of one (script name, command line) and its `CmdletList`."""
     script_name, command_line = key
-    start, end, cmdlets = summary
     return script_name, {
         'PowershellFileName': script_name,
         'InitiatingProcessCommandLine': command_line,
-        'PowershellExecStartTime': start,
-        'PowershellExecEnd': end,
-        'PowershellScriptCommands': cmdlets,
+        'PowershellExecStartTime': cmdlets.start,
+        'PowershellExecEnd': cmdlets.end,
+        'PowershellScriptCommands': cmdlets.cmdlets,
         # Computed once per list here rather than once per joined row.
-        'ScriptFingerprintHash': sentinel_fingerprint(cmdlets),
+        'ScriptFingerprintHash': sentinel_fingerprint(cmdlets.cmdlets),
     }
+
+
+def window_script_cmdlet_lists(device_events, semantics):
+    """Sentinel: (script name, script summary) of one window's DeviceEvents rows: `ScriptCmdletLists` on a list."""
+    keyed = (cmdlet_by_script_run(row, semantics) for row in device_events)
+    lists = combine_per_key((pair for pair in keyed if pair is not None), CmdletListCombineFn())
+    return [to_script(key, cmdlets) for key, cmdlets in lists.items()]
+
+
+def window_script_cmdlet_events(device_events, semantics):
+    """Strict: ((VM key, script name), CmdletEvent) of one window's DeviceEvents rows: `ScriptCmdletEvents`
+    on a list."""
+    cmdlet_rows = [row for row in device_events if script_cmdlet(row, semantics) is not None]
+    if semantics.drops_duplicate_records:
+        cmdlet_rows = first_of_duplicates(DEVICE_EVENTS, cmdlet_rows)
+    return [cmdlet_by_vm_and_script(row, semantics) for row in cmdlet_rows]
 
 
 class ScriptCmdletLists(beam.PTransform):
@@ -103,23 +150,20 @@ class ScriptCmdletLists(beam.PTransform):
         semantics = self._semantics
 
         def key_cmdlet(window, row):
-            found = script_cmdlet(row, semantics)
-            if found is not None:
-                yield (window, found[0], row['InitiatingProcessCommandLine']), (row['TimeGenerated'], found[1])
-
-        def key_by_script_name(key, summary):
-            script_name, script = _to_script(key[1:], summary)
-            return (key[0], script_name), script
+            keyed = cmdlet_by_script_run(row, semantics)
+            if keyed is not None:
+                yield key_in_window(window, keyed)
 
         return (
             device_events
             | 'ExtractScriptCmdlet' >> beam.FlatMapTuple(key_cmdlet)
             | 'MakeSortedCmdletList' >> beam.CombinePerKey(CmdletListCombineFn())
-            | 'KeyByScriptName' >> beam.MapTuple(key_by_script_name))
+            | 'KeyByScriptName' >> beam.MapTuple(
+                lambda window_and_key, cmdlets: key_in_window(window_and_key[0], to_script(window_and_key[1], cmdlets))))
 
 
 class ScriptCmdletEvents(beam.PTransform):
-    """(window, DeviceEvents row) -> ((window, VM key, script name), (time, cmdlet)): strict semantics'
+    """(window, DeviceEvents row) -> ((window, (VM key, script name)), CmdletEvent): strict semantics'
     cmdlet events."""
 
     def __init__(self, semantics):
@@ -128,14 +172,9 @@ class ScriptCmdletEvents(beam.PTransform):
 
     def expand(self, device_events):
         semantics = self._semantics
-
-        def key_event(window, row):
-            found = script_cmdlet(row, semantics)
-            vm_key = vm_join_key(host_name(row['DeviceName']), semantics)
-            return (window, vm_key, found[0]), (row['TimeGenerated'], found[1])
-
-        return (
-            device_events
-            | 'IsScriptCmdlet' >> beam.Filter(lambda window_row: script_cmdlet(window_row[1], semantics) is not None)
-            | 'DropDuplicateRecords' >> DropDuplicateRecords(DEVICE_EVENTS)
-            | 'KeyByVmAndScript' >> beam.MapTuple(key_event))
+        cmdlet_rows = device_events | 'IsScriptCmdlet' >> beam.Filter(
+            lambda window_row: script_cmdlet(window_row[1], semantics) is not None)
+        if semantics.drops_duplicate_records:
+            cmdlet_rows = cmdlet_rows | 'DropDuplicateRecords' >> DropDuplicateRecords(DEVICE_EVENTS)
+        return cmdlet_rows | 'KeyByVmAndScript' >> beam.MapTuple(
+            lambda window, row: key_in_window(window, cmdlet_by_vm_and_script(row, semantics)))

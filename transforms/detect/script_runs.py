@@ -11,7 +11,8 @@ file's creation and the session's end (plus a tolerance) count.
 import apache_beam as beam
 
 from transforms.detect import fingerprints
-from transforms.detect.file_joins import vm_join_key
+from transforms.detect.in_memory import co_group_by_key
+from transforms.detect.windows import key_in_window
 
 RUNS = 'runs'
 SCRIPTS = 'scripts'
@@ -37,7 +38,16 @@ def run_command_data(run, script, cmdlets, fingerprint):
     }
 
 
-def join_on_file_name(_, grouped):
+def run_key(run, semantics):
+    """What a session/file row joins the cmdlets on: sentinel the file name; strict (VM key, file name)."""
+    if semantics.joins_cmdlets_to_sessions:
+        return semantics.vm_join_key(run['VirtualMachineName']), run['FileName']
+    return run['FileName']
+
+
+def join_on_file_name(_, grouped, semantics):
+    """Sentinel: every run of a script file name with every cmdlet list of that name."""
+    del semantics
     scripts = list(grouped[SCRIPTS])
     if not scripts:
         return
@@ -46,27 +56,42 @@ def join_on_file_name(_, grouped):
             yield run_command_data(run, script, script['PowershellScriptCommands'], script['ScriptFingerprintHash'])
 
 
-def join_on_vm_and_time(_, grouped, tolerance_us):
+def join_on_vm_and_time(_, grouped, semantics):
+    """Strict: each run of a script on a VM with the cmdlet events of that script on that VM between
+    the file's creation and the session's end plus the tolerance; none, no row."""
     events = list(grouped[SCRIPTS])
     if not events:
         return
     for run in grouped[RUNS]:
-        low, high = run['PowershellFileCreatedTimestamp'], run['EndTime'] + tolerance_us
-        ran = [(time, cmdlet) for time, cmdlet in events if low <= time <= high]
+        low, high = run['PowershellFileCreatedTimestamp'], run['EndTime'] + semantics.exec_tolerance_us
+        ran = [event for event in events if low <= event.time <= high]
         if not ran:
             continue
-        cmdlets = sorted(cmdlet for _, cmdlet in ran)
+        cmdlets = sorted(event.cmdlet for event in ran)
         script = {
             'PowershellFileName': run['FileName'],
             'InitiatingProcessCommandLine': '',
-            'PowershellExecStartTime': min(time for time, _ in ran),
-            'PowershellExecEnd': max(time for time, _ in ran),
+            'PowershellExecStartTime': min(event.time for event in ran),
+            'PowershellExecEnd': max(event.time for event in ran),
         }
         yield run_command_data(run, script, cmdlets, fingerprints.strict_fingerprint(cmdlets, run['FileSize']))
 
 
+def join_script_cmdlets(semantics):
+    """The join of one key's runs and scripts under `semantics`."""
+    return join_on_vm_and_time if semantics.joins_cmdlets_to_sessions else join_on_file_name
+
+
+def window_run_command_data(runs, scripts, semantics):
+    """RunCommandData of one window's session/file rows and its keyed cmdlet lists (sentinel) or
+    events (strict): `JoinScriptCmdlets` on lists."""
+    join = join_script_cmdlets(semantics)
+    grouped = co_group_by_key({RUNS: [(run_key(run, semantics), run) for run in runs], SCRIPTS: scripts})
+    return [row for key, group in grouped.items() for row in join(key, group, semantics)]
+
+
 class JoinScriptCmdlets(beam.PTransform):
-    """{'runs': (window, session/file row), 'scripts': keyed cmdlet lists or events} -> (window,
+    """{'runs': (window, session/file row), 'scripts': ((window, key), cmdlet list or event)} -> (window,
     RunCommandData row)."""
 
     def __init__(self, semantics):
@@ -75,16 +100,12 @@ class JoinScriptCmdlets(beam.PTransform):
 
     def expand(self, inputs):
         semantics = self._semantics
-        if semantics.strict:
-            runs = inputs[RUNS] | 'KeyRunsByVmAndFile' >> beam.MapTuple(
-                lambda window, r: ((window, vm_join_key(r['VirtualMachineName'], semantics), r['FileName']), r))
-            tolerance_us = semantics.exec_tolerance_us
-            joiner = beam.FlatMapTuple(lambda key, grouped: (
-                (key[0], row) for row in join_on_vm_and_time(key[1:], grouped, tolerance_us)))
-        else:
-            runs = inputs[RUNS] | 'KeyRunsByFileName' >> beam.MapTuple(lambda window, r: ((window, r['FileName']), r))
-            joiner = beam.FlatMapTuple(lambda key, grouped: ((key[0], row) for row in join_on_file_name(key[1], grouped)))
+        join = join_script_cmdlets(semantics)
+        runs = inputs[RUNS] | 'KeyRunsByScript' >> beam.MapTuple(
+            lambda window, run: key_in_window(window, (run_key(run, semantics), run)))
         return (
             {RUNS: runs, SCRIPTS: inputs[SCRIPTS]}
             | 'CoGroupByScript' >> beam.CoGroupByKey()
-            | 'JoinCmdlets' >> joiner)
+            | 'JoinCmdlets' >> beam.FlatMapTuple(
+                lambda window_and_key, grouped: (
+                    (window_and_key[0], row) for row in join(window_and_key[1], grouped, semantics))))

@@ -6,23 +6,22 @@ list of ActivityStatusValue, kept when that list has ``Succeeded`` or ``Success`
 VM name come from the ``scope`` of the Authorization JSON.
 """
 
+from typing import NamedTuple
+
 import apache_beam as beam
 
 from transforms.detect import kql
-from transforms.detect.dedup import DropDuplicateRecords
+from transforms.detect.dedup import DropDuplicateRecords, first_of_duplicates
+from transforms.detect.in_memory import combine_per_key
+from transforms.detect.semantics import scope_of
 from transforms.read.schema import AZURE_ACTIVITY
 
 SUCCESS_TERMS = ('Succeeded', 'Success')
-_STRICT_MACHINE_TYPES = ('virtualmachines', 'machines')
 
 
 def is_run_command_on_vm(row, semantics):
     """``OperationNameValue =~ <operation>`` and ``Authorization has "virtualMachines"``."""
-    if not any(kql.equals_ignore_case(row['OperationNameValue'], op) for op in semantics.operations):
-        return False
-    if semantics.strict:
-        return bool(vm_name_from_scope_strict(scope_of(row['Authorization'])))
-    return kql.has_term(row['Authorization'], 'virtualMachines')
+    return semantics.is_run_command(row['OperationNameValue']) and semantics.is_on_a_machine(row['Authorization'])
 
 
 def session_key(row):
@@ -38,74 +37,72 @@ def status_succeeded(status):
     return kql.has_any_term(kql.json_text(status), SUCCESS_TERMS)
 
 
+class SessionSummary(NamedTuple):
+    """What the query's ``summarize`` keeps of a session's rows."""
+
+    start: int        # StartTime: min(TimeGenerated)
+    end: int          # EndTime: max(TimeGenerated)
+    max_ip: str       # max(CallerIpAddress), ordinal
+    succeeded: bool   # make_list(ActivityStatusValue) has_any ("Succeeded", "Success")
+
+
+def summary_of_row(row):
+    time = row['TimeGenerated']
+    return SessionSummary(time, time, row['CallerIpAddress'], status_succeeded(row['ActivityStatusValue']))
+
+
+def merge_summaries(first, second):
+    """The summary of two parts of a session's rows (None: no row)."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return SessionSummary(min(first.start, second.start), max(first.end, second.end),
+                          max(first.max_ip, second.max_ip), first.succeeded or second.succeeded)
+
+
 class SessionCombineFn(beam.CombineFn):
-    """(StartTime, EndTime, max CallerIpAddress, succeeded) of a session's rows."""
+    """A session's AzureActivity rows -> its `SessionSummary`."""
 
     def create_accumulator(self):
         return None
 
-    def add_input(self, accumulator, row):
-        time, ip, ok = row['TimeGenerated'], row['CallerIpAddress'], status_succeeded(row['ActivityStatusValue'])
-        if accumulator is None:
-            return time, time, ip, ok
-        start, end, max_ip, succeeded = accumulator
-        return min(start, time), max(end, time), max(max_ip, ip), succeeded or ok
+    def add_input(self, summary, row):
+        return merge_summaries(summary, summary_of_row(row))
 
-    def merge_accumulators(self, accumulators):
-        result = None
-        for acc in accumulators:
-            if acc is None:
-                continue
-            if result is None:
-                result = acc
-            else:
-                result = (min(result[0], acc[0]), max(result[1], acc[1]), max(result[2], acc[2]),
-                          result[3] or acc[3])
-        return result
+    def merge_accumulators(self, summaries):
+        merged = None
+        for summary in summaries:
+            merged = merge_summaries(merged, summary)
+        return merged
 
-    def extract_output(self, accumulator):
-        return accumulator
-
-
-def scope_of(authorization):
-    """``parse_json(Authorization).scope``: the dynamic value, or None."""
-    parsed = kql.parse_json_text(authorization)
-    if isinstance(parsed, dict):
-        return parsed.get('scope')
-    return None
-
-
-def vm_name_from_scope_strict(scope):
-    """The machine name in an ARM scope: the segment after ``virtualMachines`` or ``machines``."""
-    if not isinstance(scope, str):
-        return ''
-    segments = scope.split('/')
-    for index in range(len(segments) - 2, -1, -1):
-        if segments[index].lower() in _STRICT_MACHINE_TYPES and segments[index + 1]:
-            return segments[index + 1]
-    return ''
+    def extract_output(self, summary):
+        return summary
 
 
 def to_session(key, summary, semantics):
     """The session row that the KQL projects, from its key and its summary."""
     correlation_id, authorization, caller = key
-    start, end, max_ip, _ = summary
     scope = scope_of(authorization)
-    scope_text = kql.tostring_dynamic(scope)
-    if semantics.strict:
-        vm_name = vm_name_from_scope_strict(scope)
-    else:
-        vm_name = kql.kusto_split_at(scope_text, '/', -1) or ''
     return {
-        'StartTime': start,
-        'EndTime': end,
-        'Subscription': kql.kusto_split_at(scope_text, '/', 2) or '',
-        'VirtualMachineName': vm_name,
+        'StartTime': summary.start,
+        'EndTime': summary.end,
+        'Subscription': kql.kusto_split_at(kql.tostring_dynamic(scope), '/', 2) or '',
+        'VirtualMachineName': semantics.vm_name(scope),
         'CorrelationId': correlation_id,
         'Caller': caller,
-        'CallerIpAddress': max_ip,
+        'CallerIpAddress': summary.max_ip,
         'Scope': scope,
     }
+
+
+def window_sessions(activity, semantics):
+    """The sessions of one window's AzureActivity rows: `RunCommandSessions` on a list."""
+    run_commands = [row for row in activity if is_run_command_on_vm(row, semantics)]
+    if semantics.drops_duplicate_records:
+        run_commands = first_of_duplicates(AZURE_ACTIVITY, run_commands)
+    summaries = combine_per_key(((session_key(row), row) for row in run_commands), SessionCombineFn())
+    return [to_session(key, summary, semantics) for key, summary in summaries.items() if summary.succeeded]
 
 
 class RunCommandSessions(beam.PTransform):
@@ -120,12 +117,12 @@ class RunCommandSessions(beam.PTransform):
         semantics = self._semantics
         run_commands = activity | 'IsRunCommandOnVm' >> beam.Filter(
             lambda window_row: is_run_command_on_vm(window_row[1], semantics))
-        if semantics.strict:
+        if semantics.drops_duplicate_records:
             run_commands = run_commands | 'DropDuplicateRecords' >> DropDuplicateRecords(AZURE_ACTIVITY)
         return (
             run_commands
             | 'KeyBySessionIdentity' >> beam.MapTuple(lambda window, row: ((window, session_key(row)), row))
             | 'SummarizeSession' >> beam.CombinePerKey(SessionCombineFn())
-            | 'KeepSucceeded' >> beam.Filter(lambda kv: kv[1][3])
+            | 'KeepSucceeded' >> beam.Filter(lambda keyed_summary: keyed_summary[1].succeeded)
             | 'ToSession' >> beam.MapTuple(
-                lambda key, summary: (key[0], to_session(key[1], summary, semantics))))
+                lambda window_and_key, summary: (window_and_key[0], to_session(window_and_key[1], summary, semantics))))

@@ -98,6 +98,12 @@ def window_label(window_us):
     return format_datetime_us(start), format_datetime_us(end)
 
 
+def key_in_window(window, keyed):
+    """``(key, value)`` of a window -> ``((window, key), value)``: every grouping key starts with the window."""
+    key, value = keyed
+    return (window, key), value
+
+
 class CountPerWindow(beam.PTransform):
     """``(window, value)`` pairs -> ``(window, number of values)``: a side input of per-window totals."""
 

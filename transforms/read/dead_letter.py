@@ -2,6 +2,10 @@
 
 MAX_RAW_CHARS = 4096
 
+# Output tags of the read steps: the typed rows (main output) and the dead letters.
+ROWS = 'rows'
+DEAD_LETTER = 'dead_letter'
+
 # Reasons, as they appear in dead_letter-*.jsonl.
 INVALID_UTF8 = 'invalid UTF-8'
 NOT_JSON = 'not JSON'

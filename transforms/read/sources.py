@@ -16,13 +16,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.read import dead_letter as reasons
+from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.formats import FORMAT_READERS, LINE_FORMATS, choose_format
 from transforms.read.formats.lines import LineReader
 from transforms.read.formats.records import Undecodable
 from transforms.read.ingest import typed_row
 
-ROWS = 'rows'
-DEAD_LETTER = 'dead_letter'
 STATS = 'stats'
 WINDOW_COUNTS = 'window_counts'
 HEAD_BYTES = 4096

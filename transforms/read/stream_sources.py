@@ -11,11 +11,9 @@ from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.read import dead_letter as reasons
+from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.formats.records import Undecodable, decode_object, record_rows
 from transforms.read.ingest import typed_row
-
-ROWS = 'rows'
-DEAD_LETTER = 'dead_letter'
 
 
 class DecodeMessages(beam.DoFn):

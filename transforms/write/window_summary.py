@@ -6,9 +6,8 @@ alerts is reported with ``alerts: 0``.
 
 import apache_beam as beam
 
+from transforms.detect.alerts import ALERTS
 from transforms.read.ingest import format_datetime_us
-
-ALERTS = 'alerts'
 
 
 def _merge_counts(counts):
