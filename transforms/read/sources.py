@@ -143,12 +143,22 @@ class _SplitRowsFromDeadLetters(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(WINDOW_COUNTS, (label, count))
 
 
-def matches_any_file(pattern):
-    """Whether a file pattern matches at least one file."""
+class UnreadableInput(IOError):
+    """An input pattern whose files cannot be listed: the run fails rather than read nothing."""
+
+
+def matches_any_file(table, pattern):
+    """Whether a file pattern matches at least one file.
+
+    An error listing the files (an unknown file system, a missing bucket, no permission) is an
+    `UnreadableInput`, never taken for no file: a detection that silently reads nothing misses
+    every alert of the run.
+    """
     try:
-        return any(result.metadata_list for result in FileSystems.match([pattern]))
-    except Exception:  # pylint: disable=broad-except
-        return False
+        results = FileSystems.match([pattern])
+    except Exception as error:  # pylint: disable=broad-except  # Beam raises ValueError or BeamIOError
+        raise UnreadableInput('%s: cannot list the files of %r: %s' % (table, pattern, error)) from error
+    return any(result.metadata_list for result in results)
 
 
 class ReadTable(beam.PTransform):
@@ -157,8 +167,9 @@ class ReadTable(beam.PTransform):
     Returns a ``DoOutputsTuple`` with ``.rows`` (typed rows; with `windows`, ``(window, row)`` for
     every query window inside --start/--end that holds the row's TimeGenerated, as the detection's
     stages take them), ``.dead_letter`` and ``.window_counts`` (((start, end) in microseconds, rows)
-    per query window, when `windows` is given). A pattern that matches no file reads as an empty table. `needles`,
-    `keep` and `windows`: see `ExportSource`.
+    per query window, when `windows` is given). A pattern that matches no file reads as an empty
+    table; one whose files cannot be listed raises `UnreadableInput`. `needles`, `keep` and
+    `windows`: see `ExportSource`.
     """
 
     def __init__(self, table, pattern, input_format='auto', needles=None, keep=None, windows=None):
@@ -171,7 +182,7 @@ class ReadTable(beam.PTransform):
         self._windows = windows
 
     def expand(self, pbegin):
-        if self._pattern and matches_any_file(self._pattern):
+        if self._pattern and matches_any_file(self._table, self._pattern):
             records = pbegin | 'ReadExports' >> beam.io.Read(
                 ExportSource(self._pattern, self._table, self._input_format, self._needles, self._keep,
                              self._windows))
