@@ -18,11 +18,12 @@ SCRIPT = '<script>document.title="pwned"</script>'
 IMG = '"><img src=x onerror="document.title=\'pwned\'">'
 CHROMIUM = shutil.which('chromium') or (os.path.exists('/usr/bin/chromium') and '/usr/bin/chromium') or None
 
+# The shape of `pipelines.rare_runcommand.counters(result)`: {metrics namespace: {counter name: value}},
+# the read step counting per table (namespace: the table).
 COUNTERS = {
     'AzureActivity': {'read': 1200, 'parsed': 1190, 'dead_lettered': 10, 'skipped_irrelevant': 0},
     'DeviceFileEvents': {'read': 800, 'parsed': 800},
-    'DeviceEvents': {'read': 5000, 'parsed': 4990, 'dead_lettered': 10, 'skipped_irrelevant': 17},
-    'outside_range': {'DeviceEvents': 4},
+    'DeviceEvents': {'read': 5000, 'parsed': 4990, 'dead_lettered': 10, 'skipped_irrelevant': 17, 'outside_range': 4},
     'detection': {'sessions': 42, 'joined_rows': 37, 'scripts': 31, 'run_command_data': 29, 'alerts': 5},
     'alerts_per_window': {'2024-05-01T00:00:00.000000Z/2024-05-02T00:00:00.000000Z': 3,
                           '2024-05-02T00:00:00.000000Z/2024-05-03T00:00:00.000000Z': 2},

@@ -11,6 +11,8 @@ from transforms.read.schema import DEVICE_EVENTS
 from transforms.read.sources import ReadTable
 from transforms.detect.windows import QueryWindows, window_label
 from pipelines.options import IN_PROCESS_RUNNER
+from pipelines.rare_runcommand import counters
+from transforms.write.run_report import build_summary
 
 HOUR = 3_600_000_000
 DAY = 24 * HOUR
@@ -48,14 +50,22 @@ def test_read_step_pairs_each_row_with_its_windows_in_range(tmp_path):
              '1970-01-04T00:00:00.000005Z']
     path.write_text(''.join(json.dumps({'TimeGenerated': t}) + '\n' for t in times))
     sliding = QueryWindows(2 * DAY, DAY, 0, -DAY, 3 * DAY)
-    with TestPipeline(runner=IN_PROCESS_RUNNER) as p:
-        read = p | ReadTable(DEVICE_EVENTS, str(path), windows=sliding)
-        assert_that(read.rows | beam.MapTuple(lambda w, row: (window_label(w), row['TimeGenerated'])), equal_to([
-            (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), DAY + 5),
-            (('1970-01-02T00:00:00.000000Z', '1970-01-04T00:00:00.000000Z'), DAY + 5),
-            (('1969-12-31T00:00:00.000000Z', '1970-01-02T00:00:00.000000Z'), 5),
-            (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), 5),
-            (('1970-01-02T00:00:00.000000Z', '1970-01-04T00:00:00.000000Z'), 2 * DAY + 5)]),
-            label='RowsInWindows')
-        assert_that(read.window_counts, equal_to([((-DAY, DAY), 1), ((0, 2 * DAY), 2), ((DAY, 3 * DAY), 2)]),
-                    label='WindowCounts')
+    p = TestPipeline(runner=IN_PROCESS_RUNNER)
+    read = p | ReadTable(DEVICE_EVENTS, str(path), windows=sliding)
+    assert_that(read.rows | beam.MapTuple(lambda w, row: (window_label(w), row['TimeGenerated'])), equal_to([
+        (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), DAY + 5),
+        (('1970-01-02T00:00:00.000000Z', '1970-01-04T00:00:00.000000Z'), DAY + 5),
+        (('1969-12-31T00:00:00.000000Z', '1970-01-02T00:00:00.000000Z'), 5),
+        (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), 5),
+        (('1970-01-02T00:00:00.000000Z', '1970-01-04T00:00:00.000000Z'), 2 * DAY + 5)]),
+        label='RowsInWindows')
+    assert_that(read.window_counts, equal_to([((-DAY, DAY), 1), ((0, 2 * DAY), 2), ((DAY, 3 * DAY), 2)]),
+                label='WindowCounts')
+    result = p.run()
+    result.wait_until_finish()
+    # The run's counters as the pipeline hands them to the console summary and the run report.
+    counted = counters(result)
+    assert counted[DEVICE_EVENTS] == {'read': 4, 'parsed': 4, 'skipped_irrelevant': 0,
+                                      'outside_range': 1, 'relevant': 3}
+    assert build_summary(counted)['tables'][DEVICE_EVENTS] == {
+        'read': 4, 'parsed': 4, 'dead_lettered': 0, 'skipped_irrelevant': 0, 'outside_range': 1}

@@ -83,8 +83,7 @@ def build_summary(counters, alert_files=(), top=TOP_FINGERPRINTS, generated_at=N
     """The report's data: counters per table and stage, alerts per window, dead-letter reasons, rarest fingerprints."""
     tables = {}
     for table in TABLES:
-        values = dict(counters.get(table, {}))
-        values['outside_range'] = counters.get('outside_range', {}).get(table, 0)
+        values = counters.get(table, {})
         tables[table] = {name: int(values.get(name, 0)) for name in TABLE_COUNTERS}
     detection = {name: int(counters.get('detection', {}).get(name, 0)) for name in DETECTION_COUNTERS}
     windows = []
