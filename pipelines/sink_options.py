@@ -49,7 +49,8 @@ class SinkOptions(PipelineOptions):
             help='sentinel: gzip the request bodies (on/off, default on).')
         sinks.add_argument(
             '--sentinel_max_attempts', type=int, default=5,
-            help='sentinel: calls per batch at most, retries of 429/5xx included (default 5).')
+            help='sentinel: calls per batch at most, retries of 408, 429, 500, 502, 503 and 504 included '
+                 '(default 5).')
         sinks.add_argument(
             '--bigquery_table', default=None,
             help='bigquery: PROJECT:DATASET.TABLE (created if needed, appended to); needs the gcp extra.')

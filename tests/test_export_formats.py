@@ -16,6 +16,7 @@ from apache_beam.io.range_trackers import OffsetRangeTracker
 from transforms.detect.relevance import read_filters
 from transforms.detect.semantics import Semantics
 from transforms.read import formats as export_formats
+from transforms.read.formats.lines import BLOCK_BYTES, MAX_RECORD_BYTES
 from transforms.read.formats.records import NO_PROPERTIES
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
 from transforms.read.sources import DEAD_LETTER, ROWS, STATS, ExportSource
@@ -273,3 +274,54 @@ def test_prefilter_passes_an_envelope_when_any_record_could_match(tmp_path):
     relevant = [r for r in full if 'runcommand' in r['OperationNameValue'].lower()]
     assert [r for r in rows if 'runcommand' in r['OperationNameValue'].lower()] == relevant
     assert stats == [(3, 1)] and dead == []
+
+
+# ------------------------------------------------------------------------------------ record length
+
+def line_of(length, time='2024-03-01T10:00:00Z'):
+    """A JSON line of exactly `length` bytes (without its newline)."""
+    head = '{"TimeGenerated": "%s", "InitiatingProcessCommandLine": "' % time
+    return head + 'a' * (length - len(head) - 2) + '"}'
+
+
+def test_a_record_of_exactly_the_maximum_length_is_read_and_one_byte_more_is_a_dead_letter(tmp_path):
+    # With 256 KiB blocks the 1 MiB line fills exactly four blocks before its newline arrives.
+    longest, too_long = line_of(MAX_RECORD_BYTES), line_of(MAX_RECORD_BYTES + 1)
+    assert len(longest.encode()) == MAX_RECORD_BYTES and MAX_RECORD_BYTES % BLOCK_BYTES == 0
+    path = tmp_path / 'DeviceEvents.jsonl'
+    path.write_text('\n'.join([longest, too_long, line_of(100), longest]) + '\n')
+    rows, dead, stats = read_file(str(path), DEVICE_EVENTS)
+    # 77 bytes of each line are the JSON around the command line.
+    assert [len(row['InitiatingProcessCommandLine']) for row in rows] == [MAX_RECORD_BYTES - 77, 23,
+                                                                          MAX_RECORD_BYTES - 77]
+    assert [(d['line'], d['reason']) for d in dead] == [(2, 'record longer than 1 MiB')]
+    assert stats == [(4, 0)]
+    # A last line without its newline, of the maximum length.
+    path.write_text(line_of(100) + '\n' + longest)
+    rows, dead, _ = read_file(str(path), DEVICE_EVENTS)
+    assert len(rows) == 2 and dead == []
+
+
+# ------------------------------------------------------------------------------------- table names
+
+@pytest.mark.parametrize('name, kept', [
+    ('AzureActivity', True), ('azureactivity', True), ('AZUREACTIVITY', True), ('DeviceEvents', False), ('', True)])
+def test_table_names_in_records_compare_ignoring_case(tmp_path, name, kept):
+    # A row's Type or $table, a Defender category and a CSV $table column name its table; a name of
+    # another table is skipped, the same name in any case is not.
+    rows = [dict(AA_ROW, Type=name), dict(AA_ROW, **{'$table': name})]
+    got, dead, _ = read_file(write_lines(tmp_path / 'rows.json', rows), AZURE_ACTIVITY)
+    assert len(got) == (2 if kept else 0) and dead == []
+    csv_path = tmp_path / 'rows.csv'
+    csv_path.write_text('TimeGenerated [UTC],$table,Caller\n2024-03-01T10:00:00Z,%s,alice\n' % name)
+    assert len(read_file(str(csv_path), AZURE_ACTIVITY)[0]) == (1 if kept else 0)
+
+
+@pytest.mark.parametrize('category, kept', [
+    ('AdvancedHunting-DeviceEvents', True), ('AdvancedHunting-deviceevents', True),
+    ('AdvancedHunting-DEVICEEVENTS', True), ('AdvancedHunting-DeviceFileEvents', False)])
+def test_defender_categories_compare_ignoring_case(tmp_path, category, kept):
+    record = {'time': '2024-03-01T10:00:01Z', 'category': category,
+              'properties': {'Timestamp': '2024-03-01T10:00:00Z', 'DeviceName': 'vm1'}}
+    got, dead, _ = read_file(write_lines(tmp_path / 'defender.json', [record]), DEVICE_EVENTS)
+    assert [row['DeviceName'] for row in got] == (['vm1'] if kept else []) and dead == []

@@ -39,6 +39,22 @@ def test_longs(value, expected):
     assert ingest.to_long(value) == expected
 
 
+LONG_MAX = 9223372036854775807
+LONG_MIN = -9223372036854775808
+
+
+@pytest.mark.parametrize('value, expected', [
+    (LONG_MAX, LONG_MAX), (LONG_MAX + 1, None), (LONG_MIN, LONG_MIN), (LONG_MIN - 1, None),
+    ('9223372036854775807', LONG_MAX), ('9223372036854775808', None),
+    ('-9223372036854775808', LONG_MIN), ('-9223372036854775809', None),
+    ('9223372036854775807.4', LONG_MAX), ('9223372036854775807.5', None),   # rounded first, then range-checked
+    ('0x7fffffffffffffff', LONG_MAX), ('0x8000000000000000', None),
+])
+def test_longs_at_both_ends_of_the_range(value, expected):
+    # Kusto long is 64-bit: both ends are longs, one past either end is null.
+    assert ingest.to_long(value) == expected
+
+
 @pytest.mark.parametrize('value, expected', [
     (None, ''), ('x', 'x'), (5, '5'), (1.5, '1.5'), (100000.0, '100000.0'), (True, 'true'),
     ({'b': 1, 'a': 'é'}, '{"b":1,"a":"é"}'), ([], '[]')])

@@ -1,5 +1,7 @@
 """KQL operator helpers on their tricky cases (Kusto docs examples first, then RE2/yyjson details)."""
 
+import hashlib
+
 import pytest
 
 from transforms.detect import kql
@@ -85,6 +87,10 @@ def test_to_upper_invariant(text, expected):
     ('/a/b/', '/', -1, ''),
     ('', '/', -1, ''),                 # split("", "/") is [""]
     ('', '/', 2, None),                # out of range
+    ('a/b', '/', 2, None),             # index == number of parts: out of range, not an error
+    ('a/b', '/', 1, 'b'),
+    ('a/b', '/', -2, 'a'),
+    ('a/b', '/', -3, None),
     ('abc', '/', -2, None),
     ('web01.contoso.local', '.', 0, 'web01'),
 ])
@@ -98,6 +104,11 @@ def test_kusto_split_at(text, delimiter, index, expected):
     (['GET-PROCESS', 'WRITE-OUTPUT'], '["GET-PROCESS","WRITE-OUTPUT"]'),
     (['a"b', 'c\\d', 'e/f', 'é'], '["a\\"b","c\\\\d","e/f","é"]'),
     (['\x01', '\x1f', '\n', '\x7f'], '["\\u0001","\\u001F","\\n","\x7f"]'),   # yyjson: upper-case hex
+    # A string with a control character takes another path: its quotes and backslashes are escaped too.
+    (['a"b\x01', 'c\\d\t', '\\"\x1f'], '["a\\"b\\u0001","c\\\\d\\t","\\\\\\"\\u001F"]'),
+    ({'k"\x02': '\\\x03'}, '{"k\\"\\u0002":"\\\\\\u0003"}'),
+    ([False, True, None, 0], '[false,true,null,0]'),
+    (False, 'false'),
     ({'b': 1, 'a': [1, 2.0, True, None]}, '{"b":1,"a":[1,2.0,true,null]}'),
     (5, '5'),
     (1.5, '1.5'),
@@ -151,3 +162,20 @@ def test_split_caller(caller, expected):
 ])
 def test_parse_json_text(text, expected):
     assert kql.parse_json_text(text) == expected
+
+
+def test_json_text_of_single_values():
+    assert [kql.json_text(value) for value in (False, True, None, 0, 'a"\\\x01')] == [
+        'false', 'true', 'null', '0', '"a\\"\\\\\\u0001"']
+
+
+def test_the_fingerprint_of_a_list_with_quotes_backslashes_and_control_characters():
+    # The fingerprint hashes the JSON text: an escaping mistake on any path changes every such alert.
+    from transforms.detect.fingerprints import sentinel_fingerprint, strict_fingerprint
+    cmdlets = ['WRITE-HOST "A\\B"\x01', 'GET-ITEM C:\\X']
+    text = b'["WRITE-HOST \\"A\\\\B\\"\\u0001","GET-ITEM C:\\\\X"]'
+    assert sentinel_fingerprint(cmdlets) == hashlib.sha256(text).hexdigest()
+    assert strict_fingerprint(cmdlets, 12) == hashlib.sha256(
+        b'{"cmdlets":' + text + b',"file_size":12}').hexdigest()
+    assert strict_fingerprint(cmdlets, None) == hashlib.sha256(
+        b'{"cmdlets":' + text + b',"file_size":null}').hexdigest()

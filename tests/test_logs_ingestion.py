@@ -140,6 +140,18 @@ def test_bounded_attempts_then_dead_letter(server, token_env):
     assert reason == 'HTTP 500: internal (gave up after 3 attempts)'
 
 
+@pytest.mark.parametrize('status, calls', [
+    (408, 2), (429, 2), (500, 2), (502, 2), (503, 2), (504, 2),     # retried
+    (400, 1), (401, 1), (403, 1), (404, 1), (501, 1), (505, 1)])    # final
+def test_which_statuses_are_retried(server, token_env, status, calls):
+    server.script = [(status, {}, '')]
+    sleeps = []
+    rejected = client(server, token_env, sleeps, max_attempts=2).send(pairs([alert(1)]))
+    assert len(server.requests) == calls and len(sleeps) == calls - 1
+    # A retried status answered once is sent again, and the second call (204) succeeds.
+    assert rejected == ([] if calls == 2 else [(alert(1), status, 'HTTP %d' % status, 1)])
+
+
 def test_client_error_is_not_retried_and_token_not_in_reason(server, token_env):
     server.script = [(400, {}, '{"error":{"code":"InvalidStream"}}')]
     sleeps = []
@@ -225,3 +237,37 @@ def test_pipeline_batches_within_limit_and_dead_letters_rejects(server, tmp_path
                 if c.key.metric.namespace == 'sentinel'}
     assert counters['alerts_sent'] == 30 and counters['alerts_rejected'] == 1 and counters['retries'] == 1
     assert counters['calls'] == len(bodies)
+
+
+def post_one_bundle(server, token_source, alerts, max_batch_bytes):
+    """The DoFn over one bundle of `alerts`, without a pipeline; returns its dead letters."""
+    dofn = li.PostToLogsIngestion(server.endpoint, DCR, STREAM, token_source, max_batch_bytes=max_batch_bytes,
+                                  sleep=_no_sleep, proxies={})
+    dofn.setup()
+    dofn.start_bundle()
+    dead = [record for alert in alerts for record in dofn.process(alert)]
+    dead += [windowed.value for windowed in dofn.finish_bundle()]
+    return dead
+
+
+def test_a_batch_of_exactly_the_call_limit_is_one_call_and_one_byte_over_is_two(server, token_env):
+    first, second = alert(1, pad=100), alert(2, pad=250)
+    body = len(b'[' + li.encode_record(first) + b',' + li.encode_record(second) + b']')
+    assert post_one_bundle(server, token_env, [first, second], body) == []
+    assert [(len(r['records']), r['body_bytes']) for r in server.requests] == [(2, body)]
+    server.requests.clear()
+    assert post_one_bundle(server, token_env, [first, second], body - 1) == []
+    assert [[record['SystemAlertId'] for record in r['records']] for r in server.requests] == [['id-001'], ['id-002']]
+
+
+def test_an_alert_of_exactly_the_call_limit_is_sent_and_one_byte_over_is_dead_lettered(server, token_env):
+    only = alert(3, pad=400)
+    body = len(b'[' + li.encode_record(only) + b']')
+    assert post_one_bundle(server, token_env, [only], body) == []
+    assert [r['body_bytes'] for r in server.requests] == [body]
+    server.requests.clear()
+    [dead] = post_one_bundle(server, token_env, [only], body - 1)
+    assert server.requests == []
+    assert (dead['SystemAlertId'], dead['status'], dead['attempts']) == ('id-003', None, 0)
+    assert dead['reason'] == 'alert is %d bytes, over the %d-byte limit of one Logs Ingestion API call' % (
+        body - 2, body - 1)

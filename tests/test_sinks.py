@@ -207,39 +207,67 @@ def test_gcp_sinks_need_their_target():
         _construct('--sinks=bigquery')
 
 
-def test_sentinel_rejects_go_to_their_own_dead_letter_file(tmp_path, monkeypatch):
+def test_sentinel_rejects_go_to_their_own_dead_letter_file_after_max_attempts(tmp_path, monkeypatch):
     for name in ('http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY'):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv('TEST_SINKS_TOKEN', 'tok')
     seen = []
 
-    class Reject(http.server.BaseHTTPRequestHandler):
+    class Unavailable(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
             seen.append(self.headers.get('Authorization'))
             self.rfile.read(int(self.headers['Content-Length']))
-            self.send_response(403)
+            self.send_response(503)
+            self.send_header('Retry-After', '0')   # retried at once: the test waits for nothing
             self.send_header('Content-Length', '0')
             self.end_headers()
 
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Reject)
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Unavailable)
     thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.02}, daemon=True)
     thread.start()
     try:
         _, result = run_outputs(
             tmp_path, '--sinks=sentinel', '--dce_endpoint=http://127.0.0.1:%d' % server.server_address[1],
-            '--dcr_immutable_id=dcr-1', '--token_env=TEST_SINKS_TOKEN')
+            '--dcr_immutable_id=dcr-1', '--token_env=TEST_SINKS_TOKEN', '--sentinel_max_attempts=2')
     finally:
         server.shutdown()
         server.server_close()
-    assert seen == ['Bearer tok']  # 403 is final: one call for the one batch, no retry
+    # --sentinel_max_attempts=2 (the default is 5): two calls for the one batch, then its alerts are rejected.
+    assert seen == ['Bearer tok', 'Bearer tok']
     rejected = read_jsonl(str(tmp_path / 'sentinel_dead_letter-*.jsonl'))
     assert sorted(r['SystemAlertId'] for r in rejected) == sorted(a['SystemAlertId'] for a in ALERTS)
-    assert all(r['status'] == 403 and r['alert'] in ALERTS for r in rejected)
+    assert all(r['status'] == 503 and r['attempts'] == 2 and r['alert'] in ALERTS for r in rejected)
+    assert {r['reason'] for r in rejected} == {'HTTP 503 (gave up after 2 attempts)'}
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()['counters']
                 if c.key.metric.namespace == sinks.DEAD_LETTER_REASONS}
-    assert counters['sentinel rejected: HTTP 403'] == 3
+    assert counters['sentinel rejected: HTTP 503'] == 3
     assert sorted(os.listdir(tmp_path)) == ['dead_letter-00000-of-00001.jsonl',
                                             'sentinel_dead_letter-00000-of-00001.jsonl']
+
+
+def test_sink_settings_come_from_the_sink_options():
+    settings = sink_settings(options('--sinks=sentinel,AVRO', '--dce_endpoint=https://dce.example', '--dcr_immutable_id=dcr-9',
+                                     '--dcr_stream_name=Custom-X', '--token_file=/run/token', '--token_env=TOKEN',
+                                     '--sentinel_gzip=off', '--sentinel_max_attempts=7', '--bigquery_table=p:d.t',
+                                     '--pubsub_topic=projects/p/topics/t'))
+    assert settings == sinks.SinkSettings(
+        sinks=('sentinel', 'avro'), dce_endpoint='https://dce.example', dcr_immutable_id='dcr-9',
+        dcr_stream_name='Custom-X', token_file='/run/token', token_env='TOKEN', sentinel_gzip=False,
+        sentinel_max_attempts=7, bigquery_table='p:d.t', pubsub_topic='projects/p/topics/t')
+    assert sink_settings(options()) == sinks.SinkSettings()
+
+
+def test_a_rerun_clears_every_output_series_of_the_previous_run_and_nothing_else(tmp_path):
+    ours = ['alerts-00000-of-00002.jsonl', 'alerts-00001-of-00002.avro', 'dead_letter-00000-of-00003.avro',
+            'dead_letter-00002-of-00003.jsonl', 'sentinel_dead_letter-00000-of-00001.jsonl',
+            'windows-00001-of-00002.jsonl', 'summary.json', 'report.html']
+    not_ours = ['alerts.jsonl', 'notes.txt', 'windows-latest.jsonl', 'fingerprints-00000-of-00001.jsonl']
+    for name in ours + not_ours:
+        (tmp_path / name).write_text('{}\n')
+    deleted = files.clear_previous_run(str(tmp_path))
+    assert sorted(os.path.basename(path) for path in deleted) == sorted(ours)
+    assert os.path.basename(deleted[0]) == 'summary.json'   # the completion marker goes first
+    assert sorted(os.listdir(tmp_path)) == sorted(not_ours)

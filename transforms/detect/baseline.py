@@ -12,6 +12,7 @@ built for one cannot silently feed the other, and it is replaced only after a su
 
 import json
 import uuid
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -103,44 +104,61 @@ def example_of(row):
             'PowershellFileSize': row['PowershellFileSize'], 'StartTime': format_datetime_us(row['StartTime'])}
 
 
+class Sighting(NamedTuple):
+    """A fingerprint seen: when (the run's StartTime), which script run, and an example of it (None
+    for the sightings a stored record stands for)."""
+
+    time: int
+    run: tuple
+    example: dict
+
+
+def sighting_of(row):
+    """(fingerprint, Sighting) of a RunCommandData row."""
+    return row['ScriptFingerprintHash'], Sighting(row['StartTime'], run_identity(row), example_of(row))
+
+
 def store_observations(records):
-    """(fingerprint, (time, identity, example)) sightings that a stored record stands for."""
+    """(fingerprint, Sighting) of the first and last sightings a stored record stands for."""
     for record in records:
         for key in ('first_seen', 'last_seen'):
-            yield record['fingerprint'], (parse_datetime_us(record[key]), ('store', key), None)
+            yield record['fingerprint'], Sighting(parse_datetime_us(record[key]), ('store', key), None)
 
 
-def _suppressed(alert_window_start, times, history_us):
-    return any(alert_window_start - history_us <= t < alert_window_start for t in times)
+def seen_before(window_start, times, history_us):
+    """Whether a fingerprint seen at `times` was seen in the `history_us` before `window_start`:
+    from ``window_start - history_us`` included to ``window_start`` excluded."""
+    return any(window_start - history_us <= time < window_start for time in times)
 
 
 def keep_new_fingerprints(fingerprint, grouped, history_us):
-    times = [time for time, _, _ in grouped[SEEN]]
+    times = [sighting.time for sighting in grouped[SEEN]]
     for alert in grouped[ALERTS]:
         start = parse_datetime_us(alert['QueryPeriodStart'])
-        if not _suppressed(start, times, history_us):
+        if not seen_before(start, times, history_us):
             yield alert
 
 
 def summarize_fingerprint(fingerprint, sightings):
+    """The store summary of this run's sightings of one fingerprint: first and last seen, the number
+    of distinct script runs, and the earliest run's example."""
     distinct = {}
-    for time, identity, example in sightings:
-        if example is not None:
-            distinct.setdefault(identity, (time, example))
+    for sighting in sightings:
+        if sighting.example is not None:
+            distinct.setdefault(sighting.run, sighting)
     if not distinct:
         return
-    times = [time for time, _ in distinct.values()]
-    example = min(distinct.values(), key=lambda v: (v[0], canonical_json(v[1])))[1]
+    times = [sighting.time for sighting in distinct.values()]
+    earliest = min(distinct.values(), key=lambda sighting: (sighting.time, canonical_json(sighting.example)))
     yield {'fingerprint': fingerprint, 'first_seen': format_datetime_us(min(times)),
-           'last_seen': format_datetime_us(max(times)), 'count': len(distinct), 'example': example}
+           'last_seen': format_datetime_us(max(times)), 'count': len(distinct), 'example': earliest.example}
 
 
 class FingerprintSightings(beam.PTransform):
-    """(window, RunCommandData row) -> (fingerprint, (StartTime, run identity, example))."""
+    """(window, RunCommandData row) -> (fingerprint, Sighting)."""
 
     def expand(self, run_command_data):
-        return run_command_data | 'ToSighting' >> beam.MapTuple(
-            lambda _, r: (r['ScriptFingerprintHash'], (r['StartTime'], run_identity(r), example_of(r))))
+        return run_command_data | 'ToSighting' >> beam.MapTuple(lambda _, row: sighting_of(row))
 
 
 class ApplyHistoryBaseline(beam.PTransform):

@@ -14,10 +14,10 @@ Documented limits (Azure Monitor service limits, "Logs Ingestion API"):
 * 2 GB of data and 12,000 requests per minute per DCR; over that the service answers ``429`` with
   ``Retry-After``.
 
-Retries: ``429`` and ``5xx`` (and connection errors/timeouts) are retried up to ``max_attempts`` calls in
-all, waiting ``Retry-After`` (seconds, HTTP date, or ``retry-after-ms``) when the response gives it,
-else exponential backoff ``base_delay * 2**n``, every wait capped at ``max_delay``. ``413`` splits the
-batch in two. Any other answer, or retries exhausted, dead-letters every alert of the batch with the
+Retries: ``408``, ``429``, ``500``, ``502``, ``503`` and ``504`` (and connection errors and timeouts)
+are retried up to ``max_attempts`` calls in all, waiting ``Retry-After`` (seconds, HTTP date, or
+``retry-after-ms``) when the response gives it, else exponential backoff ``base_delay * 2**n``, every
+wait capped at ``max_delay``. ``413`` splits the batch in two. Any other answer, or retries exhausted, dead-letters every alert of the batch with the
 status and the start of the response body.
 
 The bearer token comes from a file (re-read before every call, so an external refresher can
@@ -29,7 +29,6 @@ logged, never put in a dead letter, and never sent over plain HTTP except to a l
 import email.utils
 import gzip
 import ipaddress
-import json
 import logging
 import os
 import time
@@ -39,6 +38,8 @@ import urllib.request
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+
+from transforms.write.files import to_json_line
 
 API_VERSION = '2023-01-01'
 MAX_CALL_BYTES = 1_000_000          # "Maximum size of API call: 1 MB" (decimal, to stay safely under)
@@ -131,7 +132,7 @@ def retry_after_seconds(headers, now=None):
 
 
 def encode_record(record):
-    return json.dumps(record, ensure_ascii=False, separators=(',', ':')).encode('utf-8')
+    return to_json_line(record).encode('utf-8')
 
 
 class LogsIngestionClient:
