@@ -22,7 +22,8 @@ setuptools.setup(
         'pyyaml>=6',
     ],
     extras_require={
-        'test': ['pytest>=7', 'hypothesis>=6', 'wheel'],
+        # duckdb: the benchmark's SQL, which tests/test_benchmark_smoke.py checks against the reference.
+        'test': ['pytest>=7', 'hypothesis>=6', 'wheel', 'duckdb>=1.1'],
         'gcp': ['apache-beam[gcp]==2.62.0'],
         'bench': ['duckdb>=1.1'],
     },

@@ -1,8 +1,24 @@
-"""Fixtures shared by test modules."""
+"""Fixtures shared by test modules: the local Flink cluster, and the batch alerts of the semantics
+scenarios (`scenario.semantics_scenarios`), daily windows, in both semantics."""
 
+import collections
+
+import apache_beam as beam
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
 
 from flink_support import cluster
+from pipelines.options import IN_PROCESS_RUNNER
+from pipelines.rare_runcommand import read_json_lines_output
+from scenario import semantics_scenarios
+from transforms.detect.alerts import ToAlerts
+from transforms.detect.query import RESULTS, DetectUniqueScripts
+from transforms.detect.rule import load_rule
+from transforms.detect.semantics import NAMES, Semantics
+from transforms.detect.windows import QueryWindows
+from transforms.write.files import WriteJsonLines
+
+DAY = 86_400_000_000
 
 
 @pytest.fixture(scope='session')
@@ -15,3 +31,28 @@ def flink_cluster():
     yield
     if not was_running:
         assert cluster('stop') == 0
+
+
+@pytest.fixture(scope='session')
+def scenario_batch_alerts(tmp_path_factory):
+    """{semantics name: {day of May: [alerts]}}: DetectUniqueScripts and ToAlerts in one pipeline."""
+    windows = QueryWindows(DAY, DAY)
+    pipeline = TestPipeline(runner=IN_PROCESS_RUNNER)
+    tables = {
+        table: pipeline | 'Rows' + table >> beam.Create(
+            [(window, row) for row in rows for window in windows.windows_in_range(row['TimeGenerated'])])
+        for table, rows in semantics_scenarios().typed().items()}
+    labelled = []
+    for name in NAMES:
+        detected = tables | 'Detect' + name >> DetectUniqueScripts(Semantics.named(name))
+        labelled.append(
+            detected[RESULTS]
+            | 'ToAlerts' + name >> ToAlerts(load_rule(), name)
+            | 'Label' + name >> beam.Map(lambda alert, name=name: (name, alert)))
+    output = str(tmp_path_factory.mktemp('scenario-alerts'))
+    labelled | 'AllAlerts' >> beam.Flatten() | 'Write' >> WriteJsonLines(output, 'alerts')
+    pipeline.run().wait_until_finish()
+    found = {name: collections.defaultdict(list) for name in NAMES}
+    for name, alert in read_json_lines_output(output, 'alerts'):
+        found[name][int(alert['QueryPeriodStart'][8:10])].append(alert)
+    return found

@@ -4,6 +4,8 @@ import json
 
 from pipelines import rare_runcommand
 from pipelines.options import IN_PROCESS_RUNNER
+from transforms.read.ingest import typed_row
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
 
 OP = 'Microsoft.Compute/virtualMachines/runCommand/action'
 SCOPE = '/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/'
@@ -28,12 +30,12 @@ class Tenant:
                 'CallerIpAddress': '10.0.0.1', 'ActivityStatusValue': status, 'EventDataId': 'ev-%d' % self._id()})
 
     def script(self, day, hour, device, name, cmdlets, size=1000, minute_offset=0, file_events=1,
-               duplicate_events=False, extra_events=()):
+               duplicate_events=False, extra_events=(), process='RunCommandExtension.exe'):
         for n in range(file_events):
             self.files.append({
                 'TimeGenerated': '2024-05-%02dT%02d:00:%02dZ' % (day, hour, 10 + n), 'DeviceName': device,
                 'DeviceId': 'dev-' + device, 'ReportId': self._id(),
-                'InitiatingProcessFileName': 'RunCommandExtension.exe', 'FileName': name, 'FileSize': size})
+                'InitiatingProcessFileName': process, 'FileName': name, 'FileSize': size})
         line = 'powershell -ExecutionPolicy Unrestricted -File ' + name
         commands = [name] + list(cmdlets)
         for index, command in enumerate(commands):
@@ -48,7 +50,10 @@ class Tenant:
         for event in extra_events:
             self.events.append(dict({'DeviceName': device, 'InitiatingProcessCommandLine': line}, **event))
 
-
+    def typed(self):
+        """{table: typed rows}, as the read step gives them."""
+        return {table: [typed_row(table, row) for row in rows] for table, rows in (
+            (AZURE_ACTIVITY, self.activity), (DEVICE_FILE_EVENTS, self.files), (DEVICE_EVENTS, self.events))}
 
     def write(self, directory):
         """Writes the three tables as JSON lines; returns the pipeline's input arguments."""
@@ -65,3 +70,49 @@ def run_alerts(argv, output_dir):
     """Runs the pipeline in process; returns its alerts."""
     rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(output_dir)] + list(argv))
     return list(rare_runcommand.read_json_lines_output(str(output_dir), 'alerts'))
+
+
+def semantics_scenarios():
+    """Every documented difference of the two semantics, each on its own day of May 2024 (its own daily
+    window), so that they do not interact (README, "Two semantics"; tests/test_semantics.py)."""
+    t = Tenant()
+    # 1. A managed Run Command (runCommands/write) on a VM: only strict watches it, and strict
+    #    takes the VM name from the segment after virtualMachines, not the last one.
+    t.session(1, 10, 'vm1', op='Microsoft.Compute/virtualMachines/runCommands/write',
+              scope=SCOPE + 'vm1/runCommands/rc1')
+    t.script(1, 10, 'vm1.contoso.local', 'script0.ps1', ['Get-Process'])
+    # 2. ARM name and Defender name differ in case.
+    t.session(2, 10, 'WebProd01')
+    t.script(2, 10, 'webprod01.contoso.local', 'script0.ps1', ['Get-Service'])
+    # 3. The same script name on two VMs: sentinel pools their cmdlets, strict keeps them apart.
+    t.session(3, 10, 'vm1')
+    t.script(3, 10, 'vm1', 'script0.ps1', ['Get-Process'])
+    t.session(3, 11, 'vm2')
+    t.script(3, 11, 'vm2', 'script0.ps1', ['Get-Service'])
+    # 4. Events that are not PowerShell commands, and an empty Command.
+    t.session(4, 10, 'vm1')
+    t.script(4, 10, 'vm1', 'script0.ps1', ['Get-Process'], extra_events=[
+        {'TimeGenerated': '2024-05-04T10:00:40Z', 'ActionType': 'ProcessCreated', 'AdditionalFields': {}}])
+    # 5. Same cmdlets, different script sizes on two VMs: sentinel sees one fingerprint twice.
+    t.session(5, 10, 'vm1')
+    t.script(5, 10, 'vm1', 'script0.ps1', ['Get-Process'], size=100)
+    t.session(5, 11, 'vm2')
+    t.script(5, 11, 'vm2', 'script1.ps1', ['Get-Process'], size=999)
+    # 6. One session whose script produced two file events: sentinel counts two rows.
+    t.session(6, 10, 'vm1')
+    t.script(6, 10, 'vm1', 'script0.ps1', ['Get-Process'], file_events=2)
+    # 7. The same script on two VMs, one VM's events delivered twice.
+    t.session(7, 10, 'vm1')
+    t.script(7, 10, 'vm1', 'script0.ps1', ['Get-Process', 'Stop-Service'])
+    t.session(7, 11, 'vm2')
+    t.script(7, 11, 'vm2', 'script1.ps1', ['Get-Process', 'Stop-Service'], duplicate_events=True)
+    # 8. Cmdlets of the same script name run long after the session (another run on the VM).
+    t.session(8, 10, 'vm1')
+    t.script(8, 10, 'vm1', 'script0.ps1', ['Get-Process'])
+    t.script(8, 15, 'vm1', 'script0.ps1', ['Remove-Item'], file_events=0)
+    # 9. A script writer spelled in lower case, and the managed Run Command handler: strict only.
+    t.session(9, 10, 'vm1')
+    t.script(9, 10, 'vm1', 'script0.ps1', ['Get-Date'], process='runcommandextension.exe')
+    t.session(9, 11, 'vm2')
+    t.script(9, 11, 'vm2', 'script1.ps1', ['Get-Host'], process='RunCommandHandlerWindows.exe')
+    return t

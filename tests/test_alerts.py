@@ -1,21 +1,30 @@
-"""Alerts: stable SystemAlertIds across reruns and overlapping backfills, trigger per window, grouping."""
+"""Alerts: their shape, SystemAlertIds stable across reruns and overlapping backfills, the trigger per
+window, and the event grouping.
+
+The expected alerts and ids are written out: an id that changes is a change for every downstream
+consumer that deduplicates on it. All the pipeline cases run in one pipeline (module fixture), each
+branch writing its alerts to its own files.
+"""
 
 import dataclasses
-import random
+import json
 import uuid
 
 import apache_beam as beam
-from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
-from apache_beam.testing.util import assert_that, equal_to
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
 
+from pipelines.options import IN_PROCESS_RUNNER
+from pipelines.rare_runcommand import counters, read_json_lines_output
 from transforms.detect.alerts import ALERTS_PER_WINDOW, ToAlerts, alert_id, make_alert, query_result
-from transforms.read.ingest import format_datetime_us
 from transforms.detect.rule import load_rule
 from transforms.detect.windows import QueryWindows
-from pipelines.options import IN_PROCESS_RUNNER
+from transforms.write.files import WriteJsonLines
 
 DAY = 86_400_000_000
 RULE = load_rule()
+SCOPE = '/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/'
+JAN_1, JAN_2 = '1970-01-01T00:00:00.000000Z', '1970-01-02T00:00:00.000000Z'
 
 
 def result_row(day, n, vm='vm-01', caller='alice@contoso.com', cmdlets=('Get-Process',), prevalence=50.0):
@@ -24,140 +33,176 @@ def result_row(day, n, vm='vm-01', caller='alice@contoso.com', cmdlets=('Get-Pro
         'StartTime': start, 'EndTime': start + 30_000_000, 'PowershellFileName': 'script%d.ps1' % n,
         'VirtualMachineName': vm, 'Caller': caller, 'CallerIpAddress': '10.0.0.%d' % (n + 1),
         'PowershellScriptCommands': list(cmdlets), 'PowershellFileSize': 100 + n,
-        'ScriptFingerprintHash': '%064x' % (day * 100 + n), 'Prevalence': prevalence,
-        'Scope': '/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/' + vm,
+        'ScriptFingerprintHash': '%064x' % (day * 100 + n), 'Prevalence': prevalence, 'Scope': SCOPE + vm,
+        'CorrelationId': 'not projected',
     }
-
-
-def label(start_us, end_us):
-    return format_datetime_us(start_us), format_datetime_us(end_us)
-
-
-def run_alerts(rows, windows, rule=RULE, semantics='sentinel', expected=None, matcher=None):
-    """ToAlerts on `rows`, each in every window of `windows` (QueryWindows) holding its StartTime."""
-    pipeline = BeamTestPipeline(runner=IN_PROCESS_RUNNER)
-    alerts = (
-        pipeline
-        | beam.Create(rows)
-        | 'InWindows' >> beam.FlatMap(lambda r: [(w, r) for w in windows.windows_in_range(r['StartTime'])])
-        | ToAlerts(rule, semantics))
-    assert_that(alerts, matcher or equal_to(expected))
-    result = pipeline.run()
-    result.wait_until_finish()
-    return result
-
-
-def ids_only(expected_ids):
-    def check(alerts):
-        assert sorted(a['SystemAlertId'] for a in alerts) == sorted(expected_ids)
-    return check
 
 
 ROWS = [result_row(0, 1), result_row(0, 2, vm='vm-02'), result_row(1, 3, cmdlets=('Invoke-WebRequest',))]
 
+QUERY_RESULT = {
+    'timestamp': '1970-01-01T01:01:00.000000Z', 'StartTime': '1970-01-01T01:01:00.000000Z',
+    'EndTime': '1970-01-01T01:01:30.000000Z', 'PowershellFileName': 'script1.ps1', 'VirtualMachineName': 'vm-01',
+    'Caller': 'alice@contoso.com', 'CallerName': 'alice', 'CallerUPNSuffix': 'contoso.com',
+    'CallerIpAddress': '10.0.0.2', 'PowershellScriptCommands': ['Get-Process'], 'PowershellFileSize': 101,
+    'ScriptFingerprintHash': '0000000000000000000000000000000000000000000000000000000000000001',
+    'Prevalence': 50.0, 'Scope': SCOPE + 'vm-01'}
 
-def expected_per_result(rows, windows, rule=RULE, semantics='sentinel'):
-    """Alerts of AlertPerResult: one per (row, window covering the row)."""
-    out = []
-    for row in rows:
-        for start, end in windows:
-            if start <= row['StartTime'] < end:
-                out.append(make_alert([query_result(row)], rule, semantics, *label(start, end)))
-    return out
+ALERT = {
+    'AlertName': 'Azure VM Run Command operations executing a unique PowerShell script',
+    'AlertSeverity': 'Medium',
+    'Description': 'A PowerShell script run on an Azure VM through Run Command whose set of cmdlets was seen '
+                   'only once in the query period.',
+    'AlertType': '5239248b-abfb-4c6a-8177-b104ade5db56',
+    'ProviderName': 'rare-runcommand-beam',
+    'SystemAlertId': '6372b891-47ae-5cf9-998f-6726df2f2524',
+    'StartTime': '1970-01-01T01:01:00.000000Z',
+    'EndTime': '1970-01-01T01:01:30.000000Z',
+    'Tactics': ['LateralMovement', 'Execution'],
+    'Techniques': ['T1570', 'T1059.001'],
+    'Entities': [
+        {'$id': '1', 'Type': 'account', 'FullName': 'alice@contoso.com', 'Name': 'alice', 'UPNSuffix': 'contoso.com'},
+        {'$id': '2', 'Type': 'ip', 'Address': '10.0.0.2'},
+        {'$id': '3', 'Type': 'host', 'HostName': 'vm-01', 'AzureID': SCOPE + 'vm-01'}],
+    'Semantics': 'sentinel',
+    'QueryPeriodStart': JAN_1,
+    'QueryPeriodEnd': JAN_2,
+    'QueryResult': QUERY_RESULT,
+}
 
 
-def test_alert_shape_and_entities():
-    alert = make_alert([query_result(ROWS[0])], RULE, 'sentinel', *label(0, DAY))
-    assert alert['QueryResult']['CallerName'] == 'alice'
-    assert alert['QueryResult']['CallerUPNSuffix'] == 'contoso.com'
-    assert list(alert['QueryResult']) == [
+def test_query_result_projects_the_14_columns_in_order():
+    result = query_result(ROWS[0])
+    assert result == QUERY_RESULT
+    assert list(result) == [
         'timestamp', 'StartTime', 'EndTime', 'PowershellFileName', 'VirtualMachineName', 'Caller', 'CallerName',
         'CallerUPNSuffix', 'CallerIpAddress', 'PowershellScriptCommands', 'PowershellFileSize',
         'ScriptFingerprintHash', 'Prevalence', 'Scope']
-    assert alert['Entities'] == [
-        {'$id': '1', 'Type': 'account', 'FullName': 'alice@contoso.com', 'Name': 'alice', 'UPNSuffix': 'contoso.com'},
-        {'$id': '2', 'Type': 'ip', 'Address': '10.0.0.2'},
-        {'$id': '3', 'Type': 'host', 'HostName': 'vm-01', 'AzureID': ROWS[0]['Scope']}]
-    assert alert['Tactics'] == ['LateralMovement', 'Execution'] and alert['Techniques'] == ['T1570', 'T1059.001']
-    assert (alert['QueryPeriodStart'], alert['QueryPeriodEnd']) == ('1970-01-01T00:00:00.000000Z',
-                                                                   '1970-01-02T00:00:00.000000Z')
+
+
+def test_alert_shape_and_entities():
+    alert = make_alert([QUERY_RESULT], RULE, 'sentinel', JAN_1, JAN_2)
+    assert alert == ALERT
+    assert list(alert) == list(ALERT)
     assert uuid.UUID(alert['SystemAlertId']).version == 5
 
 
 def test_id_depends_on_rule_semantics_window_and_row_but_not_prevalence():
-    base = make_alert([query_result(ROWS[0])], RULE, 'sentinel', *label(0, DAY))['SystemAlertId']
     other_rule = dataclasses.replace(RULE, id='00000000-0000-0000-0000-000000000000')
     variants = [
-        make_alert([query_result(ROWS[0])], RULE, 'strict', *label(0, DAY)),
-        make_alert([query_result(ROWS[0])], other_rule, 'sentinel', *label(0, DAY)),
-        make_alert([query_result(ROWS[0])], RULE, 'sentinel', *label(-DAY, DAY)),
-        make_alert([query_result(ROWS[1])], RULE, 'sentinel', *label(0, DAY)),
+        make_alert([QUERY_RESULT], RULE, 'strict', JAN_1, JAN_2),
+        make_alert([QUERY_RESULT], other_rule, 'sentinel', JAN_1, JAN_2),
+        make_alert([QUERY_RESULT], RULE, 'sentinel', '1969-12-31T00:00:00.000000Z', JAN_2),
+        make_alert([dict(QUERY_RESULT, VirtualMachineName='vm-02')], RULE, 'sentinel', JAN_1, JAN_2),
     ]
-    assert len({base} | {v['SystemAlertId'] for v in variants}) == 5
-    same = make_alert([query_result(dict(ROWS[0], Prevalence=12.5))], RULE, 'sentinel', *label(0, DAY))
-    assert same['SystemAlertId'] == base
-    # The id is not ambiguous when a field contains the old '|' separator.
+    assert [v['SystemAlertId'] for v in variants] == [
+        'c33d2665-9939-55d9-a740-f2f2a05be0c1', 'a81f4d73-303b-5511-a757-c51618604835',
+        'c8533ca9-a33f-5f0c-8621-56d1a3032056',    # the sliding backfill's alert for this window too
+        'b7b531d7-b0c1-55d4-8ada-2a07ec256841']
+    same = make_alert([dict(QUERY_RESULT, Prevalence=12.5)], RULE, 'sentinel', JAN_1, JAN_2)
+    assert same['SystemAlertId'] == ALERT['SystemAlertId']
+    # The id is not ambiguous when a field contains a separator.
     assert alert_id(RULE, 'a|b', 'c', 'd', 'e') != alert_id(RULE, 'a', 'b|c', 'd', 'e')
-
-
-def test_same_input_twice_gives_same_ids():
-    fixed = QueryWindows(DAY, DAY)
-    expected = expected_per_result(ROWS, [(0, DAY), (DAY, 2 * DAY)])
-    assert len({a['SystemAlertId'] for a in expected}) == 3
-    run_alerts(ROWS, fixed, expected=expected)
-    shuffled = list(ROWS)
-    random.Random(7).shuffle(shuffled)
-    run_alerts(list(reversed(shuffled)), fixed, expected=expected)
-
-
-def test_sliding_backfill_and_fixed_run_share_ids_for_the_same_window():
-    # Fixed 2-day windows [0, 2d) vs. 2-day windows sliding every day: [-1d, 1d), [0, 2d), [1d, 3d).
-    fixed = expected_per_result(ROWS, [(0, 2 * DAY)])
-    sliding = expected_per_result(ROWS, [(-DAY, DAY), (0, 2 * DAY), (DAY, 3 * DAY)])
-    run_alerts(ROWS, QueryWindows(2 * DAY, 2 * DAY), matcher=ids_only(
-        [a['SystemAlertId'] for a in fixed]))
-    run_alerts(ROWS, QueryWindows(2 * DAY, DAY), matcher=ids_only(
-        [a['SystemAlertId'] for a in sliding]))
-    shared = {a['SystemAlertId'] for a in fixed} & {a['SystemAlertId'] for a in sliding}
-    assert shared == {a['SystemAlertId'] for a in fixed} and len(shared) == 3
-    assert len(sliding) == 6
-
-
-def test_trigger_threshold_applies_per_window():
-    rule = dataclasses.replace(RULE, trigger_operator='gt', trigger_threshold=1)
-    # Day 0 has 2 results (2 > 1: alerts), day 1 has 1 (no alert).
-    expected = expected_per_result(ROWS[:2], [(0, DAY)], rule)
-    result = run_alerts(ROWS, QueryWindows(DAY, DAY), rule=rule, expected=expected)
-    counters = {(c.key.metric.namespace, c.key.metric.name): c.committed
-                for c in result.metrics().query()['counters']}
-    assert counters[('detection', 'alerts')] == 2
-    assert counters[(ALERTS_PER_WINDOW, '%s/%s' % label(0, DAY))] == 2
-    assert (ALERTS_PER_WINDOW, '%s/%s' % label(DAY, 2 * DAY)) not in counters
-
-
-def test_single_alert_per_window_carries_all_rows():
-    rule = dataclasses.replace(RULE, event_grouping='SingleAlert')
-    day0 = [query_result(r) for r in ROWS[:2]]
-    day1 = [query_result(ROWS[2])]
-    expected = [make_alert(day0, rule, 'sentinel', *label(0, DAY)),
-                make_alert(day1, rule, 'sentinel', *label(DAY, 2 * DAY))]
-    assert 'QueryResult' not in expected[0] and len(expected[0]['QueryResults']) == 2
-    assert expected[0]['StartTime'] == day0[0]['StartTime'] and expected[0]['EndTime'] == day0[1]['EndTime']
-    run_alerts(ROWS, QueryWindows(DAY, DAY), rule=rule, expected=expected)
-    # With a threshold, only the window with more than one row raises its single alert.
-    strict_rule = dataclasses.replace(rule, trigger_threshold=1)
-    run_alerts(ROWS, QueryWindows(DAY, DAY), rule=strict_rule,
-               expected=[make_alert(day0, strict_rule, 'sentinel', *label(0, DAY))])
 
 
 def test_single_alert_entities_are_distinct_and_numbered():
     rows = [query_result(result_row(0, 1)), query_result(dict(result_row(0, 2), CallerIpAddress='10.0.0.2'))]
-    alert = make_alert(rows, dataclasses.replace(RULE, event_grouping='SingleAlert'), 'sentinel', *label(0, DAY))
-    ids = [e['$id'] for e in alert['Entities']]
-    assert ids == [str(i) for i in range(1, len(ids) + 1)]
-    types = [e['Type'] for e in alert['Entities']]
-    # One account, one IP (shared), one host (shared VM) -- no duplicates.
-    assert types == ['account', 'ip', 'host']
-    reordered = make_alert(list(reversed(rows)), dataclasses.replace(RULE, event_grouping='SingleAlert'),
-                           'sentinel', *label(0, DAY))
-    assert reordered == alert
+    single = dataclasses.replace(RULE, event_grouping='SingleAlert')
+    alert = make_alert(rows, single, 'sentinel', JAN_1, JAN_2)
+    # One account, one IP, one host: the two rows share all three.
+    assert alert['Entities'] == ALERT['Entities']
+    assert [r['PowershellFileName'] for r in alert['QueryResults']] == ['script1.ps1', 'script2.ps1']
+    assert make_alert(list(reversed(rows)), single, 'sentinel', JAN_1, JAN_2) == alert
+
+
+# ---------------------------------------------------------------------- ToAlerts, in one pipeline
+
+SINGLE = dataclasses.replace(RULE, event_grouping='SingleAlert')
+CASES = {
+    # name: (rows in the order given, windows, rule)
+    'fixed_1d': (ROWS, QueryWindows(DAY, DAY), RULE),
+    'fixed_2d': (ROWS, QueryWindows(2 * DAY, 2 * DAY), RULE),
+    'sliding_2d_1d': (ROWS, QueryWindows(2 * DAY, DAY), RULE),
+    'more_than_one_result': (ROWS, QueryWindows(DAY, DAY), dataclasses.replace(RULE, trigger_threshold=1)),
+    'single_alert': (ROWS, QueryWindows(DAY, DAY), SINGLE),
+    'single_alert_more_than_one': (ROWS, QueryWindows(DAY, DAY), dataclasses.replace(SINGLE, trigger_threshold=1)),
+}
+
+
+@pytest.fixture(scope='module')
+def alerts_of(tmp_path_factory):
+    """{case: alerts written by ToAlerts}, and the run's counters."""
+    base = tmp_path_factory.mktemp('alerts')
+    pipeline = TestPipeline(runner=IN_PROCESS_RUNNER)
+    branches = []
+    for name, (rows, windows, rule) in CASES.items():
+        branches.append(
+            pipeline
+            | 'Rows' + name >> beam.Create(rows)
+            | 'InWindows' + name >> beam.FlatMap(
+                lambda row, windows=windows: [(window, row) for window in windows.windows_in_range(row['StartTime'])])
+            | 'ToAlerts' + name >> ToAlerts(rule, 'sentinel')
+            | 'Label' + name >> beam.Map(lambda alert, name=name: {'case': name, 'alert': alert}))
+    branches | beam.Flatten() | WriteJsonLines(str(base), 'alerts')
+    result = pipeline.run()
+    result.wait_until_finish()
+    written = {name: [] for name in CASES}
+    for record in read_json_lines_output(str(base), 'alerts'):
+        written[record['case']].append(record['alert'])
+    return written, counters(result)
+
+
+def ids(alerts):
+    """(SystemAlertId, window start day, script) of each alert, sorted."""
+    return sorted((a['SystemAlertId'], a['QueryPeriodStart'][:10],
+                   a['QueryResult']['PowershellFileName'] if 'QueryResult' in a
+                   else tuple(r['PowershellFileName'] for r in a['QueryResults'])) for a in alerts)
+
+
+FIXED_1D = [('6372b891-47ae-5cf9-998f-6726df2f2524', '1970-01-01', 'script1.ps1'),
+            ('80d50c04-1efd-5e06-97d3-b8d1d8be3535', '1970-01-02', 'script3.ps1'),
+            ('a2c5bbf5-4c2c-5d05-b3f1-e2f847484031', '1970-01-01', 'script2.ps1')]
+
+
+def test_alerts_of_daily_windows(alerts_of):
+    written, _ = alerts_of
+    assert ids(written['fixed_1d']) == FIXED_1D
+    [first] = [a for a in written['fixed_1d'] if a['SystemAlertId'] == ALERT['SystemAlertId']]
+    assert first == ALERT
+
+
+def test_sliding_backfill_and_fixed_run_share_ids_for_the_same_window(alerts_of):
+    # Fixed 2-day windows [0, 2d) vs. 2-day windows sliding every day: [-1d, 1d), [0, 2d), [1d, 3d).
+    written, _ = alerts_of
+    fixed = [('01b9a548-aabf-532b-afe8-fd21425badfa', '1970-01-01', 'script2.ps1'),
+             ('8989b684-99df-5cee-8dd3-6b3a652afde0', '1970-01-01', 'script3.ps1'),
+             ('b2c9f064-fa90-5571-a601-52712b890dce', '1970-01-01', 'script1.ps1')]
+    assert ids(written['fixed_2d']) == fixed
+    assert ids(written['sliding_2d_1d']) == sorted(fixed + [
+        ('c8533ca9-a33f-5f0c-8621-56d1a3032056', '1969-12-31', 'script1.ps1'),
+        ('bd1bea05-7a6b-5df9-bec2-b4145ef9f8bf', '1969-12-31', 'script2.ps1'),
+        ('8be18efe-c94e-57f2-a90c-9b3c5be6afe4', '1970-01-02', 'script3.ps1')])
+
+
+def test_trigger_threshold_applies_per_window(alerts_of):
+    # Day 0 has 2 results (2 > 1: alerts), day 1 has 1 (no alert).
+    written, counted = alerts_of
+    assert ids(written['more_than_one_result']) == [FIXED_1D[0], FIXED_1D[2]]
+    # The counters of all the cases of the run: 3 + 3 + 6 + 2 + 2 + 1 alerts; per daily window, those
+    # of the fixed 1-day cases and of the two grouping cases.
+    assert counted['detection'] == {'alerts': 17}
+    assert counted[ALERTS_PER_WINDOW]['%s/%s' % (JAN_1, JAN_2)] == 2 + 2 + 1 + 1
+    assert counted[ALERTS_PER_WINDOW]['%s/1970-01-03T00:00:00.000000Z' % JAN_2] == 1 + 1
+
+
+def test_single_alert_per_window_carries_all_rows(alerts_of):
+    written, _ = alerts_of
+    assert ids(written['single_alert']) == [
+        ('7ed07d6b-2410-55ed-8d1b-ec72dfed02ff', '1970-01-01', ('script1.ps1', 'script2.ps1')),
+        ('80d50c04-1efd-5e06-97d3-b8d1d8be3535', '1970-01-02', ('script3.ps1',))]
+    day0 = next(a for a in written['single_alert'] if a['QueryPeriodStart'] == JAN_1)
+    assert 'QueryResult' not in day0 and day0['QueryResults'][0] == QUERY_RESULT
+    assert (day0['StartTime'], day0['EndTime']) == ('1970-01-01T01:01:00.000000Z', '1970-01-01T01:02:30.000000Z')
+    # With a threshold, only the window with more than one row raises its single alert.
+    assert ids(written['single_alert_more_than_one']) == ids(written['single_alert'])[:1]
+    assert json.dumps(day0)   # JSON-ready as written

@@ -3,7 +3,7 @@
 Runs the benchmark's own functions (generation with its cache, the pipeline as a child process with
 ``--scan full`` and ``--scan relevant``, DuckDB on benchmarks/duckdb_detection.sql, the comparison
 of result rows and the report) and checks that the pipeline's alerts equal the SQL's rows. No
-timing is asserted. Skipped when duckdb (the ``bench`` extra) is not installed.
+timing is asserted. DuckDB is in the ``test`` extra.
 """
 
 import json
@@ -11,9 +11,7 @@ import os
 
 import pytest
 
-duckdb = pytest.importorskip('duckdb')
-
-from benchmarks import run_benchmark as bench  # noqa: E402  (after the skip)
+from benchmarks import run_benchmark as bench
 
 
 @pytest.fixture(scope='module')

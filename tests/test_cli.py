@@ -1,9 +1,22 @@
-"""The command line: --help lists the detection's own options, and the bundled sample runs."""
+"""The command line: --help lists the detection's own options, and the bundled sample runs.
 
+One run of the bundled sample day (module fixture) into a folder where an earlier run left its
+outputs: its alerts, what it prints, its run report, and that nothing of the earlier run survives.
+"""
+
+import contextlib
+import io
 import json
+
+import pytest
 
 from pipelines import rare_runcommand
 from pipelines.options import IN_PROCESS_RUNNER
+
+# An earlier run with two shards per output, and its completion marker.
+STALE = ['alerts-00000-of-00002.jsonl', 'alerts-00001-of-00002.jsonl', 'windows-00001-of-00002.jsonl',
+         'dead_letter-00000-of-00003.avro', 'sentinel_dead_letter-00000-of-00001.jsonl', 'summary.json',
+         'report.html']
 
 
 def test_help_lists_the_detection_options(capsys):
@@ -14,13 +27,25 @@ def test_help_lists_the_detection_options(capsys):
         assert option in out
 
 
-def test_bundled_sample_gives_its_expected_alerts(tmp_path, capsys):
-    rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(tmp_path)])
-    printed = capsys.readouterr().out
+@pytest.fixture(scope='module')
+def sample_run(tmp_path_factory):
+    """(output folder, what the run printed) of the bundled sample, run over an earlier run's outputs."""
+    output = tmp_path_factory.mktemp('sample')
+    for name in STALE:
+        (output / name).write_text('{"stale": true}\n')
+    (output / 'notes.txt').write_text('not ours')
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(output)])
+    return output, printed.getvalue()
+
+
+def test_bundled_sample_gives_its_expected_alerts(sample_run):
+    output, printed = sample_run
     with open(rare_runcommand.SAMPLE_DIR + '/expected_alerts.jsonl', encoding='utf-8') as handle:
         expected = sorted(json.dumps(json.loads(line), sort_keys=True) for line in handle if line.strip())
     got = []
-    for alert in rare_runcommand.read_json_lines_output(str(tmp_path), 'alerts'):
+    for alert in rare_runcommand.read_json_lines_output(str(output), 'alerts'):
         row = dict(alert['QueryResult'], QueryPeriodStart=alert['QueryPeriodStart'],
                    QueryPeriodEnd=alert['QueryPeriodEnd'])
         got.append(json.dumps(row, sort_keys=True))
@@ -28,19 +53,20 @@ def test_bundled_sample_gives_its_expected_alerts(tmp_path, capsys):
     assert printed.count('ALERT ') == 7 and 'windows evaluated 1' in printed
 
 
-def test_a_rerun_replaces_every_output_of_the_previous_run(tmp_path, capsys):
-    # An earlier run with two shards per output, and its completion marker: none of it may survive
-    # next to this run's one-shard outputs.
-    stale = ['alerts-00000-of-00002.jsonl', 'alerts-00001-of-00002.jsonl', 'windows-00001-of-00002.jsonl',
-             'dead_letter-00000-of-00003.avro', 'summary.json', 'report.html']
-    for name in stale:
-        (tmp_path / name).write_text('{"stale": true}\n')
-    (tmp_path / 'notes.txt').write_text('not ours')
-    rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(tmp_path)])
-    capsys.readouterr()
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert 'alerts-00001-of-00002.jsonl' not in names and 'dead_letter-00000-of-00003.avro' not in names
-    assert 'notes.txt' in names
-    alerts = list(rare_runcommand.read_json_lines_output(str(tmp_path), 'alerts'))
+def test_a_rerun_replaces_every_output_of_the_previous_run(sample_run):
+    output, _ = sample_run
+    names = sorted(p.name for p in output.iterdir())
+    assert names == ['alerts-00000-of-00001.jsonl', 'dead_letter-00000-of-00001.jsonl', 'notes.txt', 'report.html',
+                     'summary.json', 'windows-00000-of-00001.jsonl']
+    alerts = list(rare_runcommand.read_json_lines_output(str(output), 'alerts'))
     assert len(alerts) == 7 and all('stale' not in alert for alert in alerts)
-    assert json.loads((tmp_path / 'summary.json').read_text()).get('stale') is None
+
+
+def test_the_run_summary_and_the_report_agree(sample_run):
+    output, printed = sample_run
+    summary = json.loads((output / 'summary.json').read_text())
+    assert summary['detection']['alerts'] == 7 and len(summary['alerts_per_window']) == 1
+    for table, counted in summary['tables'].items():
+        line = next(line for line in printed.splitlines() if line.strip().startswith(table))
+        assert ('read %9d' % counted['read']) in line and ('outside range %6d' % counted['outside_range']) in line
+    assert '7</span> alerts' in (output / 'report.html').read_text()

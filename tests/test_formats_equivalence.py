@@ -322,6 +322,7 @@ def _alerts(root, output, patterns, extra=()):
     return sorted(results)
 
 
+@pytest.mark.slow
 def test_mixed_shapes_give_byte_identical_alerts(tables, baseline, tmp_path):
     root, files = baseline
     expected = _alerts(root, str(tmp_path / 'out-baseline'), files)

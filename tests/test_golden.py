@@ -1,5 +1,11 @@
 """End to end: the pipeline's alerts equal, window by window, the rows of the reference evaluation
-of the rule's KQL (tests/golden/README.md says how every expected file was produced)."""
+of the rule's KQL (tests/golden/README.md says how every expected file was produced).
+
+Each test runs the whole pipeline (a few seconds each): all are marked slow. Without them, the
+same reference rows are checked against the per-window evaluation (tests/test_streaming.py), which
+tests/test_semantics.py checks against the batch transforms, and the bundled sample's run against
+its expected alerts (tests/test_cli.py).
+"""
 
 import collections
 import json
@@ -9,6 +15,8 @@ import pytest
 
 from pipelines import rare_runcommand
 from pipelines.options import IN_PROCESS_RUNNER
+
+pytestmark = pytest.mark.slow
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
 with open(os.path.join(GOLDEN, 'cases.json'), encoding='utf-8') as _handle:

@@ -24,6 +24,8 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from pipelines import rare_runcommand
 from pipelines.options import IN_PROCESS_RUNNER
 
+pytestmark = pytest.mark.slow   # whole runs, one of them in worker subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / 'pipelines' / 'sample_data'
 SAMPLE_TABLES = [SAMPLE_DIR / (table + '.jsonl.gz') for table in ('AzureActivity', 'DeviceFileEvents',

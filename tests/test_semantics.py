@@ -1,117 +1,109 @@
 """Sentinel and strict semantics side by side: the same rows, and every documented difference.
 
-Each scenario lives on its own day (its own daily window), so that the scenarios do not interact;
-both semantics run once over all of them (module fixture) and each test reads its day's alerts.
+Each scenario lives on its own day (its own daily window; `scenario.semantics_scenarios`), so that the
+scenarios do not interact. The batch transforms evaluate them once in both semantics (the
+``scenario_batch_alerts`` fixture); each test reads its day's results, and the in-memory evaluation
+that streaming uses must give the same results, day by day, in both semantics.
 """
+
+import json
 
 import pytest
 
-from scenario import SCOPE, Tenant, run_alerts
+from pipelines.rare_runcommand import semantics_of
+from pipelines.options import DetectionOptions
+from scenario import semantics_scenarios
+from transforms.detect.rule import load_rule
+from transforms.detect.semantics import NAMES, Semantics
+from transforms.detect.streaming import alerts_by_id
+from transforms.read.ingest import parse_datetime_us
 
-
-def scenarios():
-    t = Tenant()
-    # 1. A managed Run Command (runCommands/write) on a VM: only strict watches it, and strict
-    #    takes the VM name from the segment after virtualMachines, not the last one.
-    t.session(1, 10, 'vm1', op='Microsoft.Compute/virtualMachines/runCommands/write',
-              scope=SCOPE + 'vm1/runCommands/rc1')
-    t.script(1, 10, 'vm1.contoso.local', 'script0.ps1', ['Get-Process'])
-    # 2. ARM name and Defender name differ in case.
-    t.session(2, 10, 'WebProd01')
-    t.script(2, 10, 'webprod01.contoso.local', 'script0.ps1', ['Get-Service'])
-    # 3. The same script name on two VMs: sentinel pools their cmdlets, strict keeps them apart.
-    t.session(3, 10, 'vm1')
-    t.script(3, 10, 'vm1', 'script0.ps1', ['Get-Process'])
-    t.session(3, 11, 'vm2')
-    t.script(3, 11, 'vm2', 'script0.ps1', ['Get-Service'])
-    # 4. Events that are not PowerShell commands, and an empty Command.
-    t.session(4, 10, 'vm1')
-    t.script(4, 10, 'vm1', 'script0.ps1', ['Get-Process'], extra_events=[
-        {'TimeGenerated': '2024-05-04T10:00:40Z', 'ActionType': 'ProcessCreated', 'AdditionalFields': {}}])
-    # 5. Same cmdlets, different script sizes on two VMs: sentinel sees one fingerprint twice.
-    t.session(5, 10, 'vm1')
-    t.script(5, 10, 'vm1', 'script0.ps1', ['Get-Process'], size=100)
-    t.session(5, 11, 'vm2')
-    t.script(5, 11, 'vm2', 'script1.ps1', ['Get-Process'], size=999)
-    # 6. One session whose script produced two file events: sentinel counts two rows.
-    t.session(6, 10, 'vm1')
-    t.script(6, 10, 'vm1', 'script0.ps1', ['Get-Process'], file_events=2)
-    # 7. The same script on two VMs, one VM's events delivered twice.
-    t.session(7, 10, 'vm1')
-    t.script(7, 10, 'vm1', 'script0.ps1', ['Get-Process', 'Stop-Service'])
-    t.session(7, 11, 'vm2')
-    t.script(7, 11, 'vm2', 'script1.ps1', ['Get-Process', 'Stop-Service'], duplicate_events=True)
-    # 8. Cmdlets of the same script name run long after the session (another run on the VM).
-    t.session(8, 10, 'vm1')
-    t.script(8, 10, 'vm1', 'script0.ps1', ['Get-Process'])
-    t.script(8, 15, 'vm1', 'script0.ps1', ['Remove-Item'], file_events=0)
-    return t
-
-
-@pytest.fixture(scope='module')
-def alerts_by_semantics(tmp_path_factory):
-    base = tmp_path_factory.mktemp('semantics')
-    inputs = scenarios().write(base)
-    found = {}
-    for semantics in ('sentinel', 'strict'):
-        by_day = {}
-        for alert in run_alerts(inputs + ['--semantics', semantics], base / semantics):
-            by_day.setdefault(int(alert['QueryPeriodStart'][8:10]), []).append(alert['QueryResult'])
-        found[semantics] = by_day
-    return found
+DAY = 86_400_000_000
 
 
 def day(found, semantics, number):
-    return found[semantics].get(number, [])
+    return [alert['QueryResult'] for alert in found[semantics].get(number, [])]
 
 
-def test_managed_run_commands_only_in_strict(alerts_by_semantics):
-    assert day(alerts_by_semantics, 'sentinel', 1) == []
-    [result] = day(alerts_by_semantics, 'strict', 1)
+def test_managed_run_commands_only_in_strict(scenario_batch_alerts):
+    assert day(scenario_batch_alerts, 'sentinel', 1) == []
+    [result] = day(scenario_batch_alerts, 'strict', 1)
     assert result['VirtualMachineName'] == 'vm1'
 
 
-def test_host_names_match_ignoring_case_only_in_strict(alerts_by_semantics):
-    assert day(alerts_by_semantics, 'sentinel', 2) == []
-    [result] = day(alerts_by_semantics, 'strict', 2)
+def test_host_names_match_ignoring_case_only_in_strict(scenario_batch_alerts):
+    assert day(scenario_batch_alerts, 'sentinel', 2) == []
+    [result] = day(scenario_batch_alerts, 'strict', 2)
     assert result['PowershellScriptCommands'] == ['GET-SERVICE']
 
 
-def test_cmdlets_pooled_across_vms_only_in_sentinel(alerts_by_semantics):
-    sentinel = day(alerts_by_semantics, 'sentinel', 3)
-    strict = day(alerts_by_semantics, 'strict', 3)
+def test_cmdlets_pooled_across_vms_only_in_sentinel(scenario_batch_alerts):
+    sentinel = day(scenario_batch_alerts, 'sentinel', 3)
+    strict = day(scenario_batch_alerts, 'strict', 3)
     # sentinel: both sessions join the one pooled list, which then occurs twice: no alert.
     assert sentinel == []
     assert sorted((r['VirtualMachineName'], tuple(r['PowershellScriptCommands'])) for r in strict) == [
         ('vm1', ('GET-PROCESS',)), ('vm2', ('GET-SERVICE',))]
 
 
-def test_only_non_empty_powershell_commands_in_strict(alerts_by_semantics):
-    [sentinel] = day(alerts_by_semantics, 'sentinel', 4)
-    [strict] = day(alerts_by_semantics, 'strict', 4)
+def test_only_non_empty_powershell_commands_in_strict(scenario_batch_alerts):
+    [sentinel] = day(scenario_batch_alerts, 'sentinel', 4)
+    [strict] = day(scenario_batch_alerts, 'strict', 4)
     assert sentinel['PowershellScriptCommands'] == ['', 'GET-PROCESS']
     assert strict['PowershellScriptCommands'] == ['GET-PROCESS']
 
 
-def test_file_size_is_part_of_the_strict_fingerprint(alerts_by_semantics):
-    assert day(alerts_by_semantics, 'sentinel', 5) == []
-    assert sorted(r['PowershellFileSize'] for r in day(alerts_by_semantics, 'strict', 5)) == [100, 999]
+def test_file_size_is_part_of_the_strict_fingerprint(scenario_batch_alerts):
+    assert day(scenario_batch_alerts, 'sentinel', 5) == []
+    assert sorted(r['PowershellFileSize'] for r in day(scenario_batch_alerts, 'strict', 5)) == [100, 999]
 
 
-def test_strict_counts_sessions_not_rows(alerts_by_semantics):
-    assert day(alerts_by_semantics, 'sentinel', 6) == []
-    [result] = day(alerts_by_semantics, 'strict', 6)
+def test_strict_counts_sessions_not_rows(scenario_batch_alerts):
+    assert day(scenario_batch_alerts, 'sentinel', 6) == []
+    [result] = day(scenario_batch_alerts, 'strict', 6)
     assert result['Prevalence'] == 100.0
 
 
-def test_duplicate_records_dropped_only_in_strict(alerts_by_semantics):
+def test_duplicate_records_dropped_only_in_strict(scenario_batch_alerts):
     # sentinel: the duplicated events change vm2's list, so each fingerprint is unique.
-    assert len(day(alerts_by_semantics, 'sentinel', 7)) == 2
-    assert day(alerts_by_semantics, 'strict', 7) == []
+    assert len(day(scenario_batch_alerts, 'sentinel', 7)) == 2
+    assert day(scenario_batch_alerts, 'strict', 7) == []
 
 
-def test_strict_counts_only_cmdlets_of_the_session(alerts_by_semantics):
-    sentinel = day(alerts_by_semantics, 'sentinel', 8)
-    [strict] = day(alerts_by_semantics, 'strict', 8)
+def test_strict_counts_only_cmdlets_of_the_session(scenario_batch_alerts):
+    sentinel = day(scenario_batch_alerts, 'sentinel', 8)
+    [strict] = day(scenario_batch_alerts, 'strict', 8)
     assert strict['PowershellScriptCommands'] == ['GET-PROCESS']
     assert ['GET-PROCESS', 'REMOVE-ITEM'] in [r['PowershellScriptCommands'] for r in sentinel]
+
+
+def test_script_writers_ignore_case_and_include_the_handler_only_in_strict(scenario_batch_alerts):
+    assert day(scenario_batch_alerts, 'sentinel', 9) == []
+    assert sorted(r['VirtualMachineName'] for r in day(scenario_batch_alerts, 'strict', 9)) == ['vm1', 'vm2']
+
+
+def test_scenarios_cover_every_day_in_some_semantics(scenario_batch_alerts):
+    assert sorted(set(scenario_batch_alerts['sentinel']) | set(scenario_batch_alerts['strict'])) == list(range(1, 10))
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_the_in_memory_evaluation_gives_the_batch_alerts_day_by_day(scenario_batch_alerts, name):
+    # What the streaming evaluator computes for each daily window from that window's rows.
+    tables = semantics_scenarios().typed()
+    for number in range(1, 10):
+        start = parse_datetime_us('2024-05-%02dT00:00:00Z' % number)
+        rows = {table: [row for row in table_rows if start <= row['TimeGenerated'] < start + DAY]
+                for table, table_rows in tables.items()}
+        in_memory = alerts_by_id(rows, Semantics.named(name), load_rule(), (start, start + DAY))
+        batch = {alert['SystemAlertId']: alert for alert in scenario_batch_alerts[name].get(number, [])}
+        assert sorted(in_memory) == sorted(batch), number
+        assert json.dumps(in_memory, sort_keys=True) == json.dumps(batch, sort_keys=True)
+
+
+def test_options_choose_the_semantics_and_its_settings():
+    strict = semantics_of(DetectionOptions([
+        '--semantics', 'strict', '--strict_operations', 'Op/a, Op/b', '--strict_process_names', 'x.exe',
+        '--strict_exec_tolerance', '90s']))
+    assert strict == Semantics('strict', ('Op/a', 'Op/b'), ('x.exe',), 90_000_000)
+    assert semantics_of(DetectionOptions([])) == Semantics.named('sentinel')
+    assert semantics_of(DetectionOptions(['--semantics', 'strict'])) == Semantics.named('strict')

@@ -1,5 +1,10 @@
 """Streaming: windows evaluated as the watermark passes, late rows within the allowed lateness,
-rows later than that, and the same alerts as the batch run over the same rows."""
+rows later than that, and the same alerts as the batch transforms over the same rows, in both semantics.
+
+The streams are Beam's TestStream with explicit watermark steps; each stream ends by moving the
+watermark past every window's end and allowed lateness before infinity, so that no timer is left
+to fire once the assertions' window has closed.
+"""
 
 import collections
 import gzip
@@ -14,16 +19,16 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
-from scenario import Tenant
-from transforms.read.ingest import typed_row
-from transforms.detect.rule import load_rule
-from transforms.read.schema import TABLES
-from transforms.detect.semantics import Semantics
-from transforms.detect.alerts import ALERTS
+from scenario import Tenant, semantics_scenarios
+from transforms.detect.alerts import ALERTS, query_result
 from transforms.detect.query import evaluate_window
-from transforms.detect.streaming import WITHDRAWN, DetectInStream, alerts_by_id
-from transforms.read.dead_letter import DEAD_LETTER
+from transforms.detect.rule import load_rule
+from transforms.detect.semantics import NAMES, Semantics
+from transforms.detect.streaming import WITHDRAWN, DetectInStream
 from transforms.detect.windows import QueryWindows, parse_timespan
+from transforms.read.dead_letter import DEAD_LETTER
+from transforms.read.ingest import format_datetime_us, typed_row
+from transforms.read.schema import TABLES
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
 DAY = 86_400_000_000
@@ -98,12 +103,8 @@ def test_alert_ids_stay_the_same_across_late_firings():
               .advance_watermark_to(Timestamp(micros=MAY_1 + DAY + 1000))
               .add_elements(stamped(typed(late)))
               .advance_watermark_to_infinity())
-    batch = {}
-    for tenant in (first, late):
-        for table, row in typed(tenant):
-            batch.setdefault(table, []).append(row)
-    expected_ids = sorted(alerts_by_id(batch, Semantics.named('sentinel'), load_rule(), (MAY_1, MAY_1 + DAY)))
-    assert len(expected_ids) == 2
+    # The ids of vm1's and vm2's alerts, as a batch run over all the rows gives them.
+    expected_ids = ['90361db5-8002-5b67-a488-706151218b30', 'fc86f97d-f649-58ba-8b31-b68928bd68c6']
     with beam.Pipeline(options=streaming_options()) as p:
         out = p | stream | DetectInStream(Semantics.named('sentinel'), load_rule(), QueryWindows(DAY, DAY), HOUR)
         # vm1's alert (Prevalence 100, then 50) is emitted once, with the id the batch gives it.
@@ -133,8 +134,6 @@ def test_window_evaluation_equals_reference(case):
             continue
         for start in windows.starts_covering(row['TimeGenerated']):
             by_window[start][table].append(row)
-    from transforms.detect.alerts import query_result
-    from transforms.read.ingest import format_datetime_us
     got = collections.Counter()
     for start, tables in by_window.items():
         for row in evaluate_window(tables, Semantics.named('sentinel')):
@@ -147,30 +146,54 @@ def test_window_evaluation_equals_reference(case):
     assert got == want
 
 
-def test_finite_stream_gives_the_batch_alerts():
-    """The edge case streamed (rows in arrival order, the watermark following them) yields the
-    reference rows of the batch evaluation, window by window."""
-    case = next(c for c in CASES if c['name'] == 'edge_1d')
-    rows = sorted(_golden_rows(case), key=lambda pair: pair[1]['TimeGenerated'] or 0)
-    rows = [pair for pair in rows if pair[1]['TimeGenerated'] is not None]
-    stream = TestStream().advance_watermark_to(Timestamp(micros=rows[0][1]['TimeGenerated'] // 1000 * 1000))
-    day_start = None
-    for pair in rows:
-        day = pair[1]['TimeGenerated'] // DAY * DAY
-        if day_start is not None and day != day_start:
-            stream = stream.advance_watermark_to(Timestamp(micros=day))   # the previous day closes
-        day_start = day
-        stream = stream.add_elements(stamped([pair]))
+def stream_day_by_day(pairs, lateness_us, days_per_step=1):
+    """A TestStream of (table, row) pairs: the rows of `days_per_step` days at once, then the watermark
+    to the end of those days."""
+    by_day = collections.defaultdict(list)
+    for pair in pairs:
+        by_day[pair[1]['TimeGenerated'] // DAY // days_per_step * days_per_step * DAY].append(pair)
+    stream = TestStream().advance_watermark_to(Timestamp(micros=min(by_day)))
+    for day in sorted(by_day):
+        stream = stream.add_elements(stamped(by_day[day])).advance_watermark_to(
+            Timestamp(micros=day + days_per_step * DAY))
     # Past the last window's end and lateness before infinity: timers that fire only at infinity
     # would emit after the assertion's own global window has closed.
-    stream = stream.advance_watermark_to(Timestamp(micros=day_start + DAY + 2 * HOUR))
-    stream = stream.advance_watermark_to_infinity()
+    return stream.advance_watermark_to(Timestamp(micros=max(by_day) + days_per_step * DAY + lateness_us + 1000)) \
+        .advance_watermark_to_infinity()
+
+
+def result_with_window(alert):
+    return json.dumps(dict(alert['QueryResult'], QueryPeriodStart=alert['QueryPeriodStart'],
+                           QueryPeriodEnd=alert['QueryPeriodEnd']), sort_keys=True)
+
+
+def test_stream_gives_the_batch_alerts_in_both_semantics(scenario_batch_alerts):
+    """The semantics scenarios streamed day by day give, in each semantics, the alerts (ids and
+    results) of the batch transforms over the same rows."""
+    pairs = [(table, row) for table, rows in semantics_scenarios().typed().items() for row in rows]
+    expected = {name: sorted((a['SystemAlertId'], result_with_window(a)) for alerts in by_day.values()
+                             for a in alerts)
+                for name, by_day in scenario_batch_alerts.items()}
+    assert [len(expected[name]) for name in NAMES] == [4, 11]
+    with beam.Pipeline(options=streaming_options()) as p:
+        rows = p | stream_day_by_day(pairs, HOUR, days_per_step=3)
+        for name in NAMES:
+            out = rows | 'Detect' + name >> DetectInStream(Semantics.named(name), load_rule(), QueryWindows(DAY, DAY),
+                                                            HOUR)
+            assert_that(out[ALERTS] | 'Key' + name >> beam.Map(lambda a: (a['SystemAlertId'], result_with_window(a))),
+                        equal_to(expected[name]), label='BatchAlerts' + name)
+            assert_that(out[DEAD_LETTER], equal_to([]), label='NothingLate' + name)
+
+
+def test_edge_day_streamed_gives_the_reference_rows():
+    """The edge case (every quirk of the KQL) streamed in arrival order gives the reference rows of
+    the KQL's evaluation, window by window."""
+    case = next(c for c in CASES if c['name'] == 'edge_1d')
+    pairs = [pair for pair in _golden_rows(case) if pair[1]['TimeGenerated'] is not None]
     with open(os.path.join(GOLDEN, case['expected']), encoding='utf-8') as handle:
         want = [json.dumps(json.loads(line), sort_keys=True) for line in handle if line.strip()]
     with beam.Pipeline(options=streaming_options()) as p:
-        out = p | stream | DetectInStream(Semantics.named('sentinel'), load_rule(), QueryWindows(DAY, DAY), HOUR)
-        got = out[ALERTS] | beam.Map(lambda a: json.dumps(dict(
-            a['QueryResult'], QueryPeriodStart=a['QueryPeriodStart'], QueryPeriodEnd=a['QueryPeriodEnd']),
-            sort_keys=True))
-        assert_that(got, equal_to(want))
+        out = p | stream_day_by_day(pairs, HOUR) | DetectInStream(
+            Semantics.named('sentinel'), load_rule(), QueryWindows(DAY, DAY), HOUR)
+        assert_that(out[ALERTS] | beam.Map(result_with_window), equal_to(want))
         assert_that(out[DEAD_LETTER], equal_to([]), label='NothingLate')

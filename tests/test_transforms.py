@@ -1,82 +1,76 @@
-"""Each stage of the detection as a PTransform, on hand-made rows (TestPipeline + assert_that)."""
+"""Each stage of the detection on hand-made rows, through both drivers.
+
+Every case gives a stage one window's rows and writes out what it must produce. The in-memory
+stage function (what streaming runs) is checked case by case; one pipeline then runs every case
+through the stage's PTransform (what batch runs), each case in its own window, beside a row of
+another window that must not join it.
+"""
 
 import json
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.detect.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles
-from transforms.detect.fingerprints import UniqueFingerprints, sentinel_fingerprint
+from pipelines.options import IN_PROCESS_RUNNER
+from transforms.detect.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles, window_session_files
+from transforms.detect.fingerprints import UniqueFingerprints, sentinel_fingerprint, window_unique_fingerprints
+from transforms.detect.script_cmdlets import ScriptCmdletLists, window_script_cmdlet_lists
+from transforms.detect.semantics import RUN_COMMAND_ACTION, Semantics
+from transforms.detect.sessions import RunCommandSessions, window_sessions
 from transforms.read.ingest import parse_datetime_us, typed_row
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
-from transforms.detect.script_cmdlets import ScriptCmdletLists
-from transforms.detect.semantics import Semantics
-from transforms.detect.sessions import RunCommandSessions
-from pipelines.options import IN_PROCESS_RUNNER
 
 SENTINEL = Semantics.named('sentinel')
-OP = 'Microsoft.Compute/virtualMachines/runCommand/action'
-W = (1, 2)  # a query window (start, end): the stages take and give (window, value) pairs
-
-
-def in_window(values, window_us):
-    """``(window, value)`` for each value: one window's collection, as the stages take it."""
-    return [(window_us, value) for value in values]
-
-
-def pipeline():
-    return TestPipeline(runner=IN_PROCESS_RUNNER)
+STRICT = Semantics.named('strict')
+W = (1, 2)             # a query window (start, end): the stages take and give (window, value) pairs
+OTHER = (3, 4)         # another window
 
 
 def t(text):
     return parse_datetime_us(text)
 
 
-def auth(vm, **extra):
-    return json.dumps({'action': OP, 'scope': '/subscriptions/s1/resourceGroups/rg/providers/'
-                                             'Microsoft.Compute/virtualMachines/' + vm, **extra})
+def auth(vm):
+    return json.dumps({'action': RUN_COMMAND_ACTION,
+                       'scope': '/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/' + vm})
 
 
-def activity(time, status, correlation='c1', vm='vm1', caller='alice@contoso.com', ip='10.0.0.1', op=OP,
-             authorization=None):
+def activity(time, status, correlation='c1', vm='vm1', caller='alice@contoso.com', ip='10.0.0.1',
+             op=RUN_COMMAND_ACTION, authorization=None):
     return typed_row(AZURE_ACTIVITY, {
         'TimeGenerated': time, 'OperationNameValue': op, 'Authorization': authorization or auth(vm),
         'CorrelationId': correlation, 'Caller': caller, 'CallerIpAddress': ip, 'ActivityStatusValue': status})
 
 
-def test_sessions_summarize_and_keep_succeeded():
-    rows = [
-        activity('2024-03-01T10:00:00Z', 'Start', ip='10.1.1.1'),
-        activity('2024-03-01T10:00:05Z', 'Accept', ip='9.9.9.9'),
-        activity('2024-03-01T10:00:09Z', 'Success', ip='10.1.1.1'),
-        # failed session
-        activity('2024-03-01T11:00:00Z', 'Start', correlation='c2'),
-        activity('2024-03-01T11:00:05Z', 'Failure', correlation='c2'),
-        # PartiallySucceeded is not the term Succeeded
-        activity('2024-03-01T12:00:00Z', 'PartiallySucceeded', correlation='c3'),
-        # other operation, and an Authorization without the term virtualMachines
-        activity('2024-03-01T13:00:00Z', 'Success', correlation='c4', op='Microsoft.Compute/virtualMachines/write'),
-        activity('2024-03-01T14:00:00Z', 'Success', correlation='c5',
-                 authorization=json.dumps({'scope': '/subscriptions/s1/providers/X/virtualMachinesX/vm9'})),
-    ]
-    with pipeline() as p:
-        sessions = p | beam.Create(in_window(rows, W)) | RunCommandSessions(SENTINEL)
-        assert_that(sessions | beam.MapTuple(lambda w, s: (w, s['CorrelationId'], s['StartTime'], s['EndTime'],
-                                                   s['CallerIpAddress'], s['VirtualMachineName'])),
-                    equal_to([(W, 'c1', t('2024-03-01T10:00:00Z'), t('2024-03-01T10:00:09Z'), '9.9.9.9', 'vm1')]))
-
-
-def test_session_splits_when_authorization_text_differs():
-    # Same JSON with another key order: a different Authorization string, so two sessions,
-    # and the half that holds the success is kept alone.
-    reordered = json.dumps({'scope': json.loads(auth('vm1'))['scope'], 'action': OP})
-    rows = [activity('2024-03-01T10:00:00Z', 'Start'),
-            activity('2024-03-01T10:00:09Z', 'Success', authorization=reordered)]
-    with pipeline() as p:
-        sessions = p | beam.Create(in_window(rows, W)) | RunCommandSessions(SENTINEL)
-        assert_that(sessions | beam.MapTuple(lambda _, s: (s['StartTime'], s['EndTime'])),
-                    equal_to([(t('2024-03-01T10:00:09Z'), t('2024-03-01T10:00:09Z'))]))
+SESSION_ROWS = [
+    activity('2024-03-01T10:00:00Z', 'Start', ip='10.1.1.1'),
+    activity('2024-03-01T10:00:05Z', 'Accept', ip='9.9.9.9'),
+    activity('2024-03-01T10:00:09Z', 'Success', ip='10.1.1.1'),
+    # failed session
+    activity('2024-03-01T11:00:00Z', 'Start', correlation='c2'),
+    activity('2024-03-01T11:00:05Z', 'Failure', correlation='c2'),
+    # PartiallySucceeded is not the term Succeeded
+    activity('2024-03-01T12:00:00Z', 'PartiallySucceeded', correlation='c3'),
+    # other operation, and an Authorization without the term virtualMachines
+    activity('2024-03-01T13:00:00Z', 'Success', correlation='c4', op='Microsoft.Compute/virtualMachines/write'),
+    activity('2024-03-01T14:00:00Z', 'Success', correlation='c5',
+             authorization=json.dumps({'scope': '/subscriptions/s1/providers/X/virtualMachinesX/vm9'})),
+    # Same JSON with another key order: another Authorization string, so another session, kept alone
+    # for the half that holds the success.
+    activity('2024-03-01T15:00:00Z', 'Start', correlation='c6'),
+    activity('2024-03-01T15:00:09Z', 'Success', correlation='c6',
+             authorization=json.dumps({'scope': json.loads(auth('vm1'))['scope'], 'action': RUN_COMMAND_ACTION})),
+]
+SESSIONS_OF_ROWS = [
+    {'StartTime': t('2024-03-01T10:00:00Z'), 'EndTime': t('2024-03-01T10:00:09Z'), 'Subscription': 's1',
+     'VirtualMachineName': 'vm1', 'CorrelationId': 'c1', 'Caller': 'alice@contoso.com', 'CallerIpAddress': '9.9.9.9',
+     'Scope': '/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1'},
+    {'StartTime': t('2024-03-01T15:00:09Z'), 'EndTime': t('2024-03-01T15:00:09Z'), 'Subscription': 's1',
+     'VirtualMachineName': 'vm1', 'CorrelationId': 'c6', 'Caller': 'alice@contoso.com', 'CallerIpAddress': '10.0.0.1',
+     'Scope': '/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1'},
+]
 
 
 def session(vm, start, end, correlation='c1'):
@@ -91,25 +85,21 @@ def file_event(device, time, name='script0.ps1', process='RunCommandExtension.ex
         'FileSize': size})
 
 
-def test_file_join_is_case_sensitive_inclusive_and_time_bounded():
-    sessions = [session('vm1', '2024-03-01T10:00:00Z', '2024-03-01T10:00:10Z'),
-                session('', '2024-03-01T10:00:00Z', '2024-03-01T10:00:10Z', correlation='c-empty')]
-    files = [
-        file_event('vm1.contoso.local', '2024-03-01T10:00:00Z', 'script0.ps1'),       # at StartTime
-        file_event('vm1', '2024-03-01T10:00:10Z', 'script1.ps1'),                     # at EndTime
-        file_event('vm1', '2024-03-01T10:00:10.000001Z', 'script2.ps1'),              # 1 µs after
-        file_event('VM1.contoso.local', '2024-03-01T10:00:05Z', 'script3.ps1'),       # other case
-        file_event('vm1', '2024-03-01T10:00:05Z', 'script4.ps1', process='runcommandextension.exe'),
-        file_event('', '2024-03-01T10:00:05Z', 'script5.ps1'),                        # "" joins ""
-    ]
-    with pipeline() as p:
-        # A file of another window never joins this window's session.
-        other = in_window([file_event('vm1', '2024-03-01T10:00:05Z', 'script6.ps1')], ('x', 'y'))
-        joined = ({SESSIONS: p | 'S' >> beam.Create(in_window(sessions, W)),
-                   FILES: p | 'F' >> beam.Create(in_window(files, W) + other)}
-                  | JoinSessionsWithScriptFiles(SENTINEL))
-        assert_that(joined | beam.MapTuple(lambda w, r: (w, r['CorrelationId'], r['FileName'])),
-                    equal_to([(W, 'c1', 'script0.ps1'), (W, 'c1', 'script1.ps1'), (W, 'c-empty', 'script5.ps1')]))
+JOIN_SESSIONS = [session('vm1', '2024-03-01T10:00:00Z', '2024-03-01T10:00:10Z'),
+                 session('', '2024-03-01T10:00:00Z', '2024-03-01T10:00:10Z', correlation='c-empty')]
+JOIN_FILES = [
+    file_event('vm1.contoso.local', '2024-03-01T10:00:00Z', 'script0.ps1'),       # at StartTime
+    file_event('vm1', '2024-03-01T10:00:10Z', 'script1.ps1'),                     # at EndTime
+    file_event('vm1', '2024-03-01T10:00:10.000001Z', 'script2.ps1'),              # 1 µs after
+    file_event('VM1.contoso.local', '2024-03-01T10:00:05Z', 'script3.ps1'),       # other case
+    file_event('vm1', '2024-03-01T10:00:05Z', 'script4.ps1', process='runcommandextension.exe'),
+    file_event('', '2024-03-01T10:00:05Z', 'script5.ps1'),                        # "" joins ""
+]
+# (CorrelationId, FileName) of the joined rows, by semantics: strict ignores the case of the VM name
+# and of the process name.
+JOINED = {'sentinel': [('c-empty', 'script5.ps1'), ('c1', 'script0.ps1'), ('c1', 'script1.ps1')],
+          'strict': [('c-empty', 'script5.ps1'), ('c1', 'script0.ps1'), ('c1', 'script1.ps1'), ('c1', 'script3.ps1'),
+                     ('c1', 'script4.ps1')]}
 
 
 def device_event(command_line, command, device='vm1', time='2024-03-01T10:00:03Z', action='PowerShellCommand'):
@@ -120,24 +110,22 @@ def device_event(command_line, command, device='vm1', time='2024-03-01T10:00:03Z
     return typed_row(DEVICE_EVENTS, fields)
 
 
-def test_cmdlet_lists_are_pooled_sorted_upper_cased_with_empty_kept():
-    line = 'powershell -File script0.ps1'
-    rows = [
-        device_event(line, 'script0.ps1'),            # the script itself: dropped
-        device_event(line, 'Write-Output'),
-        device_event(line, 'get-process', device='vm2'),   # another VM: pooled
-        device_event(line, 'Get-Process'),
-        device_event(line, None, action='ProcessCreated'),  # no Command: "" kept
-        device_event(line, 'straße'),
-        device_event(line, 'SCRIPT0.ps1'),            # case differs from the name: kept
-        device_event('powershell -file script0.ps1', 'Ignored'),
-    ]
-    with pipeline() as p:
-        lists = p | beam.Create(in_window(rows, W)) | ScriptCmdletLists(SENTINEL)
-        assert_that(lists | beam.MapTuple(lambda key, s: (key, s['InitiatingProcessCommandLine'],
-                                                           s['PowershellScriptCommands'])),
-                    equal_to([((W, 'script0.ps1'), line,
-                               ['', 'GET-PROCESS', 'GET-PROCESS', 'SCRIPT0.PS1', 'STRAßE', 'WRITE-OUTPUT'])]))
+LINE = 'powershell -File script0.ps1'
+CMDLET_ROWS = [
+    device_event(LINE, 'script0.ps1'),                                 # the script itself: dropped
+    device_event(LINE, 'Write-Output', time='2024-03-01T10:00:04Z'),
+    device_event(LINE, 'get-process', device='vm2'),                    # another VM: pooled
+    device_event(LINE, 'Get-Process', time='2024-03-01T10:00:02Z'),
+    device_event(LINE, None, action='ProcessCreated'),                  # no Command: "" kept
+    device_event(LINE, 'straße'),
+    device_event(LINE, 'SCRIPT0.ps1'),                                  # case differs from the name: kept
+    device_event('powershell -file script0.ps1', 'Ignored'),
+]
+CMDLETS = ['', 'GET-PROCESS', 'GET-PROCESS', 'SCRIPT0.PS1', 'STRAßE', 'WRITE-OUTPUT']
+SCRIPTS = [('script0.ps1', {
+    'PowershellFileName': 'script0.ps1', 'InitiatingProcessCommandLine': LINE,
+    'PowershellExecStartTime': t('2024-03-01T10:00:02Z'), 'PowershellExecEnd': t('2024-03-01T10:00:04Z'),
+    'PowershellScriptCommands': CMDLETS, 'ScriptFingerprintHash': sentinel_fingerprint(CMDLETS)})]
 
 
 def data_row(cmdlets, vm='vm1', correlation='c1'):
@@ -145,28 +133,72 @@ def data_row(cmdlets, vm='vm1', correlation='c1'):
             'Caller': 'a@b', 'PowershellScriptCommands': cmdlets, 'ScriptFingerprintHash': sentinel_fingerprint(cmdlets)}
 
 
-def test_unique_fingerprints_count_rows_per_window_with_prevalence():
-    day0, day1 = (0, 86400), (86400, 2 * 86400)
-    rows = (in_window([data_row(['A']), data_row(['A'], vm='vm2'), data_row(['B']), data_row(['C'])], day0)
-            + in_window([data_row(['A'])], day1))
-    with pipeline() as p:
-        unique = p | beam.Create(rows) | UniqueFingerprints(SENTINEL)
-        assert_that(unique | beam.MapTuple(lambda w, r: (w, r['PowershellScriptCommands'], r['Prevalence'])),
-                    equal_to([(day0, ['B'], 25.0), (day0, ['C'], 25.0), (day1, ['A'], 100.0)]))
+DATA_ROWS = [data_row(['A']), data_row(['A'], vm='vm2'), data_row(['B']), data_row(['C'])]
+UNIQUE = [(['B'], 25.0), (['C'], 25.0)]
+
+
+def test_sessions_summarize_and_keep_succeeded():
+    assert window_sessions(SESSION_ROWS, SENTINEL) == SESSIONS_OF_ROWS
+
+
+@pytest.mark.parametrize('semantics', [SENTINEL, STRICT], ids=['sentinel', 'strict'])
+def test_file_join_is_inclusive_and_time_bounded(semantics):
+    joined = window_session_files(JOIN_SESSIONS, JOIN_FILES, semantics)
+    assert sorted((r['CorrelationId'], r['FileName']) for r in joined) == JOINED[semantics.name]
+
+
+def test_cmdlet_lists_are_pooled_sorted_upper_cased_with_empty_kept():
+    assert window_script_cmdlet_lists(CMDLET_ROWS, SENTINEL) == SCRIPTS
+
+
+def test_unique_fingerprints_count_rows_with_prevalence():
+    unique = window_unique_fingerprints(DATA_ROWS, SENTINEL)
+    assert sorted((r['PowershellScriptCommands'], r['Prevalence']) for r in unique) == UNIQUE
 
 
 def test_fingerprint_is_sha256_of_compact_json_list():
-    assert sentinel_fingerprint(['GET-PROCESS', 'WRITE-OUTPUT']) == __import__('hashlib').sha256(
-        b'["GET-PROCESS","WRITE-OUTPUT"]').hexdigest()
+    # sha256(b'["GET-PROCESS","WRITE-OUTPUT"]'), the README's example
+    assert sentinel_fingerprint(['GET-PROCESS', 'WRITE-OUTPUT']) == '05c3ab7a05dc1a8dab7dce6d8d655de3a9ebf54a313d9c839720d3f7ea31c369'
 
 
 def test_script_writers_are_configurable_and_case_insensitive_only_in_strict():
     from transforms.detect.file_joins import is_script_file_write
-    strict = Semantics.named('strict')
     handler = file_event('vm1', '2024-03-01T10:00:05Z', process='RunCommandHandlerWindows.exe')
     lower = file_event('vm1', '2024-03-01T10:00:05Z', process='runcommandextension.exe')
-    assert is_script_file_write(handler, strict) and is_script_file_write(lower, strict)
+    assert is_script_file_write(handler, STRICT) and is_script_file_write(lower, STRICT)
     assert not is_script_file_write(handler, SENTINEL) and not is_script_file_write(lower, SENTINEL)
     only_custom = Semantics.named('strict', process_names=('MyRunner.exe',))
     assert not is_script_file_write(lower, only_custom)
     assert is_script_file_write(file_event('vm1', '2024-03-01T10:00:05Z', process='MYRUNNER.EXE'), only_custom)
+
+
+def test_every_stage_gives_the_same_through_its_ptransform():
+    """The cases above through the batch PTransforms, in one pipeline: each case's rows in window W,
+    and a row of another window that would join them if windows did not separate them."""
+    with TestPipeline(runner=IN_PROCESS_RUNNER) as pipeline:
+        def rows(label, values, extra=()):
+            return pipeline | label >> beam.Create([(W, value) for value in values] + list(extra))
+
+        sessions = rows('Activity', SESSION_ROWS, [(OTHER, activity('2024-03-01T10:00:01Z', 'Success'))])
+        assert_that(sessions | RunCommandSessions(SENTINEL), equal_to(
+            [(W, session) for session in SESSIONS_OF_ROWS] + [(OTHER, dict(
+                SESSIONS_OF_ROWS[0], StartTime=t('2024-03-01T10:00:01Z'), EndTime=t('2024-03-01T10:00:01Z'),
+                CallerIpAddress='10.0.0.1'))]), label='Sessions')
+
+        for semantics in (SENTINEL, STRICT):
+            name = semantics.name
+            joined = ({SESSIONS: rows('JoinSessions' + name, JOIN_SESSIONS),
+                       FILES: rows('JoinFiles' + name, JOIN_FILES,
+                                   [(OTHER, file_event('vm1', '2024-03-01T10:00:05Z', 'script6.ps1'))])}
+                      | 'Join' + name >> JoinSessionsWithScriptFiles(semantics))
+            assert_that(joined | 'JoinedKey' + name >> beam.MapTuple(lambda w, r: (w, r['CorrelationId'], r['FileName'])),
+                        equal_to([(W,) + pair for pair in JOINED[name]]), label='Joined' + name)
+
+        lists = rows('Events', CMDLET_ROWS, [(OTHER, device_event(LINE, 'Get-Date'))]) | ScriptCmdletLists(SENTINEL)
+        assert_that(lists | 'ScriptKey' >> beam.MapTuple(lambda key, script: (key, script['PowershellScriptCommands'])),
+                    equal_to([((W, 'script0.ps1'), CMDLETS), ((OTHER, 'script0.ps1'), ['GET-DATE'])]),
+                    label='CmdletLists')
+
+        unique = rows('Data', DATA_ROWS, [(OTHER, data_row(['A']))]) | UniqueFingerprints(SENTINEL)
+        assert_that(unique | 'UniqueKey' >> beam.MapTuple(lambda w, r: (w, r['PowershellScriptCommands'], r['Prevalence'])),
+                    equal_to([(W,) + pair for pair in UNIQUE] + [(OTHER, ['A'], 100.0)]), label='Unique')

@@ -59,9 +59,10 @@ import os
 import random
 import sys
 
-TABLES = ("AzureActivity", "DeviceFileEvents", "DeviceEvents")
+from transforms.detect.semantics import RUN_COMMAND_ACTION, RUN_COMMAND_EXTENSION
+from transforms.read.schema import TABLES
+
 MIXES = ("realistic", "dense", "edge")
-RUN_COMMAND_OP = "Microsoft.Compute/virtualMachines/runCommand/action"
 RUN_COMMAND_SHARE = {"realistic": 0.01, "dense": 0.20}
 # Share of each table in the unrelated rows.
 NOISE_SHARE = {"AzureActivity": 0.34, "DeviceFileEvents": 0.33, "DeviceEvents": 0.33}
@@ -543,7 +544,7 @@ class SessionFactory:
         statuses = (["Started", "Accepted", "Failed" if failed else "Succeeded"] if legacy
                     else ["Start", "Accept", "Failure" if failed else "Success"])
         corr = _guid(r)
-        auth = authorization(r, RUN_COMMAND_OP, vm.resource_id, admin, vm.sub)
+        auth = authorization(r, RUN_COMMAND_ACTION, vm.resource_id, admin, vm.sub)
         ip = r.choice(admin.ips)
         t_accept = t0 + r.randrange(3 * TICKS, 15 * TICKS)
         t_file = t_accept + r.randrange(2 * TICKS, 6 * TICKS)
@@ -552,7 +553,7 @@ class SessionFactory:
         t_end = t_ps + sum(gaps) + r.randrange(2 * TICKS, 20 * TICKS)
         aa = []
         for tk, status in zip((t0, t_accept, t_end), statuses):
-            op = RUN_COMMAND_OP.upper() if r.random() < 0.35 else RUN_COMMAND_OP
+            op = RUN_COMMAND_ACTION.upper() if r.random() < 0.35 else RUN_COMMAND_ACTION
             aa.append((tk, dumps(aa_row(r, fmt_ticks(tk), op, status, auth, corr, admin.caller, ip, vm.sub, vm.rg,
                                         vm.resource_id))))
         out = {"AzureActivity": aa, "DeviceFileEvents": [], "DeviceEvents": []}
@@ -563,12 +564,12 @@ class SessionFactory:
         pid = r.randrange(400, 12000)
         out["DeviceFileEvents"].append((t_file, dumps(dfe_row(
             r, fmt_ticks(t_file), vm.device_name, vm.device_id, script, folder + "Downloads\\", size,
-            "RunCommandExtension.exe", rc_proc, pid=pid))))
+            RUN_COMMAND_EXTENSION, rc_proc, pid=pid))))
         if r.random() < 0.3:
             ts = t_end - r.randrange(TICKS // 10, 2 * TICKS)
             out["DeviceFileEvents"].append((ts, dumps(dfe_row(
                 r, fmt_ticks(ts), vm.device_name, vm.device_id, f"{vm.seq - 1}.status", folder + "Status\\",
-                r.randrange(400, 900), "RunCommandExtension.exe", rc_proc, pid=pid, action="FileModified"))))
+                r.randrange(400, 900), RUN_COMMAND_EXTENSION, rc_proc, pid=pid, action="FileModified"))))
         cmd = ps_command_line(script)
         ps_pid = r.randrange(400, 12000)
         tk = t_ps
@@ -782,11 +783,11 @@ class _EdgeBuilder:
     def scope(self, vm: str, rg: str = "rg-edge") -> str:
         return f"/subscriptions/{self.sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}"
 
-    def auth(self, scope: str, action: str = RUN_COMMAND_OP) -> str:
+    def auth(self, scope: str, action: str = RUN_COMMAND_ACTION) -> str:
         return authorization(self.r, action, scope, self.admin, self.sub)
 
     def activity(self, times, *, scope: str, auths=None, statuses=("Start", "Accept", "Success"),
-                 ops=(RUN_COMMAND_OP,) * 3, caller="alice@contoso.com", ips=("203.0.113.24",) * 3,
+                 ops=(RUN_COMMAND_ACTION,) * 3, caller="alice@contoso.com", ips=("203.0.113.24",) * 3,
                  corr=None, time_texts=(None, None, None)) -> None:
         auth = self.auth(scope)
         auths = auths or (auth, auth, auth)
@@ -796,7 +797,7 @@ class _EdgeBuilder:
                          caller, ips[i], self.sub, "rg-edge", scope)
             self.add("AzureActivity", tk, row)
 
-    def file(self, tk: int, device, script: str, size=1024, action="FileCreated", proc="RunCommandExtension.exe",
+    def file(self, tk: int, device, script: str, size=1024, action="FileCreated", proc=RUN_COMMAND_EXTENSION,
              time_text=None, folder=None, **over) -> None:
         folder = folder or f"{RC_ROOT}1.1.8\\Downloads\\"
         row = dfe_row(self.r, time_text or fmt_ticks(tk), device, self.device_id(device), script, folder,
@@ -832,13 +833,13 @@ class _EdgeBuilder:
 
     # --- the scenarios ---------------------------------------------------------
     def build(self, days: int) -> None:
-        up = RUN_COMMAND_OP.upper()
+        up = RUN_COMMAND_ACTION.upper()
         # 1 case variants of OperationNameValue
         self.session(0, "10:00:00.1000000", "web-prod-01", "script100.ps1", ["Get-Service", "Stop-Service", "Start-Service"],
-                     ops=(up, RUN_COMMAND_OP.lower(), RUN_COMMAND_OP))
+                     ops=(up, RUN_COMMAND_ACTION.lower(), RUN_COMMAND_ACTION))
         # 2 has is case-insensitive
         sc = f"/subscriptions/{self.sub}/resourcegroups/rg-edge/providers/microsoft.compute/virtualmachines/vm-lower-01"
-        a = self.auth(sc, RUN_COMMAND_OP.lower())
+        a = self.auth(sc, RUN_COMMAND_ACTION.lower())
         self.session(0, "10:10:00", "vm-lower-01", "script101.ps1", ["Get-Volume", "Optimize-Volume"], scope=sc,
                      auths=(a, a, a))
         # 3 virtualMachines only inside a longer term
@@ -853,15 +854,15 @@ class _EdgeBuilder:
         self.session(0, "10:40:00", "", "script104.ps1", ["Get-TimeZone", "Set-TimeZone"],
                      scope=self.scope("vm-trail-01") + "/", device="")
         # 6 non-JSON Authorization -> Scope null, VM "" joins a missing DeviceName
-        a = f"{RUN_COMMAND_OP} on virtualMachines/vm-notjson-01 by alice@contoso.com"
+        a = f"{RUN_COMMAND_ACTION} on virtualMachines/vm-notjson-01 by alice@contoso.com"
         s = self.at(0, "10:50:00")
         self.activity((s, s + TICKS, s + 40 * TICKS), scope=self.scope("vm-notjson-01"), auths=(a, a, a))
         self.file(s + 5 * TICKS, None, "script105.ps1")
         self.ps(s + 6 * TICKS, None, "script105.ps1", ["Get-Printer", "Remove-PrintJob"])
         # 7 key order differs on the last row -> split and lost
         sc = self.scope("web-prod-03")
-        a1 = dumps({"action": RUN_COMMAND_OP, "scope": sc})
-        a2 = dumps({"scope": sc, "action": RUN_COMMAND_OP})
+        a1 = dumps({"action": RUN_COMMAND_ACTION, "scope": sc})
+        a2 = dumps({"scope": sc, "action": RUN_COMMAND_ACTION})
         self.session(0, "11:00:00", "web-prod-03", "script106.ps1", ["Get-Acl", "Set-Acl"], auths=(a1, a1, a2))
         # 8 ordinal max of CallerIpAddress
         self.session(0, "11:10:00", "web-prod-01", "script107.ps1", ["Get-SmbShare", "Grant-SmbShareAccess"],
@@ -891,7 +892,7 @@ class _EdgeBuilder:
         self.ps(s + 6 * TICKS, "web-prod-02.contoso.local", "script116.ps1", ["Get-WindowsUpdateLog"])
         # 12 other JSON types in string / long columns
         sc = self.scope("web-prod-05")
-        obj = {"action": RUN_COMMAND_OP, "scope": sc}
+        obj = {"action": RUN_COMMAND_ACTION, "scope": sc}
         s = self.at(0, "13:10:00")
         self.activity((s, s + TICKS, s + 40 * TICKS), scope=sc, auths=(obj, obj, obj), corr=424242)
         self.file(s + 5 * TICKS, "web-prod-05.contoso.local", "script117.ps1", size="2048",
