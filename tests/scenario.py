@@ -20,7 +20,8 @@ class Tenant:
         self._ids += 1
         return self._ids
 
-    def session(self, day, hour, vm, op=OP, scope=None, correlation=None):
+    def session(self, day, hour, vm, op=OP, scope=None, correlation=None, redelivered_ip=None):
+        """Three AzureActivity rows; with `redelivered_ip`, the last one delivered again with that IP."""
         correlation = correlation or 'corr-%d' % self._id()
         authorization = json.dumps({'action': op, 'scope': scope or SCOPE + vm})
         for second, status in ((0, 'Start'), (1, 'Accept'), (59, 'Success')):
@@ -28,14 +29,20 @@ class Tenant:
                 'TimeGenerated': '2024-05-%02dT%02d:00:%02dZ' % (day, hour, second), 'OperationNameValue': op,
                 'Authorization': authorization, 'CorrelationId': correlation, 'Caller': 'alice@contoso.com',
                 'CallerIpAddress': '10.0.0.1', 'ActivityStatusValue': status, 'EventDataId': 'ev-%d' % self._id()})
+        if redelivered_ip:
+            self.activity.append(dict(self.activity[-1], CallerIpAddress=redelivered_ip))
 
     def script(self, day, hour, device, name, cmdlets, size=1000, minute_offset=0, file_events=1,
-               duplicate_events=False, extra_events=(), process='RunCommandExtension.exe'):
+               duplicate_events=False, extra_events=(), process='RunCommandExtension.exe', redelivered_size=None):
+        """The script's file events, its command line's events (the script, then each cmdlet); with
+        `redelivered_size`, the last file event delivered again with that FileSize."""
         for n in range(file_events):
+            time = '2024-05-%02dT%02d:00:%02dZ' % (day, hour, 10 + n)
             self.files.append({
-                'TimeGenerated': '2024-05-%02dT%02d:00:%02dZ' % (day, hour, 10 + n), 'DeviceName': device,
-                'DeviceId': 'dev-' + device, 'ReportId': self._id(),
-                'InitiatingProcessFileName': process, 'FileName': name, 'FileSize': size})
+                'TimeGenerated': time, 'Timestamp': time, 'DeviceName': device, 'DeviceId': 'dev-' + device,
+                'ReportId': self._id(), 'InitiatingProcessFileName': process, 'FileName': name, 'FileSize': size})
+        if redelivered_size is not None:
+            self.files.append(dict(self.files[-1], FileSize=redelivered_size))
         line = 'powershell -ExecutionPolicy Unrestricted -File ' + name
         commands = [name] + list(cmdlets)
         for index, command in enumerate(commands):
@@ -89,10 +96,12 @@ def semantics_scenarios():
     t.script(3, 10, 'vm1', 'script0.ps1', ['Get-Process'])
     t.session(3, 11, 'vm2')
     t.script(3, 11, 'vm2', 'script0.ps1', ['Get-Service'])
-    # 4. Events that are not PowerShell commands, and an empty Command.
+    # 4. Events that are not PowerShell commands (one with a Command), and an empty Command.
     t.session(4, 10, 'vm1')
     t.script(4, 10, 'vm1', 'script0.ps1', ['Get-Process'], extra_events=[
-        {'TimeGenerated': '2024-05-04T10:00:40Z', 'ActionType': 'ProcessCreated', 'AdditionalFields': {}}])
+        {'TimeGenerated': '2024-05-04T10:00:40Z', 'ActionType': 'ProcessCreated', 'AdditionalFields': {}},
+        {'TimeGenerated': '2024-05-04T10:00:41Z', 'ActionType': 'AmsiScriptContent',
+         'AdditionalFields': {'Command': 'Invoke-Expression'}}])
     # 5. Same cmdlets, different script sizes on two VMs: sentinel sees one fingerprint twice.
     t.session(5, 10, 'vm1')
     t.script(5, 10, 'vm1', 'script0.ps1', ['Get-Process'], size=100)
@@ -115,4 +124,12 @@ def semantics_scenarios():
     t.script(9, 10, 'vm1', 'script0.ps1', ['Get-Date'], process='runcommandextension.exe')
     t.session(9, 11, 'vm2')
     t.script(9, 11, 'vm2', 'script1.ps1', ['Get-Host'], process='RunCommandHandlerWindows.exe')
+    # 10. An AzureActivity event delivered twice, the copies differing (same EventDataId): strict keeps
+    #     one of them (the first in canonical order), sentinel takes the max IP of both.
+    t.session(10, 10, 'vm1', redelivered_ip='9.9.9.9')
+    t.script(10, 10, 'vm1', 'script0.ps1', ['Get-Acl'])
+    # 11. A file event delivered twice with another FileSize: sentinel joins both (one fingerprint,
+    #     twice: no alert), strict keeps one (FileSize 500, first in canonical order).
+    t.session(11, 10, 'vm1')
+    t.script(11, 10, 'vm1', 'script0.ps1', ['Get-Item'], size=500, redelivered_size=900)
     return t

@@ -49,7 +49,7 @@ def test_cmdlets_pooled_across_vms_only_in_sentinel(scenario_batch_alerts):
 def test_only_non_empty_powershell_commands_in_strict(scenario_batch_alerts):
     [sentinel] = day(scenario_batch_alerts, 'sentinel', 4)
     [strict] = day(scenario_batch_alerts, 'strict', 4)
-    assert sentinel['PowershellScriptCommands'] == ['', 'GET-PROCESS']
+    assert sentinel['PowershellScriptCommands'] == ['', 'GET-PROCESS', 'INVOKE-EXPRESSION']
     assert strict['PowershellScriptCommands'] == ['GET-PROCESS']
 
 
@@ -82,15 +82,22 @@ def test_script_writers_ignore_case_and_include_the_handler_only_in_strict(scena
     assert sorted(r['VirtualMachineName'] for r in day(scenario_batch_alerts, 'strict', 9)) == ['vm1', 'vm2']
 
 
+def test_a_redelivered_record_counts_once_only_in_strict(scenario_batch_alerts):
+    assert [r['CallerIpAddress'] for r in day(scenario_batch_alerts, 'sentinel', 10)] == ['9.9.9.9']
+    assert [r['CallerIpAddress'] for r in day(scenario_batch_alerts, 'strict', 10)] == ['10.0.0.1']
+    assert day(scenario_batch_alerts, 'sentinel', 11) == []
+    assert [r['PowershellFileSize'] for r in day(scenario_batch_alerts, 'strict', 11)] == [500]
+
+
 def test_scenarios_cover_every_day_in_some_semantics(scenario_batch_alerts):
-    assert sorted(set(scenario_batch_alerts['sentinel']) | set(scenario_batch_alerts['strict'])) == list(range(1, 10))
+    assert sorted(set(scenario_batch_alerts['sentinel']) | set(scenario_batch_alerts['strict'])) == list(range(1, 12))
 
 
 @pytest.mark.parametrize('name', NAMES)
 def test_the_in_memory_evaluation_gives_the_batch_alerts_day_by_day(scenario_batch_alerts, name):
     # What the streaming evaluator computes for each daily window from that window's rows.
     tables = semantics_scenarios().typed()
-    for number in range(1, 10):
+    for number in range(1, 12):
         start = parse_datetime_us('2024-05-%02dT00:00:00Z' % number)
         rows = {table: [row for row in table_rows if start <= row['TimeGenerated'] < start + DAY]
                 for table, table_rows in tables.items()}

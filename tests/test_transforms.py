@@ -147,6 +147,16 @@ def test_file_join_is_inclusive_and_time_bounded(semantics):
     assert sorted((r['CorrelationId'], r['FileName']) for r in joined) == JOINED[semantics.name]
 
 
+def test_strict_keeps_one_record_per_identity_even_when_the_copies_differ():
+    # Two deliveries of one AzureActivity event (EventDataId ev-2) that differ in CallerIpAddress:
+    # strict keeps the first in canonical order (10.0.0.2), sentinel counts both (max 10.0.0.3).
+    rows = [dict(row, EventDataId='ev-%d' % n, CallerIpAddress='10.0.0.%d' % n)
+            for n, row in enumerate(SESSION_ROWS[:3])]
+    rows.append(dict(rows[2], CallerIpAddress='10.0.0.3'))
+    assert [s['CallerIpAddress'] for s in window_sessions(rows, SENTINEL)] == ['10.0.0.3']
+    assert [s['CallerIpAddress'] for s in window_sessions(rows, STRICT)] == ['10.0.0.2']
+
+
 def test_cmdlet_lists_are_pooled_sorted_upper_cased_with_empty_kept():
     assert window_script_cmdlet_lists(CMDLET_ROWS, SENTINEL) == SCRIPTS
 
