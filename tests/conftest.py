@@ -5,10 +5,9 @@ import collections
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
 
+from beam_testing import in_process_pipeline
 from flink_support import cluster
-from pipelines.options import IN_PROCESS_RUNNER
 from pipelines.rare_runcommand import read_json_lines_output
 from scenario import semantics_scenarios
 from transforms.detect.alerts import ToAlerts
@@ -37,7 +36,7 @@ def flink_cluster():
 def scenario_batch_alerts(tmp_path_factory):
     """{semantics name: {day of May: [alerts]}}: DetectUniqueScripts and ToAlerts in one pipeline."""
     windows = QueryWindows(DAY, DAY)
-    pipeline = TestPipeline(runner=IN_PROCESS_RUNNER)
+    pipeline = in_process_pipeline()
     tables = {
         table: pipeline | 'Rows' + table >> beam.Create(
             [(window, row) for row in rows for window in windows.windows_in_range(row['TimeGenerated'])])

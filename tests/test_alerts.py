@@ -7,16 +7,14 @@ branch writing its alerts to its own files.
 """
 
 import dataclasses
-import json
 import uuid
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipelines.options import IN_PROCESS_RUNNER
+from beam_testing import in_process_pipeline
 from pipelines.rare_runcommand import counters, read_json_lines_output
-from transforms.detect.alerts import ALERTS_PER_WINDOW, ToAlerts, alert_id, make_alert, query_result
+from transforms.detect.alerts import ALERTS_PER_WINDOW, ToAlerts, alert_id, make_alert, query_result, window_alerts
 from transforms.detect.rule import load_rule
 from transforms.detect.windows import QueryWindows
 from transforms.write.files import WriteJsonLines
@@ -121,11 +119,9 @@ SINGLE = dataclasses.replace(RULE, event_grouping='SingleAlert')
 CASES = {
     # name: (rows in the order given, windows, rule)
     'fixed_1d': (ROWS, QueryWindows(DAY, DAY), RULE),
-    'fixed_2d': (ROWS, QueryWindows(2 * DAY, 2 * DAY), RULE),
     'sliding_2d_1d': (ROWS, QueryWindows(2 * DAY, DAY), RULE),
     'more_than_one_result': (ROWS, QueryWindows(DAY, DAY), dataclasses.replace(RULE, trigger_threshold=1)),
     'single_alert': (ROWS, QueryWindows(DAY, DAY), SINGLE),
-    'single_alert_more_than_one': (ROWS, QueryWindows(DAY, DAY), dataclasses.replace(SINGLE, trigger_threshold=1)),
 }
 
 
@@ -133,7 +129,7 @@ CASES = {
 def alerts_of(tmp_path_factory):
     """{case: alerts written by ToAlerts}, and the run's counters."""
     base = tmp_path_factory.mktemp('alerts')
-    pipeline = TestPipeline(runner=IN_PROCESS_RUNNER)
+    pipeline = in_process_pipeline()
     branches = []
     for name, (rows, windows, rule) in CASES.items():
         branches.append(
@@ -172,13 +168,16 @@ def test_alerts_of_daily_windows(alerts_of):
 
 
 def test_sliding_backfill_and_fixed_run_share_ids_for_the_same_window(alerts_of):
-    # Fixed 2-day windows [0, 2d) vs. 2-day windows sliding every day: [-1d, 1d), [0, 2d), [1d, 3d).
+    # 2-day windows sliding every day: [-1d, 1d), [0, 2d), [1d, 3d). The alerts of [0, 2d) are those
+    # a run with fixed 2-day windows makes for that window.
     written, _ = alerts_of
-    fixed = [('01b9a548-aabf-532b-afe8-fd21425badfa', '1970-01-01', 'script2.ps1'),
-             ('8989b684-99df-5cee-8dd3-6b3a652afde0', '1970-01-01', 'script3.ps1'),
-             ('b2c9f064-fa90-5571-a601-52712b890dce', '1970-01-01', 'script1.ps1')]
-    assert ids(written['fixed_2d']) == fixed
-    assert ids(written['sliding_2d_1d']) == sorted(fixed + [
+    fixed = [make_alert([query_result(row)], RULE, 'sentinel', JAN_1, '1970-01-03T00:00:00.000000Z')['SystemAlertId']
+             for row in ROWS]
+    assert fixed == ['b2c9f064-fa90-5571-a601-52712b890dce', '01b9a548-aabf-532b-afe8-fd21425badfa',
+                     '8989b684-99df-5cee-8dd3-6b3a652afde0']
+    assert ids(written['sliding_2d_1d']) == sorted([
+        (fixed[1], '1970-01-01', 'script2.ps1'), (fixed[2], '1970-01-01', 'script3.ps1'),
+        (fixed[0], '1970-01-01', 'script1.ps1'),
         ('c8533ca9-a33f-5f0c-8621-56d1a3032056', '1969-12-31', 'script1.ps1'),
         ('bd1bea05-7a6b-5df9-bec2-b4145ef9f8bf', '1969-12-31', 'script2.ps1'),
         ('8be18efe-c94e-57f2-a90c-9b3c5be6afe4', '1970-01-02', 'script3.ps1')])
@@ -188,10 +187,10 @@ def test_trigger_threshold_applies_per_window(alerts_of):
     # Day 0 has 2 results (2 > 1: alerts), day 1 has 1 (no alert).
     written, counted = alerts_of
     assert ids(written['more_than_one_result']) == [FIXED_1D[0], FIXED_1D[2]]
-    # The counters of all the cases of the run: 3 + 3 + 6 + 2 + 2 + 1 alerts; per daily window, those
-    # of the fixed 1-day cases and of the two grouping cases.
-    assert counted['detection'] == {'alerts': 17}
-    assert counted[ALERTS_PER_WINDOW]['%s/%s' % (JAN_1, JAN_2)] == 2 + 2 + 1 + 1
+    # The counters of all the cases of the run: 3 + 6 + 2 + 2 alerts; per daily window, those of the
+    # fixed 1-day cases and of the single alerts.
+    assert counted['detection'] == {'alerts': 13}
+    assert counted[ALERTS_PER_WINDOW]['%s/%s' % (JAN_1, JAN_2)] == 2 + 2 + 1
     assert counted[ALERTS_PER_WINDOW]['%s/1970-01-03T00:00:00.000000Z' % JAN_2] == 1 + 1
 
 
@@ -203,6 +202,20 @@ def test_single_alert_per_window_carries_all_rows(alerts_of):
     day0 = next(a for a in written['single_alert'] if a['QueryPeriodStart'] == JAN_1)
     assert 'QueryResult' not in day0 and day0['QueryResults'][0] == QUERY_RESULT
     assert (day0['StartTime'], day0['EndTime']) == ('1970-01-01T01:01:00.000000Z', '1970-01-01T01:02:30.000000Z')
-    # With a threshold, only the window with more than one row raises its single alert.
-    assert ids(written['single_alert_more_than_one']) == ids(written['single_alert'])[:1]
-    assert json.dumps(day0)   # JSON-ready as written
+
+
+@pytest.mark.parametrize('rule, results, alerts', [
+    (RULE, 2, 2), (RULE, 0, 0),
+    (dataclasses.replace(RULE, trigger_threshold=1), 1, 0), (dataclasses.replace(RULE, trigger_threshold=1), 2, 2),
+    (dataclasses.replace(RULE, trigger_operator='lt', trigger_threshold=2), 1, 1),
+    (dataclasses.replace(RULE, trigger_operator='lt', trigger_threshold=2), 0, 0),   # no row: nothing to raise
+    (SINGLE, 2, 1), (SINGLE, 0, 0), (dataclasses.replace(SINGLE, trigger_threshold=1), 1, 0),
+    (dataclasses.replace(SINGLE, trigger_threshold=1), 2, 1),
+])
+def test_the_alerts_of_one_window_follow_the_trigger_and_the_grouping(rule, results, alerts):
+    rows = [query_result(row) for row in ROWS[:results]]
+    made = window_alerts(rows, rule, 'sentinel', (0, DAY))
+    assert len(made) == alerts
+    assert all((a['QueryPeriodStart'], a['QueryPeriodEnd']) == (JAN_1, JAN_2) for a in made)
+    if rule.event_grouping == 'SingleAlert' and made:
+        assert [r['PowershellFileName'] for r in made[0]['QueryResults']] == ['script1.ps1', 'script2.ps1']

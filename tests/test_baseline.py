@@ -9,10 +9,9 @@ import json
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.options import IN_PROCESS_RUNNER
+from beam_testing import in_process_pipeline
 from scenario import Tenant, run_alerts
 from transforms.detect import baseline
 from transforms.detect.alerts import ALERTS
@@ -95,7 +94,7 @@ def test_the_baseline_transforms_on_sightings():
         [record('f', '2024-04-30T00:00:00.000000Z', '2024-04-30T00:00:00.000000Z', 1)]))
     alerts = [alert('f', '2024-05-08T00:00:00.000000Z'), alert('g', '2024-05-08T00:00:00.000000Z'),
               alert('f', '2024-05-09T00:00:00.000000Z')]
-    with TestPipeline(runner=IN_PROCESS_RUNNER) as pipeline:
+    with in_process_pipeline() as pipeline:
         seen = pipeline | 'Seen' >> beam.Create(sightings + stored)
         kept = ({ALERTS: pipeline | 'Alerts' >> beam.Create(alerts), SEEN: seen}
                 | baseline.ApplyHistoryBaseline(7))

@@ -8,11 +8,10 @@ import urllib.parse
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from beam_testing import in_process_pipeline
 from transforms.write import logs_ingestion as li
-from pipelines.options import IN_PROCESS_RUNNER
 
 TOKEN = 'eyJ0eXAi.secret-token-value'
 DCR = 'dcr-0123456789abcdef0123456789abcdef'
@@ -218,7 +217,7 @@ def test_pipeline_batches_within_limit_and_dead_letters_rejects(server, tmp_path
     alerts = [alert(i, pad=1000) for i in range(30)]
     huge = alert(99, pad=6000)
     limit = 5000
-    pipeline = BeamTestPipeline(runner=IN_PROCESS_RUNNER)
+    pipeline = in_process_pipeline()
     dead = (pipeline
             | beam.Create(alerts + [huge])
             | li.WriteToLogsIngestion(server.endpoint, DCR, STREAM, li.TokenSource(token_file=str(token_file)),

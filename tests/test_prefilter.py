@@ -301,11 +301,13 @@ def check(table, semantics_name, lines, compressed, final_newline, split_at, blo
     return expected
 
 
-SETTINGS = settings(max_examples=int(os.environ.get('PREFILTER_EXAMPLES', '80')), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Random files per table: a few in every run, many more in the slow run (PREFILTER_EXAMPLES sets it).
+QUICK_EXAMPLES = 25
+THOROUGH_EXAMPLES = int(os.environ.get('PREFILTER_EXAMPLES', '200'))
 
 
-def _property(table):
-    @SETTINGS
+def _property(table, examples):
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=st.data(), semantics_name=st.sampled_from(sorted(SEMANTICS)), compressed=st.booleans(),
            final_newline=st.booleans(), split_at=st.integers(0, 4000),
            block_bytes=st.sampled_from([7, 64, BLOCK_BYTES]))
@@ -316,9 +318,15 @@ def _property(table):
     return test
 
 
-test_prefilter_keeps_every_relevant_row_AzureActivity = _property(AZURE_ACTIVITY)
-test_prefilter_keeps_every_relevant_row_DeviceFileEvents = _property(DEVICE_FILE_EVENTS)
-test_prefilter_keeps_every_relevant_row_DeviceEvents = _property(DEVICE_EVENTS)
+test_prefilter_keeps_every_relevant_row_AzureActivity = _property(AZURE_ACTIVITY, QUICK_EXAMPLES)
+test_prefilter_keeps_every_relevant_row_DeviceFileEvents = _property(DEVICE_FILE_EVENTS, QUICK_EXAMPLES)
+test_prefilter_keeps_every_relevant_row_DeviceEvents = _property(DEVICE_EVENTS, QUICK_EXAMPLES)
+test_prefilter_keeps_every_relevant_row_AzureActivity_thoroughly = pytest.mark.slow(
+    _property(AZURE_ACTIVITY, THOROUGH_EXAMPLES))
+test_prefilter_keeps_every_relevant_row_DeviceFileEvents_thoroughly = pytest.mark.slow(
+    _property(DEVICE_FILE_EVENTS, THOROUGH_EXAMPLES))
+test_prefilter_keeps_every_relevant_row_DeviceEvents_thoroughly = pytest.mark.slow(
+    _property(DEVICE_EVENTS, THOROUGH_EXAMPLES))
 
 
 # --- hand-picked cases the properties must cover --------------------------------------------

@@ -12,8 +12,8 @@ import apache_beam as beam
 import fastavro
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
+from beam_testing import in_process_pipeline
 from pipelines.sink_options import SinkOptions, sink_settings
 from transforms.write import files, gcp, sinks
 from transforms.write.sinks import parse_sinks
@@ -50,7 +50,7 @@ def options(*args):
 
 
 def run_outputs(output_dir, *args, alerts=None):
-    pipeline = BeamTestPipeline(runner=IN_PROCESS_RUNNER, options=options(*args))
+    pipeline = in_process_pipeline(options(*args))
     written = sinks.write_outputs(pipeline | 'Alerts' >> beam.Create(alerts if alerts is not None else ALERTS),
                                   pipeline | 'Dead' >> beam.Create(DEAD), sink_settings(options(*args)),
                                   str(output_dir))
@@ -112,7 +112,7 @@ def _explode(alert):
 
 
 def test_failed_run_leaves_no_output_under_final_names(tmp_path):
-    pipeline = BeamTestPipeline(runner=IN_PROCESS_RUNNER, options=options('--sinks=jsonl'))
+    pipeline = in_process_pipeline(options('--sinks=jsonl'))
     alerts = pipeline | 'Alerts' >> beam.Create(ALERTS) | 'Explode' >> beam.Map(_explode)
     sinks.write_outputs(alerts, pipeline | 'Dead' >> beam.Create([]), sink_settings(options('--sinks=jsonl')),
                         str(tmp_path))

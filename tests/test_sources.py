@@ -1,16 +1,24 @@
-"""ReadTable: what a pattern reads when it matches files, none, or cannot be listed."""
+"""ReadTable: what a pattern reads when it matches files, none, or cannot be listed; the rows of
+a read step paired with their query windows, and its counters."""
+
+import json
 
 import apache_beam as beam
 import pytest
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from beam_testing import in_process_pipeline
 from pipelines import rare_runcommand
 from pipelines.options import IN_PROCESS_RUNNER
-from transforms.read.schema import AZURE_ACTIVITY
+from pipelines.rare_runcommand import counters
+from transforms.detect.windows import QueryWindows, window_label
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS
 from transforms.read.sources import ReadTable, UnreadableInput
+from transforms.write.run_report import build_summary
+
+DAY = 86_400_000_000
 
 
 def test_a_pattern_whose_files_cannot_be_listed_fails_the_run(tmp_path):
@@ -32,8 +40,35 @@ def test_a_listing_error_of_the_file_system_fails_the_run(monkeypatch):
         _ = pipeline | ReadTable(AZURE_ACTIVITY, 'gs://no-such-bucket/*')
 
 
-def test_a_pattern_matching_no_file_reads_as_an_empty_table(tmp_path):
-    with TestPipeline(runner=IN_PROCESS_RUNNER) as pipeline:
-        read = pipeline | ReadTable(AZURE_ACTIVITY, str(tmp_path / 'none' / '*.jsonl'))
-        assert_that(read.rows, equal_to([]), label='NoRows')
-        assert_that(read.dead_letter, equal_to([]), label='NoDeadLetters')
+def test_read_step_pairs_each_row_with_its_windows_in_range(tmp_path):
+    # Sliding 2-day windows every day, only those inside [-1d, 3d): each row in every such window that
+    # holds it; the row at 3d + 5 us is only in [2d, 4d) and [3d, 5d), outside the range: not produced.
+    path = tmp_path / 'DeviceEvents.jsonl'
+    times = ['1970-01-02T00:00:00.000005Z', '1970-01-01T00:00:00.000005Z', '1970-01-03T00:00:00.000005Z',
+             '1970-01-04T00:00:00.000005Z']
+    path.write_text(''.join(json.dumps({'TimeGenerated': t}) + '\n' for t in times))
+    sliding = QueryWindows(2 * DAY, DAY, 0, -DAY, 3 * DAY)
+    p = in_process_pipeline()
+    read = p | ReadTable(DEVICE_EVENTS, str(path), windows=sliding)
+    # A pattern that matches no file reads as an empty table.
+    nothing = p | 'NoFile' >> ReadTable(AZURE_ACTIVITY, str(tmp_path / 'none' / '*.jsonl'), windows=sliding)
+    assert_that((nothing.rows, nothing.dead_letter, nothing.window_counts) | beam.Flatten(), equal_to([]),
+                label='NothingRead')
+    assert_that(read.rows | beam.MapTuple(lambda w, row: (window_label(w), row['TimeGenerated'])), equal_to([
+        (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), DAY + 5),
+        (('1970-01-02T00:00:00.000000Z', '1970-01-04T00:00:00.000000Z'), DAY + 5),
+        (('1969-12-31T00:00:00.000000Z', '1970-01-02T00:00:00.000000Z'), 5),
+        (('1970-01-01T00:00:00.000000Z', '1970-01-03T00:00:00.000000Z'), 5),
+        (('1970-01-02T00:00:00.000000Z', '1970-01-04T00:00:00.000000Z'), 2 * DAY + 5)]),
+        label='RowsInWindows')
+    assert_that(read.window_counts, equal_to([((-DAY, DAY), 1), ((0, 2 * DAY), 2), ((DAY, 3 * DAY), 2)]),
+                label='WindowCounts')
+    result = p.run()
+    result.wait_until_finish()
+    # The run's counters as the pipeline hands them to the console summary and the run report.
+    counted = counters(result)
+    assert counted[DEVICE_EVENTS] == {'read': 4, 'parsed': 4, 'skipped_irrelevant': 0,
+                                      'outside_range': 1, 'relevant': 3}
+    assert AZURE_ACTIVITY not in counted
+    assert build_summary(counted)['tables'][DEVICE_EVENTS] == {
+        'read': 4, 'parsed': 4, 'dead_lettered': 0, 'skipped_irrelevant': 0, 'outside_range': 1}

@@ -13,12 +13,12 @@ import os
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
+from beam_testing import streaming_pipeline
 from scenario import Tenant, semantics_scenarios
 from transforms.detect.alerts import ALERTS, query_result
 from transforms.detect.query import evaluate_window
@@ -44,12 +44,6 @@ def typed(tenant):
 
 def stamped(pairs):
     return [window.TimestampedValue(pair, Timestamp(micros=pair[1]['TimeGenerated'])) for pair in pairs]
-
-
-def streaming_options():
-    options = PipelineOptions(['--runner=BundleBasedDirectRunner'])
-    options.view_as(StandardOptions).streaming = True
-    return options
 
 
 def test_on_time_late_within_lateness_and_too_late():
@@ -78,7 +72,7 @@ def test_on_time_late_within_lateness_and_too_late():
               .add_elements(stamped(typed(too_late)))
               .advance_watermark_to_infinity())
     windows = QueryWindows(DAY, DAY)
-    with beam.Pipeline(options=streaming_options()) as p:
+    with streaming_pipeline() as p:
         out = p | stream | DetectInStream(Semantics.named('sentinel'), load_rule(), windows, HOUR)
         alerts = out[ALERTS] | 'AlertKey' >> beam.Map(
             lambda a: (a.get('AlertStatus', 'New'), a.get('QueryResult', {}).get('VirtualMachineName')))
@@ -105,7 +99,7 @@ def test_alert_ids_stay_the_same_across_late_firings():
               .advance_watermark_to_infinity())
     # The ids of vm1's and vm2's alerts, as a batch run over all the rows gives them.
     expected_ids = ['90361db5-8002-5b67-a488-706151218b30', 'fc86f97d-f649-58ba-8b31-b68928bd68c6']
-    with beam.Pipeline(options=streaming_options()) as p:
+    with streaming_pipeline() as p:
         out = p | stream | DetectInStream(Semantics.named('sentinel'), load_rule(), QueryWindows(DAY, DAY), HOUR)
         # vm1's alert (Prevalence 100, then 50) is emitted once, with the id the batch gives it.
         assert_that(out[ALERTS] | beam.Map(lambda a: a['SystemAlertId']), equal_to(expected_ids))
@@ -175,7 +169,7 @@ def test_stream_gives_the_batch_alerts_in_both_semantics(scenario_batch_alerts):
                              for a in alerts)
                 for name, by_day in scenario_batch_alerts.items()}
     assert [len(expected[name]) for name in NAMES] == [5, 13]
-    with beam.Pipeline(options=streaming_options()) as p:
+    with streaming_pipeline() as p:
         rows = p | stream_day_by_day(pairs, HOUR, days_per_step=3)
         for name in NAMES:
             out = rows | 'Detect' + name >> DetectInStream(Semantics.named(name), load_rule(), QueryWindows(DAY, DAY),
@@ -192,7 +186,7 @@ def test_edge_day_streamed_gives_the_reference_rows():
     pairs = [pair for pair in _golden_rows(case) if pair[1]['TimeGenerated'] is not None]
     with open(os.path.join(GOLDEN, case['expected']), encoding='utf-8') as handle:
         want = [json.dumps(json.loads(line), sort_keys=True) for line in handle if line.strip()]
-    with beam.Pipeline(options=streaming_options()) as p:
+    with streaming_pipeline() as p:
         out = p | stream_day_by_day(pairs, HOUR) | DetectInStream(
             Semantics.named('sentinel'), load_rule(), QueryWindows(DAY, DAY), HOUR)
         assert_that(out[ALERTS] | beam.Map(result_with_window), equal_to(want))

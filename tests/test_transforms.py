@@ -1,31 +1,24 @@
-"""Each stage of the detection on hand-made rows, through both drivers.
+"""Each stage of the detection on hand-made rows of one window: what it must produce, written out.
 
-Every case gives a stage one window's rows and writes out what it must produce. The in-memory
-stage function (what streaming runs) is checked case by case; one pipeline then runs every case
-through the stage's PTransform (what batch runs), each case in its own window, beside a row of
-another window that must not join it.
+These call the stages' in-memory functions, which streaming runs; the batch PTransforms that wrap
+the same functions run in tests/test_semantics.py, where every scenario has its own window and the
+batch results must equal the in-memory ones, day by day, in both semantics.
 """
 
 import json
 
-import apache_beam as beam
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.options import IN_PROCESS_RUNNER
-from transforms.detect.file_joins import FILES, SESSIONS, JoinSessionsWithScriptFiles, window_session_files
-from transforms.detect.fingerprints import UniqueFingerprints, sentinel_fingerprint, window_unique_fingerprints
-from transforms.detect.script_cmdlets import ScriptCmdletLists, window_script_cmdlet_lists
+from transforms.detect.file_joins import is_script_file_write, window_session_files
+from transforms.detect.fingerprints import sentinel_fingerprint, window_unique_fingerprints
+from transforms.detect.script_cmdlets import window_script_cmdlet_lists
 from transforms.detect.semantics import RUN_COMMAND_ACTION, Semantics
-from transforms.detect.sessions import RunCommandSessions, window_sessions
+from transforms.detect.sessions import window_sessions
 from transforms.read.ingest import parse_datetime_us, typed_row
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
 
 SENTINEL = Semantics.named('sentinel')
 STRICT = Semantics.named('strict')
-W = (1, 2)             # a query window (start, end): the stages take and give (window, value) pairs
-OTHER = (3, 4)         # another window
 
 
 def t(text):
@@ -172,7 +165,6 @@ def test_fingerprint_is_sha256_of_compact_json_list():
 
 
 def test_script_writers_are_configurable_and_case_insensitive_only_in_strict():
-    from transforms.detect.file_joins import is_script_file_write
     handler = file_event('vm1', '2024-03-01T10:00:05Z', process='RunCommandHandlerWindows.exe')
     lower = file_event('vm1', '2024-03-01T10:00:05Z', process='runcommandextension.exe')
     assert is_script_file_write(handler, STRICT) and is_script_file_write(lower, STRICT)
@@ -180,35 +172,3 @@ def test_script_writers_are_configurable_and_case_insensitive_only_in_strict():
     only_custom = Semantics.named('strict', process_names=('MyRunner.exe',))
     assert not is_script_file_write(lower, only_custom)
     assert is_script_file_write(file_event('vm1', '2024-03-01T10:00:05Z', process='MYRUNNER.EXE'), only_custom)
-
-
-def test_every_stage_gives_the_same_through_its_ptransform():
-    """The cases above through the batch PTransforms, in one pipeline: each case's rows in window W,
-    and a row of another window that would join them if windows did not separate them."""
-    with TestPipeline(runner=IN_PROCESS_RUNNER) as pipeline:
-        def rows(label, values, extra=()):
-            return pipeline | label >> beam.Create([(W, value) for value in values] + list(extra))
-
-        sessions = rows('Activity', SESSION_ROWS, [(OTHER, activity('2024-03-01T10:00:01Z', 'Success'))])
-        assert_that(sessions | RunCommandSessions(SENTINEL), equal_to(
-            [(W, session) for session in SESSIONS_OF_ROWS] + [(OTHER, dict(
-                SESSIONS_OF_ROWS[0], StartTime=t('2024-03-01T10:00:01Z'), EndTime=t('2024-03-01T10:00:01Z'),
-                CallerIpAddress='10.0.0.1'))]), label='Sessions')
-
-        for semantics in (SENTINEL, STRICT):
-            name = semantics.name
-            joined = ({SESSIONS: rows('JoinSessions' + name, JOIN_SESSIONS),
-                       FILES: rows('JoinFiles' + name, JOIN_FILES,
-                                   [(OTHER, file_event('vm1', '2024-03-01T10:00:05Z', 'script6.ps1'))])}
-                      | 'Join' + name >> JoinSessionsWithScriptFiles(semantics))
-            assert_that(joined | 'JoinedKey' + name >> beam.MapTuple(lambda w, r: (w, r['CorrelationId'], r['FileName'])),
-                        equal_to([(W,) + pair for pair in JOINED[name]]), label='Joined' + name)
-
-        lists = rows('Events', CMDLET_ROWS, [(OTHER, device_event(LINE, 'Get-Date'))]) | ScriptCmdletLists(SENTINEL)
-        assert_that(lists | 'ScriptKey' >> beam.MapTuple(lambda key, script: (key, script['PowershellScriptCommands'])),
-                    equal_to([((W, 'script0.ps1'), CMDLETS), ((OTHER, 'script0.ps1'), ['GET-DATE'])]),
-                    label='CmdletLists')
-
-        unique = rows('Data', DATA_ROWS, [(OTHER, data_row(['A']))]) | UniqueFingerprints(SENTINEL)
-        assert_that(unique | 'UniqueKey' >> beam.MapTuple(lambda w, r: (w, r['PowershellScriptCommands'], r['Prevalence'])),
-                    equal_to([(W,) + pair for pair in UNIQUE] + [(OTHER, ['A'], 100.0)]), label='Unique')
