@@ -19,7 +19,7 @@ import pytest
 
 from flink_support import (FLINK_ARGS, FLINK_LOCAL_DIR, ROOT, RUN_TIMEOUT, cluster, detection_command,
                            detection_counters, finished_jobs, outputs, rest, run_in_process, run_on_flink)
-from pipelines import generate
+from tools import generate
 
 GOLDEN = ROOT / 'tests' / 'golden'
 
