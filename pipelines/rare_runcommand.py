@@ -32,7 +32,7 @@ from transforms.detect.semantics import Semantics
 from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
 from transforms.read.dead_letter import DEAD_LETTER
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
-from transforms.read.sources import ReadTable
+from transforms.read.sources import ReadTable, UnreadableInput
 from transforms.write.files import ALERT_FILES, WINDOW_FILES, WriteJsonLines, clear_previous_run
 from transforms.write.run_report import write_run_report
 from transforms.write.sinks import write_outputs
@@ -266,7 +266,7 @@ def main():
     logging.getLogger().setLevel(logging.WARNING)
     try:
         run(sys.argv[1:])
-    except PreflightError as error:
+    except (PreflightError, UnreadableInput) as error:
         sys.stderr.write('rare-runcommand: error: %s\n' % error)
         sys.exit(2)
 

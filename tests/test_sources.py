@@ -30,6 +30,18 @@ def test_a_pattern_whose_files_cannot_be_listed_fails_the_run(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_command_reports_an_unlistable_pattern_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr('sys.argv', ['rare-runcommand', '--output_dir', str(tmp_path),
+                                     '--device_events', 'nosuchfs://bucket/DeviceEvents/*'])
+    with pytest.raises(SystemExit) as exit_info:
+        rare_runcommand.main()
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("rare-runcommand: error: DeviceEvents: cannot list the files of "
+                            "'nosuchfs://bucket/DeviceEvents/*': Unable to get filesystem")
+    assert error.count('\n') == 1
+
+
 def test_a_listing_error_of_the_file_system_fails_the_run(monkeypatch):
     def refuse(patterns, limits=None):
         raise BeamIOError('Match operation failed', {patterns[0]: PermissionError('403 Forbidden')})
