@@ -170,7 +170,7 @@ def test_stream_gives_the_batch_alerts_in_both_semantics(scenario_batch_alerts):
                 for name, by_day in scenario_batch_alerts.items()}
     assert [len(expected[name]) for name in NAMES] == [5, 13]
     with streaming_pipeline() as p:
-        rows = p | stream_day_by_day(pairs, HOUR, days_per_step=3)
+        rows = p | stream_day_by_day(pairs, HOUR, days_per_step=6)
         for name in NAMES:
             out = rows | 'Detect' + name >> DetectInStream(Semantics.named(name), load_rule(), QueryWindows(DAY, DAY),
                                                             HOUR)
