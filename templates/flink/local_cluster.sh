@@ -125,11 +125,13 @@ beam_version() {
 }
 
 fetch_job_server() {
-  local version jar_name built
+  local version jar_name built digest
   version=$(beam_version)
   jar_name=beam-runners-flink-$flink_minor-job-server-$version.jar
   built=$FLINK_LOCAL_DIR/jars/$jar_name
-  if [ ! -f "$built" ]; then
+  digest=$(sha256sum "$here/job-server/pom.xml" | cut -d' ' -f1)
+  # Built again when the pom changed since (its sha256 is kept beside the jar).
+  if [ ! -f "$built" ] || [ "$(cat "$built.pom-sha256" 2> /dev/null)" != "$digest" ]; then
     command -v mvn > /dev/null || die "mvn not found: the Flink job server is built with Maven"
     say "building Beam's Flink $flink_minor job server $version (Maven Central)"
     mkdir -p "$FLINK_LOCAL_DIR/jars"
@@ -139,6 +141,8 @@ fetch_job_server() {
         > "$FLINK_LOCAL_DIR/job-server-build.log" 2>&1 \
       || die "Maven could not build the job server (log: $FLINK_LOCAL_DIR/job-server-build.log)"
     cp "$FLINK_LOCAL_DIR/job-server-build/$jar_name" "$built.partial" && mv "$built.partial" "$built"
+    echo "$digest" > "$built.pom-sha256"
+    rm -rf "$FLINK_LOCAL_DIR/job-server-build"
   fi
   mkdir -p "$beam_jar_cache"
   if ! cmp -s "$built" "$beam_jar_cache/$jar_name"; then
