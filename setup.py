@@ -23,7 +23,11 @@ setuptools.setup(
     ],
     extras_require={
         # duckdb: the benchmark's SQL, which tests/test_benchmark_smoke.py checks against the reference.
-        'test': ['pytest>=7', 'hypothesis>=6', 'wheel', 'duckdb>=1.1'],
+        # confluent-kafka: the replay tool's producer (pipelines/replay.py) and the Kafka tests' consumer;
+        # librdkafka wheels for Linux and macOS, x86-64 and arm64. The pipeline itself reads and writes
+        # Kafka through Beam's Java KafkaIO.
+        'kafka': ['confluent-kafka>=2.3'],
+        'test': ['pytest>=7', 'hypothesis>=6', 'wheel', 'duckdb>=1.1', 'confluent-kafka>=2.3'],
         'gcp': ['apache-beam[gcp]==2.62.0'],
         'bench': ['duckdb>=1.1'],
     },

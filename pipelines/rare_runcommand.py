@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
+from pipelines.kafka_options import KafkaOptions
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
 from transforms.detect import baseline
@@ -30,7 +31,6 @@ from transforms.detect.relevance import read_filters
 from transforms.detect.rule import load_rule
 from transforms.detect.semantics import Semantics
 from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
-from transforms.read.dead_letter import DEAD_LETTER
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
 from transforms.read.sources import ReadTable, UnreadableInput
 from transforms.write.files import ALERT_FILES, WINDOW_FILES, WriteJsonLines, clear_previous_run
@@ -120,41 +120,6 @@ def build(pipeline, options):
     return alerts, all_dead_letters
 
 
-STREAM_OPTIONS = {AZURE_ACTIVITY: 'input_subscription_azure_activity',
-                  DEVICE_FILE_EVENTS: 'input_subscription_device_file_events',
-                  DEVICE_EVENTS: 'input_subscription_device_events'}
-
-
-def build_streaming(pipeline, options):
-    """Adds the streaming detection (Pub/Sub in, Pub/Sub out) to `pipeline`; returns (alerts, dead letters)."""
-    from transforms.detect.streaming import DetectInStream
-    from transforms.read.stream_sources import ReadTableStream
-    detection = options.view_as(DetectionOptions)
-    rule = load_rule(detection.rule)
-    semantics = semantics_of(detection)
-    windows = query_windows(detection, rule)
-    missing = [name for name in STREAM_OPTIONS.values() if not getattr(detection, name)]
-    if missing:
-        raise ValueError('--streaming needs ' + ', '.join('--' + name for name in missing))
-    rows, dead_letters = [], []
-    for table, option in STREAM_OPTIONS.items():
-        read = pipeline | 'Stream' + table >> ReadTableStream(table, getattr(detection, option))
-        rows.append(read.rows)
-        dead_letters.append(read.dead_letter)
-    detected = (rows | 'FlattenTables' >> beam.Flatten()
-                | 'DetectInStream' >> DetectInStream(semantics, rule, windows,
-                                                     parse_timespan(detection.allowed_lateness)))
-    dead_letters.append(detected[DEAD_LETTER])
-    all_dead_letters = dead_letters | 'FlattenDeadLetters' >> beam.Flatten()
-    for name, pcoll, topic in (('Alerts', detected[ALERTS], detection.alerts_topic),
-                               ('DeadLetters', all_dead_letters, detection.dead_letter_topic)):
-        if topic:
-            (pcoll
-             | 'Encode' + name >> beam.Map(lambda record: json.dumps(record, ensure_ascii=False).encode('utf-8'))
-             | 'Publish' + name >> beam.io.WriteToPubSub(topic))
-    return detected[ALERTS], all_dead_letters
-
-
 def counters(result):
     """{namespace: {name: value}} of the run's committed counters."""
     summary = {}
@@ -194,7 +159,23 @@ def print_help(stream=None):
                '--direct_running_mode, ...) are accepted as well.')
     DetectionOptions._add_argparse_args(parser)  # pylint: disable=protected-access
     SinkOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    KafkaOptions._add_argparse_args(parser)  # pylint: disable=protected-access
     parser.print_help(stream or sys.stdout)
+
+
+# Streaming on Flink: checkpoints every 10 s (Beam's Flink option; state and Kafka offsets survive a
+# lost TaskManager), unless the command line says otherwise.
+FLINK_STREAMING_DEFAULTS = ('--checkpointing_interval=10000',)
+
+
+def with_stream_defaults(argv):
+    """`argv` with the Flink streaming defaults the command line does not set."""
+    probe = PipelineOptions(argv)
+    runner = (probe.view_as(StandardOptions).runner or '').lower()
+    if not probe.view_as(StandardOptions).streaming or 'flink' not in runner:
+        return list(argv)
+    given = {arg.split('=', 1)[0] for arg in argv if arg.startswith('--')}
+    return list(argv) + [default for default in FLINK_STREAMING_DEFAULTS if default.split('=', 1)[0] not in given]
 
 
 def run(argv=None):
@@ -202,7 +183,7 @@ def run(argv=None):
     if '-h' in argv or '--help' in argv:
         print_help()
         return None
-    options = PipelineOptions(argv)
+    options = PipelineOptions(with_stream_defaults(argv))
     standard = options.view_as(StandardOptions)
     if standard.runner is None or standard.runner.lower() in ('fnapirunner', 'fnapi'):
         # Beam's DirectRunner first tries to download a runner binary; the in-process runner does not.
@@ -214,8 +195,15 @@ def run(argv=None):
         logging.info('No input patterns given: running on the bundled sample day in %s', SAMPLE_DIR)
     pipeline = beam.Pipeline(options=options)
     if standard.streaming:
+        from pipelines.stream_detection import build_streaming
         build_streaming(pipeline, options)
-        return pipeline.run()
+        result = pipeline.run()
+        # A streaming job runs until it is cancelled; on Flink the job server lives in this process,
+        # so it stays attached (stopping it leaves the job running on the cluster).
+        sys.stderr.write('rare-runcommand: the streaming job runs until it is cancelled (%s)\n'
+                         % type(result).__name__)
+        result.wait_until_finish()
+        return result
     build(pipeline, options)
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
     # An earlier run's shards (maybe another number of them) must not mix with this run's.

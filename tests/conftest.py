@@ -55,3 +55,16 @@ def scenario_batch_alerts(tmp_path_factory):
     for name, alert in read_json_lines_output(output, 'alerts'):
         found[name][int(alert['QueryPeriodStart'][8:10])].append(alert)
     return found
+
+
+@pytest.fixture(scope='session')
+def kafka_broker():
+    """The local Kafka broker (templates/kafka/local_broker.sh), started once for the session and stopped
+    at its end, unless it was running before the tests."""
+    from flink_support import broker
+    was_running = broker('status') == 0
+    if not was_running:
+        assert broker('start') == 0, 'templates/kafka/local_broker.sh start failed'
+    yield
+    if not was_running:
+        assert broker('stop') == 0

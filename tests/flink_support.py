@@ -71,3 +71,23 @@ def detection_counters(output_dir):
     """Per-table and detection counters of a run's summary.json."""
     summary = json.loads((Path(output_dir) / 'summary.json').read_text(encoding='utf-8'))
     return summary['tables'], summary['detection']
+
+
+BROKER_SCRIPT = ROOT / 'templates' / 'kafka' / 'local_broker.sh'
+BOOTSTRAP = 'localhost:9092'
+
+
+def broker(command):
+    """Runs `local_broker.sh <command>`; returns its exit status."""
+    return subprocess.run(['bash', str(BROKER_SCRIPT), command], capture_output=command == 'status',
+                          timeout=CLUSTER_TIMEOUT).returncode
+
+
+def running_jobs():
+    return {job['jid'] for job in rest('/jobs/overview')['jobs'] if job['state'] == 'RUNNING'}
+
+
+def cancel_job(job_id):
+    request = urllib.request.Request(REST + '/jobs/%s?mode=cancel' % job_id, method='PATCH')
+    with urllib.request.urlopen(request, timeout=10):
+        pass

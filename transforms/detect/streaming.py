@@ -21,6 +21,7 @@ state holds its Run Command rows, not the tenant's telemetry.
 """
 
 import collections
+import typing
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -138,7 +139,9 @@ class DetectInStream(beam.PTransform):
         return (
             tagged_rows
             | 'KeepRelevantRows' >> beam.Filter(lambda tagged: is_relevant(tagged[0], tagged[1], semantics))
-            | 'KeyByQueryWindow' >> beam.FlatMap(key_by_query_window)
+            # The window (start, end) in µs keys the state: integers, so that its coder is deterministic.
+            | 'KeyByQueryWindow' >> beam.FlatMap(key_by_query_window).with_output_types(
+                typing.Tuple[typing.Tuple[int, int], typing.Any])
             | 'EvaluateWindowsOnWatermark' >> beam.ParDo(
                 EvaluateWindowsOnWatermark(semantics, self._rule, self._lateness_us)).with_outputs(
                     DEAD_LETTER, main=ALERTS))

@@ -1,12 +1,21 @@
-"""Unbounded sources: Pub/Sub messages of the three tables, in any JSON shape of the batch exports.
+"""Unbounded sources: Kafka (Event Hubs) or Pub/Sub messages of the three tables, in any JSON shape of
+the batch exports.
 
 Each message is one JSON document: a Log Analytics row, a ``{"records": [...]}`` envelope (as data
 export and diagnostic settings send them to Event Hubs), an Activity Log record or a Defender
 streaming record; the rows are decoded and typed exactly as in batch (`transforms.read.formats.records`,
-`transforms.read.ingest`) and timestamped with their TimeGenerated, which drives the watermark.
+`transforms.read.ingest`) and timestamped with their TimeGenerated.
+
+Kafka messages are read with Beam's cross-language ``ReadFromKafka`` (Java's KafkaIO) with the
+``CreateTime`` timestamp policy: each partition's watermark is the largest message timestamp it has
+read (Event Hubs sets it to the enqueue time; a producer may set the event time, as
+``pipelines.replay`` does). A partition that has received nothing holds the watermark back. A message
+keyed `HEARTBEAT_KEY` carries no row: it only moves its partition's watermark to its timestamp (a
+replay ends with one on every partition, so that the last windows close); it is counted, not decoded.
 """
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
@@ -14,6 +23,37 @@ from transforms.read import dead_letter as reasons
 from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.formats.records import Undecodable, decode_object, record_rows
 from transforms.read.ingest import typed_row
+
+
+HEARTBEAT_KEY = b'rare-runcommand:heartbeat'
+STREAM = 'stream'   # metrics namespace of the stream sources
+
+
+def decode_message(table, source, position, message):
+    """One message's timestamped (table, typed row) pairs, and tagged dead letters for what cannot be used.
+
+    Args:
+      table: the table the message was read for.
+      source: where it came from (``kafka://<topic>``, a Pub/Sub subscription).
+      position: where in the source, e.g. ``{'partition': 0, 'offset': 12}``; a record's place inside
+        the message is added to it.
+      message: the message's bytes.
+    """
+    record, reason = decode_object(message)
+    if reason:
+        yield beam.pvalue.TaggedOutput(DEAD_LETTER, reasons.dead_letter(table, source, position, reason, message))
+        return
+    for item in record_rows(record, table):
+        if isinstance(item, Undecodable):
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, reasons.dead_letter(
+                table, source, dict(position, **item.position), item.reason, item.raw))
+            continue
+        row = typed_row(table, item.row)
+        if row['TimeGenerated'] is None:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, reasons.dead_letter(
+                table, source, dict(position, **item.position), reasons.NO_TIME, message))
+            continue
+        yield window.TimestampedValue((table, row), Timestamp(micros=row['TimeGenerated']))
 
 
 class DecodeMessages(beam.DoFn):
@@ -24,30 +64,60 @@ class DecodeMessages(beam.DoFn):
         self._source = source
 
     def process(self, message):
-        record, reason = decode_object(message)
-        if reason:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, reasons.dead_letter(
-                self._table, self._source, {}, reason, message))
+        yield from decode_message(self._table, self._source, {}, message)
+
+
+class DecodeKafkaRecords(beam.DoFn):
+    """Kafka records (ReadFromKafka's rows with metadata) -> timestamped (table, typed row); a bad message
+    goes to the dead letter with its topic, partition and offset; heartbeats are counted and dropped."""
+
+    def __init__(self, table):
+        self._table = table
+        self._heartbeats = None
+
+    def setup(self):
+        self._heartbeats = Metrics.counter(STREAM, 'heartbeats')
+
+    def process(self, record):
+        if record.key == HEARTBEAT_KEY:
+            self._heartbeats.inc()
             return
-        for item in record_rows(record, self._table):
-            if isinstance(item, Undecodable):
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, reasons.dead_letter(
-                    self._table, self._source, item.position, item.reason, item.raw))
-                continue
-            row = typed_row(self._table, item.row)
-            if row['TimeGenerated'] is None:
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, reasons.dead_letter(
-                    self._table, self._source, item.position, reasons.NO_TIME, message))
-                continue
-            yield window.TimestampedValue((self._table, row), Timestamp(micros=row['TimeGenerated']))
+        position = {'partition': record.partition, 'offset': record.offset}
+        yield from decode_message(self._table, 'kafka://' + record.topic, position, record.value or b'')
+
+
+class ReadKafkaTable(beam.PTransform):
+    """One table's Kafka topic -> timestamped (table, row) pairs (main) and dead letters (tagged).
+
+    Args:
+      table: the table the topic carries.
+      topic: the topic (an event hub, on Event Hubs).
+      consumer_config: Kafka consumer properties (bootstrap servers, group id, security).
+      expansion_service: the Java expansion service of ReadFromKafka (an address or a
+        ``BeamJarExpansionService``).
+    """
+
+    def __init__(self, table, topic, consumer_config, expansion_service):
+        super().__init__()
+        self._table = table
+        self._topic = topic
+        self._consumer_config = consumer_config
+        self._expansion_service = expansion_service
+
+    def expand(self, pbegin):
+        from apache_beam.io.kafka import ReadFromKafka
+        records = pbegin | 'ReadFromKafka' >> ReadFromKafka(
+            consumer_config=self._consumer_config, topics=[self._topic], with_metadata=True,
+            timestamp_policy=ReadFromKafka.create_time_policy, expansion_service=self._expansion_service)
+        return records | 'DecodeKafkaRecords' >> beam.ParDo(
+            DecodeKafkaRecords(self._table)).with_outputs(DEAD_LETTER, main=ROWS)
 
 
 class ReadTableStream(beam.PTransform):
     """A Pub/Sub subscription of one table -> timestamped (table, row) pairs and dead letters.
 
-    Pub/Sub needs the ``gcp`` extra (``pip install .[gcp]``). Event Hubs users can read through its
-    Kafka endpoint with Beam's ``apache_beam.io.kafka.ReadFromKafka`` instead (a cross-language
-    transform: it needs Java on the workers); see the README.
+    Pub/Sub needs the ``gcp`` extra (``pip install .[gcp]``); Event Hubs is read through its Kafka
+    endpoint with `ReadKafkaTable`.
     """
 
     def __init__(self, table, subscription):

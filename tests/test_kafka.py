@@ -1,0 +1,238 @@
+"""The streaming detection for real: rows replayed into a Kafka broker, read by the pipeline on the local
+Flink cluster, alerts published to a Kafka topic.
+
+* A multi-day replay, out of order and with late rows, gives, once the watermark has passed the last
+  window, the batch run's alerts (after the updates and withdrawals the stream emits); unusable messages
+  reach the dead-letter topic with their topic, partition and offset.
+* A TaskManager killed with SIGKILL mid-stream: the job restores from its last checkpoint and no alert is
+  lost; an alert published twice has the same SystemAlertId and content (the duplicates are counted).
+
+The broker (templates/kafka/local_broker.sh) and the cluster start once per session (conftest.py).
+"""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from flink_support import (BOOTSTRAP, FLINK_LOCAL_DIR, ROOT, RUN_TIMEOUT, cluster, rest, run_in_process,
+                           running_jobs, cancel_job)
+from pipelines import replay
+from pipelines.rare_runcommand import read_json_lines_output
+
+pytestmark = [pytest.mark.kafka, pytest.mark.flink, pytest.mark.slow]
+
+EDGE = ROOT / 'tests' / 'golden' / 'data' / 'edge'
+INPUTS = {'AzureActivity': EDGE / 'AzureActivity.jsonl.gz', 'DeviceFileEvents': EDGE / 'DeviceFileEvents.jsonl.gz',
+          'DeviceEvents': EDGE / 'DeviceEvents.jsonl.gz'}
+STREAM_ARGS = ['--streaming', '--runner', 'FlinkRunner', '--flink_master', 'localhost:8081',
+               '--environment_type', 'EXTERNAL', '--environment_config', 'localhost:50000', '--parallelism', '2',
+               '--kafka_bootstrap_servers', BOOTSTRAP]
+ALERT_WAIT = 420   # seconds for the stream's alerts to equal the batch alerts
+
+
+@pytest.fixture(scope='module')
+def batch_alerts(tmp_path_factory):
+    """{SystemAlertId: alert} of the batch run on the replayed rows (daily windows)."""
+    output = tmp_path_factory.mktemp('batch')
+    run_in_process(INPUTS, output)
+    alerts = {alert['SystemAlertId']: alert for alert in read_json_lines_output(str(output), 'alerts')}
+    assert len(alerts) == 35
+    return alerts
+
+
+class Topics:
+    """Fresh topics for one test: the three tables, alerts and dead letters."""
+
+    def __init__(self):
+        suffix = uuid.uuid4().hex[:8]
+        self.tables = {table: '%s-%s' % (option.replace('_', '-'), suffix)
+                       for table, option in replay.TABLE_OPTIONS.items()}
+        self.alerts = 'alerts-' + suffix
+        self.dead_letters = 'dead-letters-' + suffix
+        self.group = 'detection-' + suffix
+        replay.ensure_topics({'bootstrap.servers': BOOTSTRAP},
+                             list(self.tables.values()) + [self.alerts, self.dead_letters], 2)
+
+    def pipeline_args(self):
+        return STREAM_ARGS + [
+            '--kafka_topic_azure_activity', self.tables['AzureActivity'],
+            '--kafka_topic_device_file_events', self.tables['DeviceFileEvents'],
+            '--kafka_topic_device_events', self.tables['DeviceEvents'],
+            '--kafka_alerts_topic', self.alerts, '--kafka_dead_letter_topic', self.dead_letters,
+            '--kafka_consumer_group', self.group]
+
+    def replay_args(self, speed, **extra):
+        argv = ['--bootstrap_servers', BOOTSTRAP, '--speed', str(speed)]
+        for table, option in replay.TABLE_OPTIONS.items():
+            argv += ['--' + option, str(INPUTS[table]), '--topic_' + option, self.tables[table]]
+        for name, value in extra.items():
+            argv += ['--' + name, str(value)]
+        return replay.parse_args(argv)
+
+
+class StreamingJob:
+    """The detection launched with --streaming in a process of its own, and its Flink job."""
+
+    def __init__(self, topics, log_path):
+        known = running_jobs()
+        self._log = open(log_path, 'w', encoding='utf-8')
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', 'pipelines.rare_runcommand'] + topics.pipeline_args(),
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.job_id = wait_for(lambda: self._new_running_job(known), RUN_TIMEOUT, 'the streaming job to run',
+                               self.process)
+
+    def _new_running_job(self, known):
+        assert self.process.poll() is None, 'the launcher exited: see its log'
+        for job_id in running_jobs() - known:
+            job = rest('/jobs/%s' % job_id)
+            if job['status-counts'].get('RUNNING', 0) == len(job['vertices']):
+                return job_id
+        return None
+
+    def stop(self):
+        try:
+            if self.job_id in running_jobs():
+                cancel_job(self.job_id)
+        finally:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            self._log.close()
+
+
+def wait_for(condition, timeout, what, process):
+    """Polls `condition` until it gives a value, waiting on `process` between polls (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, 'timed out waiting for ' + what
+        try:
+            process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class TopicReader:
+    """Reads a topic from its start in a thread; `messages` grows as they arrive."""
+
+    def __init__(self, topic):
+        from confluent_kafka import Consumer
+        self._consumer = Consumer({'bootstrap.servers': BOOTSTRAP, 'group.id': 'test-' + uuid.uuid4().hex,
+                                   'auto.offset.reset': 'earliest', 'enable.auto.commit': False})
+        self._consumer.subscribe([topic])
+        self.messages = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            message = self._consumer.poll(0.5)
+            if message is not None and not message.error():
+                self.messages.append(message)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close()
+
+
+def final_alerts(messages):
+    """{SystemAlertId: alert} after applying the stream's withdrawals, and the number of duplicates (an
+    alert published again with the same id)."""
+    alerts, duplicates = {}, 0
+    for message in messages:
+        record = json.loads(message.value())
+        assert message.key().decode() == record['SystemAlertId']
+        if record.get('AlertStatus') == 'Withdrawn':
+            alerts.pop(record['SystemAlertId'], None)
+            continue
+        if record['SystemAlertId'] in alerts:
+            duplicates += 1
+            assert alerts[record['SystemAlertId']] == record, 'one id, two different alerts'
+        alerts[record['SystemAlertId']] = record
+    return alerts, duplicates
+
+
+def produce_bad_messages(topic, timestamp_ms):
+    """Two messages no reader can use; returns their (partition, offset)."""
+    from confluent_kafka import Producer
+    producer = Producer({'bootstrap.servers': BOOTSTRAP})
+    delivered = []
+    for value in (b'not json at all', b'{"records": [{"OperationNameValue": "no time"}]}'):
+        producer.produce(topic, value=value, partition=0, timestamp=timestamp_ms,
+                         on_delivery=lambda error, message: delivered.append((message.partition(), message.offset())))
+    assert producer.flush(30) == 0
+    return sorted(delivered)
+
+
+def test_a_replay_gives_the_batch_alerts_and_bad_messages_reach_the_dead_letter_topic(
+        flink_cluster, kafka_broker, batch_alerts, tmp_path):
+    topics = Topics()
+    job = StreamingJob(topics, tmp_path / 'launcher.log')
+    alerts = TopicReader(topics.alerts)
+    dead_letters = TopicReader(topics.dead_letters)
+    try:
+        bad = produce_bad_messages(topics.tables['AzureActivity'], 1709251200000)
+        report = replay.replay(topics.replay_args(35000, disorder='10m', late_fraction=0.05, late_by='30m',
+                                                  seed=3), out=io.StringIO())
+        assert report['late'] > 10
+        wait_for(lambda: final_alerts(alerts.messages)[0] == batch_alerts, ALERT_WAIT,
+                 'the stream to give the batch alerts', job.process)
+        wait_for(lambda: len(dead_letters.messages) >= len(bad), 60, 'the dead letters', job.process)
+    finally:
+        job.stop()
+        alerts.close()
+        dead_letters.close()
+    records = [json.loads(message.value()) for message in dead_letters.messages]
+    assert sorted((r['partition'], r['offset']) for r in records) == bad
+    assert {r['source'] for r in records} == {'kafka://' + topics.tables['AzureActivity']}
+    assert {r['reason'] for r in records} == {'not JSON', 'TimeGenerated missing or unparsable'}
+
+
+def _taskmanager_of(job_id):
+    for vertex in rest('/jobs/%s' % job_id)['vertices']:
+        for manager in rest('/jobs/%s/vertices/%s/taskmanagers' % (job_id, vertex['id']))['taskmanagers']:
+            if manager.get('taskmanager-id', '').startswith('taskmanager-'):
+                return manager['taskmanager-id']
+    return None
+
+
+def test_a_taskmanager_killed_mid_stream_loses_no_alert(flink_cluster, kafka_broker, batch_alerts, tmp_path):
+    topics = Topics()
+    job = StreamingJob(topics, tmp_path / 'launcher.log')
+    alerts = TopicReader(topics.alerts)
+    replaying = threading.Thread(target=replay.replay, args=(topics.replay_args(6000, disorder='5m'),),
+                                 kwargs={'out': io.StringIO()}, daemon=True)
+    try:
+        replaying.start()
+        # Once a checkpoint holds some of the stream and an alert is out: kill the TaskManager running it.
+        wait_for(lambda: rest('/jobs/%s/checkpoints' % job.job_id)['counts']['completed'] >= 2 and alerts.messages,
+                 RUN_TIMEOUT, 'a completed checkpoint and a first alert', job.process)
+        victim = _taskmanager_of(job.job_id)
+        os.kill(int((FLINK_LOCAL_DIR / (victim + '.pid')).read_text()), signal.SIGKILL)
+        wait_for(lambda: final_alerts(alerts.messages)[0] == batch_alerts, ALERT_WAIT,
+                 'the stream to give the batch alerts after the restore', job.process)
+        replaying.join(timeout=RUN_TIMEOUT)
+        history = rest('/jobs/%s/exceptions' % job.job_id)['exceptionHistory']['entries']
+        assert history, 'the job failed over after its TaskManager was killed'
+        assert rest('/jobs/%s/checkpoints' % job.job_id)['latest']['restored'], 'restored from a checkpoint'
+    finally:
+        job.stop()
+        alerts.close()
+        assert cluster('start') == 0   # the killed TaskManager back, for the tests after this one
+    _, duplicates = final_alerts(alerts.messages)
+    sys.stderr.write('alerts published again after the restore: %d\n' % duplicates)
