@@ -1,0 +1,128 @@
+"""Kafka settings without a broker: the Event Hubs endpoint's client configuration and its secret, the
+decoding of Kafka records, the alert messages, and the replay's schedule."""
+
+import collections
+import json
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms import window
+
+from pipelines import kafka_options, replay
+from pipelines.kafka_options import KafkaOptions
+from transforms.read.dead_letter import DEAD_LETTER
+from transforms.read.stream_sources import HEARTBEAT_KEY, DecodeKafkaRecords
+from transforms.write.kafka import keyed_json
+
+SECRET = ('Endpoint=sb://acme-sec.servicebus.windows.net/;SharedAccessKeyName=detector;'
+          'SharedAccessKey=c2VjcmV0IGtleSBvZiB0aGUgbmFtZXNwYWNl=')
+EVENT_HUBS = ['--kafka_bootstrap_servers', 'acme-sec.servicebus.windows.net:9093',
+              '--kafka_sasl_password_env', 'EVENTHUBS_CONNECTION_STRING']
+
+
+def kafka(argv):
+    return PipelineOptions(argv).view_as(KafkaOptions)
+
+
+def test_event_hubs_endpoint_gets_sasl_ssl_plain_with_the_connection_string_from_the_environment():
+    config = kafka_options.consumer_config(kafka(EVENT_HUBS), {'EVENTHUBS_CONNECTION_STRING': SECRET})
+    assert config['bootstrap.servers'] == 'acme-sec.servicebus.windows.net:9093'
+    assert config['security.protocol'] == 'SASL_SSL' and config['sasl.mechanism'] == 'PLAIN'
+    assert config['sasl.jaas.config'] == (
+        'org.apache.kafka.common.security.plain.PlainLoginModule required '
+        'username="$ConnectionString" password="%s";' % SECRET)
+    assert config['group.id'] == 'rare-runcommand' and config['auto.offset.reset'] == 'earliest'
+    assert SECRET not in json.dumps(kafka_options.redacted(config))
+    producer = kafka_options.producer_config(kafka(EVENT_HUBS), {'EVENTHUBS_CONNECTION_STRING': SECRET})
+    assert producer['sasl.jaas.config'] == config['sasl.jaas.config'] and 'group.id' not in producer
+
+
+def test_the_secret_can_come_from_a_file_and_quotes_are_escaped(tmp_path):
+    secret_file = tmp_path / 'connection-string'
+    secret_file.write_text('pa"ss\\word\n', encoding='utf-8')
+    options = kafka(['--kafka_bootstrap_servers', 'h:9093', '--kafka_sasl_password_file', str(secret_file)])
+    assert kafka_options.client_config(options, {})['sasl.jaas.config'].endswith('password="pa\\"ss\\\\word";')
+
+
+def test_a_local_broker_needs_no_security():
+    assert kafka_options.client_config(kafka(['--kafka_bootstrap_servers', 'localhost:9092']), {}) == {
+        'bootstrap.servers': 'localhost:9092'}
+
+
+def test_a_missing_secret_is_an_error_that_names_where_it_was_looked_for(tmp_path):
+    with pytest.raises(kafka_options.KafkaSecretError, match='EVENTHUBS_CONNECTION_STRING'):
+        kafka_options.client_config(kafka(EVENT_HUBS), {})
+    options = kafka(['--kafka_bootstrap_servers', 'h:9093', '--kafka_sasl_password_file', str(tmp_path / 'none')])
+    with pytest.raises(kafka_options.KafkaSecretError, match='--kafka_sasl_password_file'):
+        kafka_options.client_config(options, {})
+
+
+def test_the_options_hold_where_the_secret_is_never_the_secret():
+    options = PipelineOptions(EVENT_HUBS + ['--streaming'])
+    assert SECRET not in json.dumps(options.get_all_options(retain_unknown_options=True), default=str)
+
+
+def test_java_steps_run_embedded_on_flink_and_in_beams_default_elsewhere():
+    assert kafka_options.java_environment(PipelineOptions(['--runner', 'FlinkRunner'])) == 'EMBEDDED'
+    assert kafka_options.java_environment(PipelineOptions(['--runner', 'DataflowRunner'])) is None
+    assert kafka_options.java_environment(PipelineOptions(['--runner', 'FlinkRunner',
+                                                           '--kafka_java_environment', 'PROCESS'])) == 'PROCESS'
+
+
+KafkaRecord = collections.namedtuple('KafkaRecord', 'topic partition offset timestamp key value')
+
+
+def decode(records):
+    fn = DecodeKafkaRecords('AzureActivity')
+    fn.setup()
+    out = []
+    for record in records:
+        out.extend(fn.process(record))
+    return out
+
+
+def test_kafka_records_decode_to_timestamped_rows_with_bad_ones_dead_lettered_by_partition_and_offset():
+    row = {'TimeGenerated': '2024-03-01T10:00:00Z', 'OperationNameValue': 'x', 'CorrelationId': 'c'}
+    out = decode([
+        KafkaRecord('aa', 1, 41, 0, None, json.dumps({'records': [row, {'Caller': 'no time'}]}).encode()),
+        KafkaRecord('aa', 0, 7, 0, b'k', b'\xff not json'),
+        KafkaRecord('aa', 1, 42, 0, HEARTBEAT_KEY, b''),
+    ])
+    rows = [item for item in out if isinstance(item, window.TimestampedValue)]
+    dead = [item.value for item in out if getattr(item, 'tag', None) == DEAD_LETTER]
+    assert len(rows) == 1 and rows[0].value[0] == 'AzureActivity'
+    assert rows[0].timestamp.micros == 1709287200000000 and rows[0].value[1]['CorrelationId'] == 'c'
+    assert sorted((d['source'], d['partition'], d['offset'], d['reason']) for d in dead) == [
+        ('kafka://aa', 0, 7, 'invalid UTF-8'), ('kafka://aa', 1, 41, 'TimeGenerated missing or unparsable')]
+
+
+def test_alert_messages_are_keyed_by_system_alert_id():
+    key, value = keyed_json({'SystemAlertId': 'a-1', 'AlertName': 'x'}, 'SystemAlertId')
+    assert key == b'a-1' and json.loads(value) == {'SystemAlertId': 'a-1', 'AlertName': 'x'}
+    assert keyed_json({'table': None}, 'table')[0] == b''
+
+
+def test_replay_schedule_keeps_event_order_within_the_disorder_and_sends_late_rows_later():
+    rows = {'AzureActivity': [(minute * 60_000_000, 'a%d' % minute) for minute in range(200)],
+            'DeviceEvents': [(minute * 60_000_000 + 1, 'e%d' % minute) for minute in range(200)]}
+    plan = replay.schedule(rows, disorder_us=120_000_000, late_fraction=0.1, late_by_us=1_800_000_000, seed=1)
+    assert len(plan) == 400 and [item[0] for item in plan] == sorted(item[0] for item in plan)
+    late = [item for item in plan if item[4]]
+    assert 20 <= len(late) <= 60
+    for send_us, _, event_us, _, sent_late in plan:
+        assert 0 <= send_us - event_us - (1_800_000_000 if sent_late else 0) <= 120_000_000
+    assert replay.message_value('{"a":1}', 'records') == b'{"records":[{"a":1}]}'
+    assert replay.message_value('{"a":1}', 'row') == b'{"a":1}'
+
+
+def test_the_watermark_moment_of_an_hour_is_when_the_last_partition_reaches_it():
+    moments = replay.WatermarkMoments({'t': 2})
+    hour = replay.HOUR_US
+    moments.sent('t', 0, 5 * hour + 10, wall=100.0)
+    assert moments.moments() == {}                       # partition 1 has nothing yet
+    moments.sent('t', 1, 5 * hour + 20, wall=101.0)
+    assert moments.moments() == {5 * hour: 101.0}
+    moments.sent('t', 0, 7 * hour, wall=102.0)
+    assert moments.moments() == {5 * hour: 101.0}        # partition 1 still in hour 5
+    moments.sent('t', 1, 8 * hour, wall=103.0)
+    assert moments.moments() == {5 * hour: 101.0, 6 * hour: 103.0, 7 * hour: 103.0}
