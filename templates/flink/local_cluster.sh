@@ -28,6 +28,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 checkout=$(cd "$here/../.." && pwd)
 FLINK_LOCAL_DIR=${FLINK_LOCAL_DIR:-$checkout/.flink-local}
+case $FLINK_LOCAL_DIR in /*) ;; *) FLINK_LOCAL_DIR=$PWD/$FLINK_LOCAL_DIR ;; esac
 FLINK_VERSION=${FLINK_VERSION:-1.19.3}
 FLINK_TASKMANAGERS=${FLINK_TASKMANAGERS:-2}
 BEAM_WORKER_POOL_PORT=${BEAM_WORKER_POOL_PORT:-50000}
@@ -243,6 +244,10 @@ start() {
   fetch_flink
   fetch_job_server
   cp "$here/conf/config.yaml" "$here/conf/log4j.properties" "$conf_dir/"
+  # Checkpoints of streaming jobs go to files under the state folder (a shared file system on a real
+  # cluster), so that a restarted job restores from them rather than from the JobManager's memory.
+  printf 'state.checkpoint-storage: filesystem\nstate.checkpoints.dir: file://%s/checkpoints\n' \
+    "$FLINK_LOCAL_DIR" >> "$conf_dir/config.yaml"
   start_jobmanager
   local n
   for n in $(seq 1 "$FLINK_TASKMANAGERS"); do start_taskmanager "$n"; done
