@@ -123,3 +123,10 @@ def test_co_group_by_key_in_memory():
                                                                                                ('vm3', 'f3')]})
     assert grouped == {'vm1': {'runs': ['r1', 'r3'], 'files': ['f1']}, 'vm2': {'runs': ['r2'], 'files': []},
                        'vm3': {'runs': [], 'files': ['f3']}}
+
+
+def test_cmdlet_list_sorts_by_utf16_code_units_in_both_semantics():
+    # .NET's ordinal order: '😀X' (surrogates D83D DE00) before 'ＡY' (U+FF21), unlike code-point order.
+    events = [CmdletEvent(1, '\uff21Y'), CmdletEvent(2, '\U0001F600X'), CmdletEvent(3, 'A')]
+    assert CmdletListCombineFn().extract_output(fold(CmdletListCombineFn(), events)).cmdlets == [
+        'A', '\U0001F600X', '\uff21Y']

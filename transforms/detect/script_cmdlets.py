@@ -68,7 +68,7 @@ def _latest(first, second):
 
 
 class CmdletListCombineFn(beam.CombineFn):
-    """A script's `CmdletEvent`s -> its `CmdletList`, the cmdlets sorted ordinally."""
+    """A script's `CmdletEvent`s -> its `CmdletList`, the cmdlets sorted ordinally (UTF-16 code units, as .NET)."""
 
     def create_accumulator(self):
         return CmdletList(None, None, [])
@@ -86,7 +86,7 @@ class CmdletListCombineFn(beam.CombineFn):
         return CmdletList(start, end, merged)
 
     def extract_output(self, cmdlets):
-        return CmdletList(cmdlets.start, cmdlets.end, sorted(cmdlets.cmdlets))
+        return CmdletList(cmdlets.start, cmdlets.end, kql.sorted_ordinally(cmdlets.cmdlets))
 
 
 def cmdlet_by_script_run(row, semantics):

@@ -10,7 +10,7 @@ file's creation and the session's end (plus a tolerance) count.
 
 import apache_beam as beam
 
-from transforms.detect import fingerprints
+from transforms.detect import fingerprints, kql
 from transforms.detect.in_memory import co_group_by_key
 from transforms.detect.windows import key_in_window
 
@@ -67,7 +67,7 @@ def join_on_vm_and_time(_, grouped, semantics):
         ran = [event for event in events if low <= event.time <= high]
         if not ran:
             continue
-        cmdlets = sorted(event.cmdlet for event in ran)
+        cmdlets = kql.sorted_ordinally(event.cmdlet for event in ran)
         script = {
             'PowershellFileName': run['FileName'],
             'InitiatingProcessCommandLine': '',
