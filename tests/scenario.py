@@ -124,12 +124,12 @@ def semantics_scenarios():
     t.script(9, 10, 'vm1', 'script0.ps1', ['Get-Date'], process='runcommandextension.exe')
     t.session(9, 11, 'vm2')
     t.script(9, 11, 'vm2', 'script1.ps1', ['Get-Host'], process='RunCommandHandlerWindows.exe')
-    # 10. An AzureActivity event delivered twice, the copies differing (same EventDataId): strict keeps
-    #     one of them (the first in canonical order), sentinel takes the max IP of both.
+    # 10. An AzureActivity event delivered twice, the copies differing (same EventDataId): not copies of
+    #     one another, so both count, in either semantics (max IP 9.9.9.9).
     t.session(10, 10, 'vm1', redelivered_ip='9.9.9.9')
     t.script(10, 10, 'vm1', 'script0.ps1', ['Get-Acl'])
     # 11. A file event delivered twice with another FileSize: sentinel joins both (one fingerprint,
-    #     twice: no alert), strict keeps one (FileSize 500, first in canonical order).
+    #     twice: no alert); strict keeps both too, and fingerprints each with its size.
     t.session(11, 10, 'vm1')
     t.script(11, 10, 'vm1', 'script0.ps1', ['Get-Item'], size=500, redelivered_size=900)
     return t

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from transforms.detect.dedup import FirstRow, FirstRowCombineFn
+from transforms.detect.dedup import Distinct, DistinctRecordsCombineFn, FirstRow, FirstRowCombineFn
 from transforms.detect.fingerprints import HashCount, HashCountCombineFn
 from transforms.detect.in_memory import co_group_by_key, combine_per_key
 from transforms.detect.script_cmdlets import CmdletEvent, CmdletList, CmdletListCombineFn
@@ -109,6 +109,15 @@ def test_first_row_in_canonical_order_and_the_count():
     first = [{'EventDataId': 'e1', 'Caller': 'bob'}, {'EventDataId': 'e1', 'Caller': 'carol'}]
     assert_combines(FirstRowCombineFn(), first, [smallest], FirstRow(canonical(smallest), smallest, 3))
     assert_combines(FirstRowCombineFn(), [smallest], first, FirstRow(canonical(smallest), smallest, 3))
+
+
+def test_distinct_records_keep_each_content_once_and_count_every_record():
+    copy = {'EventDataId': 'e1', 'CallerIpAddress': '10.0.0.1'}
+    other = {'EventDataId': 'e1', 'CallerIpAddress': '9.9.9.9'}
+    # Distinct contents in canonical order, whichever shard saw them first; four records in all.
+    expected = Distinct({canonical(copy): copy, canonical(other): other}, 4)
+    assert_combines(DistinctRecordsCombineFn(), [copy, dict(copy)], [other, dict(copy)], expected)
+    assert_combines(DistinctRecordsCombineFn(), [other], [copy, dict(copy), dict(other)], expected)
 
 
 def test_combine_per_key_in_memory():

@@ -10,7 +10,7 @@ name case-insensitively and accept the configured extension process names, ignor
 import apache_beam as beam
 
 from transforms.detect import kql
-from transforms.detect.dedup import DropDuplicateRecords, first_of_duplicates
+from transforms.detect.dedup import DropDuplicateRecords, distinct_records
 from transforms.detect.in_memory import co_group_by_key
 from transforms.detect.windows import key_in_window
 from transforms.read.schema import DEVICE_FILE_EVENTS
@@ -82,7 +82,7 @@ def window_session_files(sessions, file_events, semantics):
     on lists."""
     script_writes = [row for row in file_events if is_script_file_write(row, semantics)]
     if semantics.drops_duplicate_records:
-        script_writes = first_of_duplicates(DEVICE_FILE_EVENTS, script_writes)
+        script_writes = distinct_records(DEVICE_FILE_EVENTS, script_writes)
     grouped = co_group_by_key({SESSIONS: [session_by_vm(session, semantics) for session in sessions],
                                FILES: [script_file_by_vm(row, semantics) for row in script_writes]})
     return [row for vm_key, group in grouped.items() for row in join_on_time(vm_key, group)]

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import apache_beam as beam
 
 from transforms.detect import kql
-from transforms.detect.dedup import DropDuplicateRecords, first_of_duplicates
+from transforms.detect.dedup import DropDuplicateRecords, distinct_records
 from transforms.detect.file_joins import host_name
 from transforms.detect.fingerprints import sentinel_fingerprint
 from transforms.detect.in_memory import combine_per_key
@@ -131,7 +131,7 @@ def window_script_cmdlet_events(device_events, semantics):
     on a list."""
     cmdlet_rows = [row for row in device_events if script_cmdlet(row, semantics) is not None]
     if semantics.drops_duplicate_records:
-        cmdlet_rows = first_of_duplicates(DEVICE_EVENTS, cmdlet_rows)
+        cmdlet_rows = distinct_records(DEVICE_EVENTS, cmdlet_rows)
     return [cmdlet_by_vm_and_script(row, semantics) for row in cmdlet_rows]
 
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import apache_beam as beam
 
 from transforms.detect import kql
-from transforms.detect.dedup import DropDuplicateRecords, first_of_duplicates
+from transforms.detect.dedup import DropDuplicateRecords, distinct_records
 from transforms.detect.in_memory import combine_per_key
 from transforms.detect.semantics import scope_of
 from transforms.read.schema import AZURE_ACTIVITY
@@ -100,7 +100,7 @@ def window_sessions(activity, semantics):
     """The sessions of one window's AzureActivity rows: `RunCommandSessions` on a list."""
     run_commands = [row for row in activity if is_run_command_on_vm(row, semantics)]
     if semantics.drops_duplicate_records:
-        run_commands = first_of_duplicates(AZURE_ACTIVITY, run_commands)
+        run_commands = distinct_records(AZURE_ACTIVITY, run_commands)
     summaries = combine_per_key(((session_key(row), row) for row in run_commands), SessionCombineFn())
     return [to_session(key, summary, semantics) for key, summary in summaries.items() if summary.succeeded]
 
