@@ -70,7 +70,7 @@ SESSIONS_OF_ROWS = [
 def session(vm, start, end, correlation='c1'):
     return {'StartTime': t(start), 'EndTime': t(end), 'Subscription': 's1', 'VirtualMachineName': vm,
             'CorrelationId': correlation, 'Caller': 'alice@contoso.com', 'CallerIpAddress': '10.0.0.1',
-            'Scope': '/x/' + vm}
+            'Scope': json.loads(auth(vm))['scope']}
 
 
 def file_event(device, time, name='script0.ps1', process='RunCommandExtension.exe', size=100):
@@ -90,10 +90,11 @@ JOIN_FILES = [
     file_event('', '2024-03-01T10:00:05Z', 'script5.ps1'),                        # "" joins ""
 ]
 # (CorrelationId, FileName) of the joined rows, by semantics: strict ignores the case of the VM name
-# and of the process name.
+# and of the process name, passes on every script file event with the session it belongs to ('' for
+# none), and finds no machine in a scope that ends with "/" and nothing else.
 JOINED = {'sentinel': [('c-empty', 'script5.ps1'), ('c1', 'script0.ps1'), ('c1', 'script1.ps1')],
-          'strict': [('c-empty', 'script5.ps1'), ('c1', 'script0.ps1'), ('c1', 'script1.ps1'), ('c1', 'script3.ps1'),
-                     ('c1', 'script4.ps1')]}
+          'strict': [('', 'script2.ps1'), ('', 'script5.ps1'), ('c1', 'script0.ps1'), ('c1', 'script1.ps1'),
+                     ('c1', 'script3.ps1'), ('c1', 'script4.ps1')]}
 
 
 def device_event(command_line, command, device='vm1', time='2024-03-01T10:00:03Z', action='PowerShellCommand'):
@@ -138,7 +139,8 @@ def test_sessions_summarize_and_keep_succeeded():
 @pytest.mark.parametrize('semantics', [SENTINEL, STRICT], ids=['sentinel', 'strict'])
 def test_file_join_is_inclusive_and_time_bounded(semantics):
     joined = window_session_files(JOIN_SESSIONS, JOIN_FILES, semantics)
-    assert sorted((r['CorrelationId'], r['FileName']) for r in joined) == JOINED[semantics.name]
+    sessions = [r['Session'] or {'CorrelationId': ''} if 'Session' in r else r for r in joined]
+    assert sorted((s['CorrelationId'], r['FileName']) for s, r in zip(sessions, joined)) == JOINED[semantics.name]
 
 
 def test_strict_drops_copies_but_keeps_records_sharing_an_identity_with_other_content():

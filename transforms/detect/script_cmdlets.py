@@ -6,8 +6,10 @@ the cmdlet is ``tostring(parse_json(AdditionalFields).Command)`` (``""`` when ab
 dropped when equal to the script name (case-sensitive), upper-cased with ToUpperInvariant, and the
 sorted list is made per (PowershellFileName, InitiatingProcessCommandLine), pooling every VM.
 
-Strict: only ``ActionType == "PowerShellCommand"`` events with a non-empty Command count, and they
-stay attached to their VM so that `transforms.detect.script_runs` can match them to one session's script.
+Strict: only ``ActionType == "PowerShellCommand"`` events whose Command is not empty or white space
+count, and each stays attached to its VM, its script name and the start of its PowerShell process
+(``InitiatingProcessCreationTime``; where Defender recorded none, the event's own time), so that
+`transforms.detect.script_runs` can give it to the one run of that script whose file the process ran.
 """
 
 from typing import NamedTuple
@@ -28,6 +30,15 @@ class CmdletEvent(NamedTuple):
 
     time: int
     cmdlet: str
+
+
+class ProcessCmdlet(NamedTuple):
+    """Strict: one cmdlet a script ran, when, and when its PowerShell process started."""
+
+    time: int
+    cmdlet: str
+    process_start: int   # InitiatingProcessCreationTime, else the event's TimeGenerated
+    command_line: str
 
 
 class CmdletList(NamedTuple):
@@ -98,11 +109,19 @@ def cmdlet_by_script_run(row, semantics):
     return (script_name, row['InitiatingProcessCommandLine']), CmdletEvent(row['TimeGenerated'], cmdlet)
 
 
+def process_start(row):
+    """When the PowerShell process of a DeviceEvents row started: its InitiatingProcessCreationTime,
+    else (not recorded) the row's own time."""
+    started = row.get('InitiatingProcessCreationTime')
+    return row['TimeGenerated'] if started is None else started
+
+
 def cmdlet_by_vm_and_script(row, semantics):
-    """Strict: ``((VM key, script name), CmdletEvent)`` of a row that is a script's cmdlet."""
+    """Strict: ``((VM key, script name), ProcessCmdlet)`` of a row that is a script's cmdlet."""
     script_name, cmdlet = script_cmdlet(row, semantics)
-    vm_key = semantics.vm_join_key(host_name(row['DeviceName']))
-    return (vm_key, script_name), CmdletEvent(row['TimeGenerated'], cmdlet)
+    vm_key = semantics.device_vm_key(host_name(row['DeviceName']))
+    return (vm_key, script_name), ProcessCmdlet(row['TimeGenerated'], cmdlet, process_start(row),
+                                                row['InitiatingProcessCommandLine'])
 
 
 def to_script(key, cmdlets):
@@ -127,7 +146,7 @@ def window_script_cmdlet_lists(device_events, semantics):
 
 
 def window_script_cmdlet_events(device_events, semantics):
-    """Strict: ((VM key, script name), CmdletEvent) of one window's DeviceEvents rows: `ScriptCmdletEvents`
+    """Strict: ((VM key, script name), ProcessCmdlet) of one window's DeviceEvents rows: `ScriptCmdletEvents`
     on a list."""
     cmdlet_rows = [row for row in device_events if script_cmdlet(row, semantics) is not None]
     if semantics.drops_duplicate_records:
@@ -163,7 +182,7 @@ class ScriptCmdletLists(beam.PTransform):
 
 
 class ScriptCmdletEvents(beam.PTransform):
-    """(window, DeviceEvents row) -> ((window, (VM key, script name)), CmdletEvent): strict semantics'
+    """(window, DeviceEvents row) -> ((window, (VM key, script name)), ProcessCmdlet): strict semantics'
     cmdlet events."""
 
     def __init__(self, semantics):
