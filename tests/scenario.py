@@ -296,14 +296,15 @@ def created_then_modified(t, d):
 
 
 @scenario
-def one_session_runs_a_script_twice(t, d):
-    # Row 8: a session writes and runs the same script twice (same cmdlets, same size); another
-    # session runs another script once. Strict counts two (session, fingerprint) pairs.
+def one_session_runs_two_like_scripts(t, d):
+    # Row 8: a session writes and runs two scripts with the same cmdlets and size (two runs, one
+    # fingerprint); another session runs another script once. Strict counts two (session, fingerprint)
+    # pairs.
     t.session(d, 10, 'vm1', seconds=(0, 1, 100))
     t.script(d, 10, 'vm1', 'script0.ps1', ['Get-Process'])
-    t.script(d, 10, 'vm1', 'script0.ps1', ['Get-Process'], cmdlet_second=70, file_seconds=[60])
+    t.script(d, 10, 'vm1', 'script1.ps1', ['Get-Process'], cmdlet_second=70, file_seconds=[60])
     t.session(d, 11, 'vm2')
-    t.script(d, 11, 'vm2', 'script1.ps1', ['Get-Service'])
+    t.script(d, 11, 'vm2', 'script2.ps1', ['Get-Service'])
 
 
 @scenario

@@ -196,12 +196,24 @@ def test_one_session_with_two_file_events_of_its_script_is_one_run(scenario_batc
     assert len(window_run_command_data_of(rows, SEMANTICS['strict'], window)) == 1
 
 
+def test_a_session_that_writes_its_script_twice_wrote_one_script():
+    # The same two file events without an ActionType (both could be creations): one session's, so one
+    # version of the file, one run.
+    tenant = Tenant()
+    tenant.session(1, 10, 'vm1')
+    tenant.script(1, 10, 'vm1', 'script0.ps1', ['Get-Between', 'Get-After'], file_seconds=[10, 30],
+                  cmdlet_seconds=[20, 21, 40], file_actions=['', ''])
+    window = (parse_datetime_us(at(1, 0)), parse_datetime_us(at(2, 0)))
+    [row] = window_run_command_data_of(tenant.typed(), SEMANTICS['strict'], window)
+    assert row['PowershellScriptCommands'] == ['GET-AFTER', 'GET-BETWEEN']
+
+
 def test_strict_counts_sessions_not_rows(scenario_batch_alerts):
-    # vm1's session writes and runs script0.ps1 twice (one fingerprint, two runs); vm2's runs another
-    # script. Strict counts (session, fingerprint) pairs: two, so both alert with Prevalence 1/2.
-    sentinel = results(scenario_batch_alerts, 'sentinel', 'one_session_runs_a_script_twice')
+    # vm1's session runs two scripts with one fingerprint (two runs); vm2's runs another script. Strict
+    # counts (session, fingerprint) pairs: two, so both alert with Prevalence 1/2.
+    sentinel = results(scenario_batch_alerts, 'sentinel', 'one_session_runs_two_like_scripts')
     assert [(r['VirtualMachineName'], round(r['Prevalence'], 6)) for r in sentinel] == [('vm2', 33.333333)]
-    strict = results(scenario_batch_alerts, 'strict', 'one_session_runs_a_script_twice')
+    strict = results(scenario_batch_alerts, 'strict', 'one_session_runs_two_like_scripts')
     assert sorted((r['VirtualMachineName'], r['Prevalence']) for r in strict) == [('vm1', 50.0), ('vm2', 50.0)]
 
 

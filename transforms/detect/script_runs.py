@@ -5,8 +5,9 @@ KQL (sentinel): an inner join of the session/file rows with the per-script cmdle
 joins every ``script3.ps1`` list of the window, from any VM or command line.
 
 Strict: one row per script run. The script file events of one machine and file name, in time order,
-are cut into versions of the file: each creation (any ActionType but ``FileModified``) starts one,
-and the session the creation belongs to (`transforms.detect.file_joins`) owns it. The run of a
+are cut into versions of the file: a creation (any ActionType but ``FileModified``) by another session
+than the current version's owner, or by none, starts one (`starts_a_version`), and the session its
+first event belongs to (`transforms.detect.file_joins`) owns it. The run of a
 version is what the PowerShell processes started with ``-File <that script>`` on that machine did:
 processes started at or after its creation, before the next creation of that file name there, and no
 later than its session's end plus ``Semantics.max_run_delay_us``. Its cmdlets are all of those
@@ -71,13 +72,23 @@ def file_event_order(script_file):
         {key: value for key, value in script_file.items() if key != 'Session'})
 
 
+def starts_a_version(script_file, versions):
+    """Whether a file event (in time order) starts a new version of its file: the first event does; a
+    creation (any ActionType but ``FileModified``, also an unknown one) does unless it belongs to the
+    session that owns the current version (a session that writes its script twice wrote one script)."""
+    if not versions:
+        return True
+    if script_file['ActionType'] == FILE_MODIFIED:
+        return False
+    owner = versions[-1][0]['Session']
+    return owner is None or script_file['Session'] != owner
+
+
 def file_versions(script_files):
-    """The versions of one machine's file of one name: [(creation, [its file events in time order])]. A
-    creation is any event but a ``FileModified``; modifications before the first creation start a
-    version too (Defender recorded no creation of it)."""
+    """The versions of one machine's file of one name: [(first event, [its file events in time order])]."""
     versions = []
     for script_file in sorted(script_files, key=file_event_order):
-        if not versions or script_file['ActionType'] != FILE_MODIFIED:
+        if starts_a_version(script_file, versions):
             versions.append((script_file, [script_file]))
         else:
             versions[-1][1].append(script_file)
