@@ -149,9 +149,9 @@ def azure_cli_prefix(scale_set, scale_set_id):
 
 
 def default_prefixes(machine):
-    """The computer name prefixes a scale set has when nobody chose one: its own name (the portal's and
-    the templates' default, and the example of Microsoft's "names and instance IDs" page), and the
-    Azure CLI's default."""
+    """The computer name prefixes strict tries for a scale set when none is given: its own name (as in
+    the example of Microsoft's "names and instance IDs" page, and the usual choice of deployment
+    templates), and the Azure CLI's default (`azure_cli_prefix`)."""
     return (machine.scale_set, azure_cli_prefix(machine.scale_set, machine.scale_set_id))
 
 
