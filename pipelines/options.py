@@ -48,9 +48,19 @@ class DetectionOptions(PipelineOptions):
             help='Strict semantics: comma-separated guest processes that write the downloaded script '
                  '(default: RunCommandExtension.exe,RunCommandHandlerWindows.exe).')
         detection.add_argument(
-            '--strict_exec_tolerance', default=None,
-            help='Strict semantics: Kusto timespan after the session end within which cmdlets still count '
-                 '(default 5m).')
+            '--strict_max_run_delay', default=None,
+            help='Strict semantics: Kusto timespan: how long after its session\'s end a script run (its PowerShell '
+                 'process) may start and still belong to the session (default 1h).')
+        detection.add_argument(
+            '--strict_look_ahead', default=None,
+            help='Strict semantics: Kusto timespan: how far before and after each query window rows are read, so '
+                 'that a session starting in the window is seen whole with its script run; at least '
+                 '--strict_max_run_delay (default 3h).')
+        detection.add_argument(
+            '--strict_scale_set_prefixes', default=None,
+            help='Strict semantics: comma-separated scaleSetName=computerNamePrefix pairs (a scale set may have '
+                 'several) giving the computer name prefix of uniform scale sets whose prefix is not the default '
+                 '(the scale set name, or the Azure CLI\'s default). Example: web-ss=webss,api-ss=api')
         detection.add_argument(
             '--history_days', type=int, default=0,
             help='Alert on a fingerprint only if it was not seen in the N days before the window '

@@ -29,7 +29,7 @@ from transforms.detect.alerts import ALERTS, ToAlerts
 from transforms.detect.query import RESULTS, RUN_COMMAND_DATA, DetectUniqueScripts
 from transforms.detect.relevance import read_filters
 from transforms.detect.rule import load_rule
-from transforms.detect.semantics import Semantics
+from transforms.detect.semantics import Semantics, parse_scale_set_prefixes
 from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
 from transforms.read.sources import ReadTable, UnreadableInput
@@ -48,10 +48,15 @@ def _csv(text):
     return tuple(item.strip() for item in text.split(',') if item.strip()) if text else None
 
 
+def _timespan(text):
+    return parse_timespan(text) if text else None
+
+
 def semantics_of(detection):
-    tolerance = parse_timespan(detection.strict_exec_tolerance) if detection.strict_exec_tolerance else None
     return Semantics.named(detection.semantics, _csv(detection.strict_operations),
-                           _csv(detection.strict_process_names), tolerance)
+                           _csv(detection.strict_process_names), _timespan(detection.strict_max_run_delay),
+                           _timespan(detection.strict_look_ahead),
+                           parse_scale_set_prefixes(detection.strict_scale_set_prefixes))
 
 
 def update_baseline(detection, rule, output_dir):
@@ -72,13 +77,14 @@ def resolve_inputs(options):
     return patterns, False
 
 
-def query_windows(options, rule):
+def query_windows(options, rule, semantics=None):
     period = parse_timespan(options.query_period or rule.query_period)
     frequency = parse_timespan(options.query_frequency or options.query_period or rule.query_frequency)
     offset = parse_timespan(options.window_offset) if options.window_offset else 0
     start = parse_instant(options.start) if options.start else None
     end = parse_instant(options.end) if options.end else None
-    return QueryWindows(period, frequency, offset, start, end)
+    margin = semantics.look_ahead_us if semantics is not None else 0
+    return QueryWindows(period, frequency, offset, start, end, margin)
 
 
 def build(pipeline, options):
@@ -86,7 +92,7 @@ def build(pipeline, options):
     detection = options.view_as(DetectionOptions)
     rule = load_rule(detection.rule)
     semantics = semantics_of(detection)
-    windows = query_windows(detection, rule)
+    windows = query_windows(detection, rule, semantics)
     patterns, _ = resolve_inputs(detection)
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
 

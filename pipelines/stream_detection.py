@@ -80,7 +80,7 @@ def build_streaming(pipeline, options):
     detection = options.view_as(DetectionOptions)
     rule = load_rule(detection.rule)
     semantics = semantics_of(detection)
-    windows = query_windows(detection, rule)
+    windows = query_windows(detection, rule, semantics)
     streams = read_streams(pipeline, options)
     rows = [read.rows for _, read in streams]
     dead_letters = [read.dead_letter for _, read in streams]

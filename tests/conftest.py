@@ -9,15 +9,12 @@ import pytest
 from beam_testing import in_process_pipeline
 from flink_support import cluster
 from pipelines.rare_runcommand import read_json_lines_output
-from scenario import semantics_scenarios
+from scenario import SEMANTICS, WINDOWS, day_of, semantics_scenarios
 from transforms.detect.alerts import ToAlerts
 from transforms.detect.query import RESULTS, DetectUniqueScripts
 from transforms.detect.rule import load_rule
-from transforms.detect.semantics import NAMES, Semantics
-from transforms.detect.windows import QueryWindows
+from transforms.detect.semantics import NAMES
 from transforms.write.files import WriteJsonLines
-
-DAY = 86_400_000_000
 
 
 @pytest.fixture(scope='session')
@@ -34,16 +31,17 @@ def flink_cluster():
 
 @pytest.fixture(scope='session')
 def scenario_batch_alerts(tmp_path_factory):
-    """{semantics name: {day of May: [alerts]}}: DetectUniqueScripts and ToAlerts in one pipeline."""
-    windows = QueryWindows(DAY, DAY)
+    """{semantics name: {scenario day: [alerts]}}: DetectUniqueScripts and ToAlerts in one pipeline, each
+    semantics over the windows it reads (`scenario.WINDOWS`: strict's read a margin around each day)."""
     pipeline = in_process_pipeline()
-    tables = {
-        table: pipeline | 'Rows' + table >> beam.Create(
-            [(window, row) for row in rows for window in windows.windows_in_range(row['TimeGenerated'])])
-        for table, rows in semantics_scenarios().typed().items()}
+    rows_by_table = semantics_scenarios().typed()
     labelled = []
     for name in NAMES:
-        detected = tables | 'Detect' + name >> DetectUniqueScripts(Semantics.named(name))
+        tables = {
+            table: pipeline | 'Rows' + table + name >> beam.Create(
+                [(window, row) for row in rows for window in WINDOWS[name].windows_in_range(row['TimeGenerated'])])
+            for table, rows in rows_by_table.items()}
+        detected = tables | 'Detect' + name >> DetectUniqueScripts(SEMANTICS[name])
         labelled.append(
             detected[RESULTS]
             | 'ToAlerts' + name >> ToAlerts(load_rule(), name)
@@ -53,7 +51,7 @@ def scenario_batch_alerts(tmp_path_factory):
     pipeline.run().wait_until_finish()
     found = {name: collections.defaultdict(list) for name in NAMES}
     for name, alert in read_json_lines_output(output, 'alerts'):
-        found[name][int(alert['QueryPeriodStart'][8:10])].append(alert)
+        found[name][day_of(alert['QueryPeriodStart'])].append(alert)
     return found
 
 

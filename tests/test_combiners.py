@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from transforms.detect.dedup import FirstRow, FirstRowCombineFn
+from transforms.detect.dedup import Distinct, DistinctRecordsCombineFn, FirstRow, FirstRowCombineFn
 from transforms.detect.fingerprints import HashCount, HashCountCombineFn
 from transforms.detect.in_memory import co_group_by_key, combine_per_key
 from transforms.detect.script_cmdlets import CmdletEvent, CmdletList, CmdletListCombineFn
@@ -111,6 +111,15 @@ def test_first_row_in_canonical_order_and_the_count():
     assert_combines(FirstRowCombineFn(), [smallest], first, FirstRow(canonical(smallest), smallest, 3))
 
 
+def test_distinct_records_keep_each_content_once_and_count_every_record():
+    copy = {'EventDataId': 'e1', 'CallerIpAddress': '10.0.0.1'}
+    other = {'EventDataId': 'e1', 'CallerIpAddress': '9.9.9.9'}
+    # Distinct contents in canonical order, whichever shard saw them first; four records in all.
+    expected = Distinct({canonical(copy): copy, canonical(other): other}, 4)
+    assert_combines(DistinctRecordsCombineFn(), [copy, dict(copy)], [other, dict(copy)], expected)
+    assert_combines(DistinctRecordsCombineFn(), [other], [copy, dict(copy), dict(other)], expected)
+
+
 def test_combine_per_key_in_memory():
     pairs = [('s1', CmdletEvent(5, 'B')), ('s2', CmdletEvent(1, 'X')), ('s1', CmdletEvent(3, 'A'))]
     assert combine_per_key(pairs, CmdletListCombineFn()) == {
@@ -123,3 +132,10 @@ def test_co_group_by_key_in_memory():
                                                                                                ('vm3', 'f3')]})
     assert grouped == {'vm1': {'runs': ['r1', 'r3'], 'files': ['f1']}, 'vm2': {'runs': ['r2'], 'files': []},
                        'vm3': {'runs': [], 'files': ['f3']}}
+
+
+def test_cmdlet_list_sorts_by_utf16_code_units_in_both_semantics():
+    # .NET's ordinal order: '😀X' (surrogates D83D DE00) before 'ＡY' (U+FF21), unlike code-point order.
+    events = [CmdletEvent(1, '\uff21Y'), CmdletEvent(2, '\U0001F600X'), CmdletEvent(3, 'A')]
+    assert CmdletListCombineFn().extract_output(fold(CmdletListCombineFn(), events)).cmdlets == [
+        'A', '\U0001F600X', '\uff21Y']

@@ -176,7 +176,10 @@ BAD.update({
     'baseline_in': ['', 'baseline.jsonl', '/tmp/baseline.jsonl', 'gs://acme-detections/'],
 })
 GOOD['baseline_out'], BAD['baseline_out'] = GOOD['baseline_in'], BAD['baseline_in']
-GOOD['strict_exec_tolerance'], BAD['strict_exec_tolerance'] = GOOD['query_period'], BAD['query_period']
+for _name in ('strict_max_run_delay', 'strict_look_ahead'):
+    GOOD[_name], BAD[_name] = GOOD['query_period'], BAD['query_period']
+GOOD['strict_scale_set_prefixes'] = ['web-ss=webss', 'ss1=ss1,ss1=ss1b,api_ss.2=api']
+BAD['strict_scale_set_prefixes'] = ['', 'web-ss', '=web', 'ss=', 'a=b,', 'a=b, c=d', 'a=b=c']
 for _name in ('device_file_events', 'device_events'):
     GOOD[_name], BAD[_name] = GOOD['azure_activity'], BAD['azure_activity']
 for _name in ('query_frequency', 'window_offset'):
@@ -208,7 +211,7 @@ def test_documented_examples_are_accepted():
 
 def test_accepted_timespans_and_instants_parse_like_the_pipeline():
     """What a regex lets through must not fail at launch in the pipeline's own parsers."""
-    for name in ('query_period', 'query_frequency', 'window_offset', 'strict_exec_tolerance'):
+    for name in ('query_period', 'query_frequency', 'window_offset', 'strict_max_run_delay', 'strict_look_ahead'):
         for value in GOOD[name]:
             assert parse_timespan(value) > 0
     for name in ('start', 'end'):

@@ -179,3 +179,16 @@ def test_the_fingerprint_of_a_list_with_quotes_backslashes_and_control_character
         b'{"cmdlets":' + text + b',"file_size":12}').hexdigest()
     assert strict_fingerprint(cmdlets, None) == hashlib.sha256(
         b'{"cmdlets":' + text + b',"file_size":null}').hexdigest()
+
+
+@pytest.mark.parametrize('texts, expected', [
+    # UTF-16 code units: the surrogate pair of U+1F600 (D83D DE00) is below U+FF21 (FULLWIDTH A);
+    # code-point order would put the emoji last.
+    (['\uff21Y', '\U0001F600X'], ['\U0001F600X', '\uff21Y']),
+    (['\ue000', '\U00010000', '\ud7ff'], ['\ud7ff', '\U00010000', '\ue000']),
+    # Elsewhere it is code-point order: upper case before lower case, '' first, duplicates kept.
+    (['b', 'B', '', 'a', 'B', 'ß', 'Z'], ['', 'B', 'B', 'Z', 'a', 'b', 'ß']),
+    (['\ud83d', '\U0001F600'], ['\ud83d', '\U0001F600']),   # a lone surrogate (from a JSON escape) is kept
+])
+def test_strings_sort_by_utf16_code_units_as_dotnet_ordinal(texts, expected):
+    assert kql.sorted_ordinally(texts) == expected

@@ -19,7 +19,7 @@ from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
 from beam_testing import streaming_pipeline
-from scenario import Tenant, semantics_scenarios
+from scenario import SEMANTICS, WINDOWS, Tenant, semantics_scenarios
 from transforms.detect.alerts import ALERTS, query_result
 from transforms.detect.query import evaluate_window
 from transforms.detect.rule import load_rule
@@ -140,9 +140,9 @@ def test_window_evaluation_equals_reference(case):
     assert got == want
 
 
-def stream_day_by_day(pairs, lateness_us, days_per_step=1):
+def stream_day_by_day(pairs, lateness_us, days_per_step=1, margin_us=0):
     """A TestStream of (table, row) pairs: the rows of `days_per_step` days at once, then the watermark
-    to the end of those days."""
+    to the end of those days; at last past every window's end, margin and lateness."""
     by_day = collections.defaultdict(list)
     for pair in pairs:
         by_day[pair[1]['TimeGenerated'] // DAY // days_per_step * days_per_step * DAY].append(pair)
@@ -152,7 +152,8 @@ def stream_day_by_day(pairs, lateness_us, days_per_step=1):
             Timestamp(micros=day + days_per_step * DAY))
     # Past the last window's end and lateness before infinity: timers that fire only at infinity
     # would emit after the assertion's own global window has closed.
-    return stream.advance_watermark_to(Timestamp(micros=max(by_day) + days_per_step * DAY + lateness_us + 1000)) \
+    return stream.advance_watermark_to(
+        Timestamp(micros=max(by_day) + days_per_step * DAY + margin_us + lateness_us + 1000)) \
         .advance_watermark_to_infinity()
 
 
@@ -168,12 +169,11 @@ def test_stream_gives_the_batch_alerts_in_both_semantics(scenario_batch_alerts):
     expected = {name: sorted((a['SystemAlertId'], result_with_window(a)) for alerts in by_day.values()
                              for a in alerts)
                 for name, by_day in scenario_batch_alerts.items()}
-    assert [len(expected[name]) for name in NAMES] == [5, 13]
+    assert [len(expected[name]) for name in NAMES] == [11, 36]
     with streaming_pipeline() as p:
-        rows = p | stream_day_by_day(pairs, HOUR, days_per_step=6)
+        rows = p | stream_day_by_day(pairs, HOUR, days_per_step=6, margin_us=WINDOWS['strict'].margin_us)
         for name in NAMES:
-            out = rows | 'Detect' + name >> DetectInStream(Semantics.named(name), load_rule(), QueryWindows(DAY, DAY),
-                                                            HOUR)
+            out = rows | 'Detect' + name >> DetectInStream(SEMANTICS[name], load_rule(), WINDOWS[name], HOUR)
             assert_that(out[ALERTS] | 'Key' + name >> beam.Map(lambda a: (a['SystemAlertId'], result_with_window(a))),
                         equal_to(expected[name]), label='BatchAlerts' + name)
             assert_that(out[DEAD_LETTER], equal_to([]), label='NothingLate' + name)
@@ -190,4 +190,23 @@ def test_edge_day_streamed_gives_the_reference_rows():
         out = p | stream_day_by_day(pairs, HOUR) | DetectInStream(
             Semantics.named('sentinel'), load_rule(), QueryWindows(DAY, DAY), HOUR)
         assert_that(out[ALERTS] | beam.Map(result_with_window), equal_to(want))
+        assert_that(out[DEAD_LETTER], equal_to([]), label='NothingLate')
+
+
+def test_strict_waits_for_the_look_ahead_before_evaluating_a_window():
+    """A strict session from 23:59:30 to 00:00:30, streamed day by day without allowed lateness: its
+    window is evaluated once the watermark passes midnight plus the look-ahead, with the rows after
+    midnight, and alerts in the day it started; the next day's session alerts in its own day."""
+    tenant = Tenant()
+    tenant.session(1, 23, 'vm1', minute=59, seconds=(30, 31, 90))
+    tenant.script(1, 23, 'vm1', 'script0.ps1', ['Get-Uptime'], minute=59, file_seconds=[40], cmdlet_seconds=[50, 65])
+    tenant.session(2, 0, 'vm2', minute=30)
+    tenant.script(2, 0, 'vm2', 'script1.ps1', ['Get-Date'], minute=30)
+    strict = SEMANTICS['strict']
+    with streaming_pipeline() as p:
+        out = (p | stream_day_by_day(typed(tenant), 0, margin_us=strict.look_ahead_us)
+               | DetectInStream(strict, load_rule(), WINDOWS['strict'], 0))
+        assert_that(out[ALERTS] | beam.Map(lambda a: (a['QueryPeriodStart'][:10], a['QueryResult']['VirtualMachineName'],
+                                                      a['QueryResult']['PowershellScriptCommands'])),
+                    equal_to([('2024-05-01', 'vm1', ['GET-UPTIME']), ('2024-05-02', 'vm2', ['GET-DATE'])]))
         assert_that(out[DEAD_LETTER], equal_to([]), label='NothingLate')

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from transforms.detect.file_joins import is_script_file_write, window_session_files
+from transforms.detect.dedup import distinct_records
 from transforms.detect.fingerprints import sentinel_fingerprint, window_unique_fingerprints
 from transforms.detect.script_cmdlets import window_script_cmdlet_lists
 from transforms.detect.semantics import RUN_COMMAND_ACTION, Semantics
@@ -69,7 +70,7 @@ SESSIONS_OF_ROWS = [
 def session(vm, start, end, correlation='c1'):
     return {'StartTime': t(start), 'EndTime': t(end), 'Subscription': 's1', 'VirtualMachineName': vm,
             'CorrelationId': correlation, 'Caller': 'alice@contoso.com', 'CallerIpAddress': '10.0.0.1',
-            'Scope': '/x/' + vm}
+            'Scope': json.loads(auth(vm))['scope']}
 
 
 def file_event(device, time, name='script0.ps1', process='RunCommandExtension.exe', size=100):
@@ -89,10 +90,11 @@ JOIN_FILES = [
     file_event('', '2024-03-01T10:00:05Z', 'script5.ps1'),                        # "" joins ""
 ]
 # (CorrelationId, FileName) of the joined rows, by semantics: strict ignores the case of the VM name
-# and of the process name.
+# and of the process name, passes on every script file event with the session it belongs to ('' for
+# none), and finds no machine in a scope that ends with "/" and nothing else.
 JOINED = {'sentinel': [('c-empty', 'script5.ps1'), ('c1', 'script0.ps1'), ('c1', 'script1.ps1')],
-          'strict': [('c-empty', 'script5.ps1'), ('c1', 'script0.ps1'), ('c1', 'script1.ps1'), ('c1', 'script3.ps1'),
-                     ('c1', 'script4.ps1')]}
+          'strict': [('', 'script2.ps1'), ('', 'script5.ps1'), ('c1', 'script0.ps1'), ('c1', 'script1.ps1'),
+                     ('c1', 'script3.ps1'), ('c1', 'script4.ps1')]}
 
 
 def device_event(command_line, command, device='vm1', time='2024-03-01T10:00:03Z', action='PowerShellCommand'):
@@ -137,17 +139,21 @@ def test_sessions_summarize_and_keep_succeeded():
 @pytest.mark.parametrize('semantics', [SENTINEL, STRICT], ids=['sentinel', 'strict'])
 def test_file_join_is_inclusive_and_time_bounded(semantics):
     joined = window_session_files(JOIN_SESSIONS, JOIN_FILES, semantics)
-    assert sorted((r['CorrelationId'], r['FileName']) for r in joined) == JOINED[semantics.name]
+    sessions = [r['Session'] or {'CorrelationId': ''} if 'Session' in r else r for r in joined]
+    assert sorted((s['CorrelationId'], r['FileName']) for s, r in zip(sessions, joined)) == JOINED[semantics.name]
 
 
-def test_strict_keeps_one_record_per_identity_even_when_the_copies_differ():
-    # Two deliveries of one AzureActivity event (EventDataId ev-2) that differ in CallerIpAddress:
-    # strict keeps the first in canonical order (10.0.0.2), sentinel counts both (max 10.0.0.3).
+def test_strict_drops_copies_but_keeps_records_sharing_an_identity_with_other_content():
+    # The Success event (EventDataId ev-2) delivered three times: once more as it is (a copy) and once
+    # with another CallerIpAddress (not a copy). Strict keeps the two contents, so its max IP is the
+    # other one's; sentinel counts all three rows.
     rows = [dict(row, EventDataId='ev-%d' % n, CallerIpAddress='10.0.0.%d' % n)
             for n, row in enumerate(SESSION_ROWS[:3])]
-    rows.append(dict(rows[2], CallerIpAddress='10.0.0.3'))
+    rows += [dict(rows[2]), dict(rows[2], CallerIpAddress='10.0.0.3')]
     assert [s['CallerIpAddress'] for s in window_sessions(rows, SENTINEL)] == ['10.0.0.3']
-    assert [s['CallerIpAddress'] for s in window_sessions(rows, STRICT)] == ['10.0.0.2']
+    assert [s['CallerIpAddress'] for s in window_sessions(rows, STRICT)] == ['10.0.0.3']
+    assert sorted(r['CallerIpAddress'] for r in distinct_records(AZURE_ACTIVITY, rows)) == [
+        '10.0.0.0', '10.0.0.1', '10.0.0.2', '10.0.0.3']
 
 
 def test_cmdlet_lists_are_pooled_sorted_upper_cased_with_empty_kept():
@@ -172,3 +178,24 @@ def test_script_writers_are_configurable_and_case_insensitive_only_in_strict():
     only_custom = Semantics.named('strict', process_names=('MyRunner.exe',))
     assert not is_script_file_write(lower, only_custom)
     assert is_script_file_write(file_event('vm1', '2024-03-01T10:00:05Z', process='MYRUNNER.EXE'), only_custom)
+
+
+def test_batch_drops_copies_and_counts_conflicting_records():
+    import apache_beam as beam   # pylint: disable=import-outside-toplevel
+    from apache_beam.metrics.metric import MetricsFilter   # pylint: disable=import-outside-toplevel
+    from apache_beam.testing.util import assert_that, equal_to   # pylint: disable=import-outside-toplevel
+    from beam_testing import in_process_pipeline   # pylint: disable=import-outside-toplevel
+    from transforms.detect.dedup import DropDuplicateRecords   # pylint: disable=import-outside-toplevel
+
+    # e1 three times (one copy, one conflicting content), e2 once.
+    rows = [dict(SESSION_ROWS[0], EventDataId='e1'), dict(SESSION_ROWS[0], EventDataId='e1'),
+            dict(SESSION_ROWS[0], EventDataId='e1', CallerIpAddress='9.9.9.9'), dict(SESSION_ROWS[1], EventDataId='e2')]
+    pipeline = in_process_pipeline()
+    kept = pipeline | beam.Create([('w', row) for row in rows]) | DropDuplicateRecords(AZURE_ACTIVITY)
+    assert_that(kept | beam.MapTuple(lambda window, row: (window, row['EventDataId'], row['CallerIpAddress'])),
+                equal_to([('w', 'e1', '10.1.1.1'), ('w', 'e1', '9.9.9.9'), ('w', 'e2', '9.9.9.9')]))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace(AZURE_ACTIVITY))['counters']}
+    assert counters == {'duplicates_dropped': 1, 'conflicting_records': 2}

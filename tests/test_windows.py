@@ -9,11 +9,15 @@ DAY = 24 * HOUR
 
 
 def covering(windows, time_us):
-    """The windows holding `time_us`, by their definition: [offset + k * frequency, ... + period)."""
+    """The windows reading `time_us`, by their definition: [offset + k * frequency, ... + period) widened
+    by the margin on both sides."""
     found = []
-    for k in range(-400, 400):
+    margin = windows.margin_us
+    nearest = (time_us - windows.offset_us) // windows.frequency_us
+    for k in range(nearest - 20, nearest + 21):   # every window within 5 days of the row (the widest tested)
         start = windows.offset_us + k * windows.frequency_us
-        if start <= time_us < start + windows.period_us and windows.in_range(start, start + windows.period_us):
+        if (start - margin <= time_us < start + windows.period_us + margin
+                and windows.in_range(start, start + windows.period_us)):
             found.append((start, start + windows.period_us))
     return found
 
@@ -23,10 +27,24 @@ def test_windows_in_range_follow_the_definition():
     settings = [(DAY, DAY, 0), (DAY, DAY, 6 * HOUR), (12 * HOUR, 12 * HOUR, 7 * HOUR + 1), (2 * DAY, DAY, 0),
                 (3 * DAY, DAY, 5 * HOUR), (DAY, 6 * HOUR, 0)]
     for period, frequency, offset in settings:
-        for start, end in ((None, None), (10 * DAY, 20 * DAY)):
-            windows = QueryWindows(period, frequency, offset, start, end)
+        for start, end, margin in ((None, None, 0), (10 * DAY, 20 * DAY, 0), (None, None, 3 * HOUR),
+                                   (10 * DAY, 20 * DAY, 3 * HOUR), (None, None, DAY + 1)):
+            windows = QueryWindows(period, frequency, offset, start, end, margin)
             times = [rnd.randrange(-50 * DAY, 50 * DAY) for _ in range(300)]
             # Boundaries: a window's first microsecond belongs to it, its end to the next one.
-            times += [offset + k * frequency + d for k in (-3, 0, 11, 15) for d in (-1, 0, 1)]
+            times += [offset + k * frequency + d + m for k in (-3, 0, 11, 15) for d in (-1, 0, 1)
+                      for m in (0, margin, -margin)]
             for time_us in times:
                 assert windows.windows_in_range(time_us) == covering(windows, time_us), (period, frequency, time_us)
+
+
+def test_a_margin_makes_a_window_read_rows_before_and_after_it():
+    windows = QueryWindows(DAY, DAY, margin_us=3 * HOUR, start_us=10 * DAY, end_us=12 * DAY)
+    assert windows.windows_in_range(11 * DAY - 3 * HOUR - 1) == [(10 * DAY, 11 * DAY)]
+    assert windows.windows_in_range(11 * DAY - 3 * HOUR) == [(10 * DAY, 11 * DAY), (11 * DAY, 12 * DAY)]
+    assert windows.windows_in_range(11 * DAY + 3 * HOUR - 1) == [(10 * DAY, 11 * DAY), (11 * DAY, 12 * DAY)]
+    assert windows.windows_in_range(11 * DAY + 3 * HOUR) == [(11 * DAY, 12 * DAY)]
+    # Past --end, a row is still read by the last window in range when it falls in its margin.
+    assert windows.windows_in_range(12 * DAY + 3 * HOUR - 1) == [(11 * DAY, 12 * DAY)]
+    assert windows.windows_in_range(12 * DAY + 3 * HOUR) == []
+    assert windows.windows_in_range(10 * DAY - 3 * HOUR) == [(10 * DAY, 11 * DAY)]

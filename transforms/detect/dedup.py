@@ -1,9 +1,12 @@
-"""Strict semantics: drop duplicate input records (at-least-once delivery of data export and Event Hubs).
+"""Strict semantics: drop copies of input records (at-least-once delivery of data export and Event Hubs).
 
 A record's identity is ``EventDataId`` for AzureActivity, and ``(DeviceId, ReportId, Timestamp)`` for
-the Defender tables; where those are missing, the whole typed record is its identity. Of the records
-sharing an identity the first in canonical order is kept (`FirstRowCombineFn`, also what keeps one
-row per strict session and fingerprint in `transforms.detect.fingerprints`).
+the Defender tables; where those are missing, the whole typed record is its identity. Records that
+share an identity and have the same content (canonical JSON of the typed record) are one record
+delivered twice: one is kept. Records that share an identity but differ in content are not copies of
+one another: nothing says which one is right, so all of them are kept, and counted as conflicting
+(counter ``conflicting_records`` of the table). `FirstRowCombineFn` keeps one row per strict session
+and fingerprint in `transforms.detect.fingerprints`.
 """
 
 from typing import NamedTuple
@@ -62,14 +65,45 @@ class FirstRowCombineFn(beam.CombineFn):
         return first
 
 
-def first_of_duplicates(table, rows):
-    """One row per record identity of `rows` (one window's), as `DropDuplicateRecords` keeps them."""
-    firsts = combine_per_key(((record_identity(table, row), row) for row in rows), FirstRowCombineFn())
-    return [first.row for first in firsts.values()]
+class Distinct(NamedTuple):
+    """The records of one identity: the distinct ones (canonical JSON -> row), and how many arrived."""
+
+    rows: dict
+    count: int
+
+
+class DistinctRecordsCombineFn(beam.CombineFn):
+    """The records of one identity -> `Distinct`: one row per distinct content, and the number of records."""
+
+    def create_accumulator(self):
+        return Distinct({}, 0)
+
+    def add_input(self, distinct, row):
+        distinct.rows.setdefault(canonical_json(row), row)
+        return Distinct(distinct.rows, distinct.count + 1)
+
+    def merge_accumulators(self, accumulators):
+        rows, count = {}, 0
+        for distinct in accumulators:
+            for text, row in distinct.rows.items():
+                rows.setdefault(text, row)
+            count += distinct.count
+        return Distinct(rows, count)
+
+    def extract_output(self, distinct):
+        return Distinct(dict(sorted(distinct.rows.items())), distinct.count)
+
+
+def distinct_records(table, rows):
+    """`rows` (one window's) without copies: what `DropDuplicateRecords` keeps."""
+    grouped = combine_per_key(((record_identity(table, row), row) for row in rows), DistinctRecordsCombineFn())
+    return [row for distinct in grouped.values() for row in distinct.rows.values()]
 
 
 class DropDuplicateRecords(beam.PTransform):
-    """(window, row) of one table -> one row per window and record identity; duplicates are counted."""
+    """(window, row) of one table -> the distinct records of each window and identity; the copies dropped
+    (``duplicates_dropped``) and the records sharing an identity with other content
+    (``conflicting_records``) are counted."""
 
     def __init__(self, table):
         super().__init__()
@@ -78,14 +112,17 @@ class DropDuplicateRecords(beam.PTransform):
     def expand(self, rows):
         table = self._table
 
-        def keep_first(window_and_identity, first):
-            if first.count > 1:
-                Metrics.counter(table, 'duplicates_dropped').inc(first.count - 1)
+        def keep_distinct(window_and_identity, distinct):
+            kept = len(distinct.rows)
+            if distinct.count > kept:
+                Metrics.counter(table, 'duplicates_dropped').inc(distinct.count - kept)
+            if kept > 1:
+                Metrics.counter(table, 'conflicting_records').inc(kept)
             window, _ = window_and_identity
-            return window, first.row
+            return [(window, row) for row in distinct.rows.values()]
 
         return (
             rows
             | 'KeyByRecordIdentity' >> beam.MapTuple(lambda window, row: ((window, record_identity(table, row)), row))
-            | 'FirstOfDuplicates' >> beam.CombinePerKey(FirstRowCombineFn())
-            | 'KeepFirst' >> beam.MapTuple(keep_first))
+            | 'DistinctRecords' >> beam.CombinePerKey(DistinctRecordsCombineFn())
+            | 'KeepDistinct' >> beam.FlatMapTuple(keep_distinct))

@@ -11,6 +11,9 @@ documentation leaves a detail open, the behaviour of the DuckDB reference transl
   matches neither dotted nor dotless Turkish i.
 * ``=~``: equality of the simple lower-case mappings (``İ`` lowers to ``i``, ``K`` to ``k``).
 * ``toupper``: .NET ``ToUpperInvariant``, the one-to-one simple upper-case mapping (``ß`` stays).
+* ``order by`` on strings: .NET ordinal order, which compares UTF-16 code units: a character beyond
+  the Basic Multilingual Plane (a surrogate pair, 0xD800-0xDFFF) sorts before U+E000-U+FFFF, so
+  ``😀X`` comes before ``ＡY`` although its code point is larger (`ordinal_sort_key`).
 * ``tostring`` of a dynamic value: its JSON text as `transforms.read.dynamic.json_text` writes it
   (yyjson's escaping), the text Log Analytics ingestion also gives a non-string value of a string
   column; ``parse_json`` is `transforms.read.dynamic.parse_json_text`.
@@ -24,7 +27,7 @@ from transforms.read.dynamic import json_text, parse_json_text, tostring_dynamic
 __all__ = [
     'has_term', 'has_any_term', 'equals_ignore_case', 'to_lower_simple', 'to_upper_invariant',
     'kusto_split_at', 'tostring_dynamic', 'json_text', 'extract_script_name', 'between',
-    'parse_json_text', 'split_caller',
+    'parse_json_text', 'split_caller', 'ordinal_sort_key', 'sorted_ordinally',
 ]
 
 # A letter or digit (Unicode L* or N*); for Python's str, `[^\W_]` is exactly that set.
@@ -113,6 +116,21 @@ def to_lower_simple(text):
 def equals_ignore_case(left, right):
     """Kusto ``left =~ right``."""
     return to_lower_simple(left) == to_lower_simple(right)
+
+
+def ordinal_sort_key(text):
+    """The key that sorts strings as .NET's ordinal comparison does: by UTF-16 code units.
+
+    Python compares code points, which agrees with UTF-16 everywhere except between a character
+    beyond U+FFFF (two surrogate code units, 0xD800-0xDFFF) and one in U+E000-U+FFFF. Big-endian
+    UTF-16 bytes compare as the code units do; lone surrogates (from JSON escapes) are kept.
+    """
+    return text.encode('utf-16-be', 'surrogatepass')
+
+
+def sorted_ordinally(texts):
+    """``order by text asc`` on strings: sorted by UTF-16 code units (`ordinal_sort_key`)."""
+    return sorted(texts, key=ordinal_sort_key)
 
 
 def kusto_split_at(text, delimiter, index):

@@ -6,6 +6,10 @@ whose grouping keys start with the window. `evaluate_window` is the streaming dr
 (`transforms.detect.streaming` calls it for each window as the watermark passes): the same stages
 on one window's lists. Both call the same stage functions and CombineFns, so they read the same,
 line for line; tests/test_streaming.py checks that they give the same results in both semantics.
+
+Strict semantics read rows before and after each window (`Semantics.look_ahead_us`, the windows'
+margin), so that a session is seen whole with its script run whichever window boundary it crosses,
+and keep the runs of the sessions that start in the window (`Semantics.evaluates_session`).
 """
 
 import apache_beam as beam
@@ -26,18 +30,46 @@ DETECTION = 'detection'
 
 
 class CountElements(beam.DoFn):
-    """Passes elements through, counting them in the ``detection`` metrics namespace."""
+    """Passes elements through, counting them (those `counts` accepts) in the ``detection`` metrics namespace."""
 
-    def __init__(self, name):
+    def __init__(self, name, counts=None):
         self._name = name
+        self._counts = counts
         self._counter = None
 
     def setup(self):
         self._counter = Metrics.counter(DETECTION, self._name)
 
     def process(self, element):
-        self._counter.inc()
+        if self._counts is None or self._counts(element):
+            self._counter.inc()
         yield element
+
+
+class InWindow:
+    """A picklable predicate on ``(window, row)``: the row's session starts in the window (strict), or
+    any row (sentinel); `field` names the row's session start."""
+
+    def __init__(self, semantics, field='StartTime'):
+        self._semantics = semantics
+        self._field = field
+
+    def __call__(self, window_and_row):
+        window, row = window_and_row
+        return self._semantics.evaluates_session(window, row[self._field])
+
+
+class IsAttributed:
+    """A picklable predicate on ``(window, joined row)``: strict's file events count as joined rows when
+    they belong to a session of the window."""
+
+    def __init__(self, semantics):
+        self._in_window = InWindow(semantics)
+
+    def __call__(self, window_and_row):
+        window, row = window_and_row
+        session = row.get('Session', row)
+        return session is not None and self._in_window((window, session))
 
 
 class DetectUniqueScripts(beam.PTransform):
@@ -53,11 +85,11 @@ class DetectUniqueScripts(beam.PTransform):
         sessions = (
             tables[AZURE_ACTIVITY]
             | 'RunCommandSessions' >> RunCommandSessions(semantics)
-            | 'CountSessions' >> beam.ParDo(CountElements('sessions')))
+            | 'CountSessions' >> beam.ParDo(CountElements('sessions', InWindow(semantics))))
         runs = (
             {SESSIONS: sessions, FILES: tables[DEVICE_FILE_EVENTS]}
             | 'JoinSessionsWithScriptFiles' >> JoinSessionsWithScriptFiles(semantics)
-            | 'CountJoinedRows' >> beam.ParDo(CountElements('joined_rows')))
+            | 'CountJoinedRows' >> beam.ParDo(CountElements('joined_rows', IsAttributed(semantics))))
         if semantics.joins_cmdlets_to_sessions:
             scripts = tables[DEVICE_EVENTS] | 'ScriptCmdletEvents' >> ScriptCmdletEvents(semantics)
         else:
@@ -67,19 +99,28 @@ class DetectUniqueScripts(beam.PTransform):
                 | 'CountScripts' >> beam.ParDo(CountElements('scripts')))
         run_command_data = (
             {RUNS: runs, SCRIPTS: scripts}
-            | 'JoinScriptCmdlets' >> JoinScriptCmdlets(semantics)
-            | 'CountRunCommandData' >> beam.ParDo(CountElements('run_command_data')))
+            | 'JoinScriptCmdlets' >> JoinScriptCmdlets(semantics))
+        if semantics.look_ahead_us:
+            run_command_data = run_command_data | 'KeepSessionsStartingInWindow' >> beam.Filter(InWindow(semantics))
+        run_command_data = run_command_data | 'CountRunCommandData' >> beam.ParDo(CountElements('run_command_data'))
         results = run_command_data | 'UniqueFingerprints' >> UniqueFingerprints(semantics)
         return {RESULTS: results, RUN_COMMAND_DATA: run_command_data}
 
 
-def evaluate_window(rows_by_table, semantics):
-    """The result rows of one window from its rows ({table name: rows}): `DetectUniqueScripts` on lists."""
+def window_run_command_data_of(rows_by_table, semantics, window=None):
+    """RunCommandData of one window (start, end) from the rows it reads ({table name: rows}): the
+    ``run_command_data`` output of `DetectUniqueScripts` on lists."""
     sessions = window_sessions(rows_by_table.get(AZURE_ACTIVITY, ()), semantics)
     runs = window_session_files(sessions, rows_by_table.get(DEVICE_FILE_EVENTS, ()), semantics)
     if semantics.joins_cmdlets_to_sessions:
         scripts = window_script_cmdlet_events(rows_by_table.get(DEVICE_EVENTS, ()), semantics)
     else:
         scripts = window_script_cmdlet_lists(rows_by_table.get(DEVICE_EVENTS, ()), semantics)
-    run_command_data = window_run_command_data(runs, scripts, semantics)
-    return window_unique_fingerprints(run_command_data, semantics)
+    return [row for row in window_run_command_data(runs, scripts, semantics)
+            if semantics.evaluates_session(window, row['StartTime'])]
+
+
+def evaluate_window(rows_by_table, semantics, window=None):
+    """The result rows of one window (start, end) from the rows it reads ({table name: rows}):
+    `DetectUniqueScripts` on lists."""
+    return window_unique_fingerprints(window_run_command_data_of(rows_by_table, semantics, window), semantics)

@@ -6,8 +6,10 @@ the cmdlet is ``tostring(parse_json(AdditionalFields).Command)`` (``""`` when ab
 dropped when equal to the script name (case-sensitive), upper-cased with ToUpperInvariant, and the
 sorted list is made per (PowershellFileName, InitiatingProcessCommandLine), pooling every VM.
 
-Strict: only ``ActionType == "PowerShellCommand"`` events with a non-empty Command count, and they
-stay attached to their VM so that `transforms.detect.script_runs` can match them to one session's script.
+Strict: only ``ActionType == "PowerShellCommand"`` events whose Command is not empty or white space
+count, and each stays attached to its VM, its script name and the start of its PowerShell process
+(``InitiatingProcessCreationTime``; where Defender recorded none, the event's own time), so that
+`transforms.detect.script_runs` can give it to the one run of that script whose file the process ran.
 """
 
 from typing import NamedTuple
@@ -15,7 +17,7 @@ from typing import NamedTuple
 import apache_beam as beam
 
 from transforms.detect import kql
-from transforms.detect.dedup import DropDuplicateRecords, first_of_duplicates
+from transforms.detect.dedup import DropDuplicateRecords, distinct_records
 from transforms.detect.file_joins import host_name
 from transforms.detect.fingerprints import sentinel_fingerprint
 from transforms.detect.in_memory import combine_per_key
@@ -28,6 +30,15 @@ class CmdletEvent(NamedTuple):
 
     time: int
     cmdlet: str
+
+
+class ProcessCmdlet(NamedTuple):
+    """Strict: one cmdlet a script ran, when, and when its PowerShell process started."""
+
+    time: int
+    cmdlet: str
+    process_start: int   # InitiatingProcessCreationTime, else the event's TimeGenerated
+    command_line: str
 
 
 class CmdletList(NamedTuple):
@@ -68,7 +79,7 @@ def _latest(first, second):
 
 
 class CmdletListCombineFn(beam.CombineFn):
-    """A script's `CmdletEvent`s -> its `CmdletList`, the cmdlets sorted ordinally."""
+    """A script's `CmdletEvent`s -> its `CmdletList`, the cmdlets sorted ordinally (UTF-16 code units, as .NET)."""
 
     def create_accumulator(self):
         return CmdletList(None, None, [])
@@ -86,7 +97,7 @@ class CmdletListCombineFn(beam.CombineFn):
         return CmdletList(start, end, merged)
 
     def extract_output(self, cmdlets):
-        return CmdletList(cmdlets.start, cmdlets.end, sorted(cmdlets.cmdlets))
+        return CmdletList(cmdlets.start, cmdlets.end, kql.sorted_ordinally(cmdlets.cmdlets))
 
 
 def cmdlet_by_script_run(row, semantics):
@@ -98,11 +109,19 @@ def cmdlet_by_script_run(row, semantics):
     return (script_name, row['InitiatingProcessCommandLine']), CmdletEvent(row['TimeGenerated'], cmdlet)
 
 
+def process_start(row):
+    """When the PowerShell process of a DeviceEvents row started: its InitiatingProcessCreationTime,
+    else (not recorded) the row's own time."""
+    started = row.get('InitiatingProcessCreationTime')
+    return row['TimeGenerated'] if started is None else started
+
+
 def cmdlet_by_vm_and_script(row, semantics):
-    """Strict: ``((VM key, script name), CmdletEvent)`` of a row that is a script's cmdlet."""
+    """Strict: ``((VM key, script name), ProcessCmdlet)`` of a row that is a script's cmdlet."""
     script_name, cmdlet = script_cmdlet(row, semantics)
-    vm_key = semantics.vm_join_key(host_name(row['DeviceName']))
-    return (vm_key, script_name), CmdletEvent(row['TimeGenerated'], cmdlet)
+    vm_key = semantics.device_vm_key(host_name(row['DeviceName']))
+    return (vm_key, script_name), ProcessCmdlet(row['TimeGenerated'], cmdlet, process_start(row),
+                                                row['InitiatingProcessCommandLine'])
 
 
 def to_script(key, cmdlets):
@@ -127,11 +146,11 @@ def window_script_cmdlet_lists(device_events, semantics):
 
 
 def window_script_cmdlet_events(device_events, semantics):
-    """Strict: ((VM key, script name), CmdletEvent) of one window's DeviceEvents rows: `ScriptCmdletEvents`
+    """Strict: ((VM key, script name), ProcessCmdlet) of one window's DeviceEvents rows: `ScriptCmdletEvents`
     on a list."""
     cmdlet_rows = [row for row in device_events if script_cmdlet(row, semantics) is not None]
     if semantics.drops_duplicate_records:
-        cmdlet_rows = first_of_duplicates(DEVICE_EVENTS, cmdlet_rows)
+        cmdlet_rows = distinct_records(DEVICE_EVENTS, cmdlet_rows)
     return [cmdlet_by_vm_and_script(row, semantics) for row in cmdlet_rows]
 
 
@@ -163,7 +182,7 @@ class ScriptCmdletLists(beam.PTransform):
 
 
 class ScriptCmdletEvents(beam.PTransform):
-    """(window, DeviceEvents row) -> ((window, (VM key, script name)), CmdletEvent): strict semantics'
+    """(window, DeviceEvents row) -> ((window, (VM key, script name)), ProcessCmdlet): strict semantics'
     cmdlet events."""
 
     def __init__(self, semantics):

@@ -4,6 +4,10 @@ KQL: the Run Command operations on virtual machines, summarized per (Correlation
 Caller) into StartTime/EndTime (min/max TimeGenerated), the ordinal max of CallerIpAddress and the
 list of ActivityStatusValue, kept when that list has ``Succeeded`` or ``Success``; Scope and the
 VM name come from the ``scope`` of the Authorization JSON.
+
+Strict: a session is keyed by the parsed scope and action of its Authorization rather than the text
+(`Semantics.session_authorization`), so rows whose JSON differs in key order or evidence stay one
+session.
 """
 
 from typing import NamedTuple
@@ -11,7 +15,7 @@ from typing import NamedTuple
 import apache_beam as beam
 
 from transforms.detect import kql
-from transforms.detect.dedup import DropDuplicateRecords, first_of_duplicates
+from transforms.detect.dedup import DropDuplicateRecords, distinct_records
 from transforms.detect.in_memory import combine_per_key
 from transforms.detect.semantics import scope_of
 from transforms.read.schema import AZURE_ACTIVITY
@@ -24,8 +28,9 @@ def is_run_command_on_vm(row, semantics):
     return semantics.is_run_command(row['OperationNameValue']) and semantics.is_on_a_machine(row['Authorization'])
 
 
-def session_key(row):
-    return row['CorrelationId'], row['Authorization'], row['Caller']
+def session_key(row, semantics):
+    """(CorrelationId, Authorization, Caller), the Authorization as `semantics` identifies a session."""
+    return row['CorrelationId'], semantics.session_authorization(row['Authorization']), row['Caller']
 
 
 def status_succeeded(status):
@@ -100,8 +105,8 @@ def window_sessions(activity, semantics):
     """The sessions of one window's AzureActivity rows: `RunCommandSessions` on a list."""
     run_commands = [row for row in activity if is_run_command_on_vm(row, semantics)]
     if semantics.drops_duplicate_records:
-        run_commands = first_of_duplicates(AZURE_ACTIVITY, run_commands)
-    summaries = combine_per_key(((session_key(row), row) for row in run_commands), SessionCombineFn())
+        run_commands = distinct_records(AZURE_ACTIVITY, run_commands)
+    summaries = combine_per_key(((session_key(row, semantics), row) for row in run_commands), SessionCombineFn())
     return [to_session(key, summary, semantics) for key, summary in summaries.items() if summary.succeeded]
 
 
@@ -121,7 +126,7 @@ class RunCommandSessions(beam.PTransform):
             run_commands = run_commands | 'DropDuplicateRecords' >> DropDuplicateRecords(AZURE_ACTIVITY)
         return (
             run_commands
-            | 'KeyBySessionIdentity' >> beam.MapTuple(lambda window, row: ((window, session_key(row)), row))
+            | 'KeyBySessionIdentity' >> beam.MapTuple(lambda window, row: ((window, session_key(row, semantics)), row))
             | 'SummarizeSession' >> beam.CombinePerKey(SessionCombineFn())
             | 'KeepSucceeded' >> beam.Filter(lambda keyed_summary: keyed_summary[1].succeeded)
             | 'ToSession' >> beam.MapTuple(

@@ -7,9 +7,10 @@ whole, from its accumulated relevant rows, by the stage functions the batch tran
 (`transforms.detect.query.evaluate_window`), inside one stateful DoFn per window
 (`EvaluateWindowsOnWatermark`):
 
-* a row is added to every query window covering its TimeGenerated (sliding windows too);
-* when the watermark passes a window's end (an event-time timer), the window is evaluated and
-  its alerts are emitted;
+* a row is added to every query window that reads its TimeGenerated (sliding windows too; strict
+  semantics also read a margin before and after each window, `QueryWindows.margin_us`);
+* when the watermark passes a window's end plus that margin (an event-time timer), the window is
+  evaluated and its alerts are emitted;
 * a row arriving after that but within ``allowed_lateness`` re-evaluates the window at once and
   emits only what changed: new alerts, and ``withdrawn`` records for alerts that no longer hold.
   An alert that is the same alert keeps its ``SystemAlertId`` (ids do not depend on Prevalence);
@@ -42,7 +43,7 @@ WITHDRAWN = 'Withdrawn'
 
 def alerts_by_id(rows_by_table, semantics, rule, window):
     """{SystemAlertId: alert} of one window's rows ({table name: rows})."""
-    results = [query_result(row) for row in evaluate_window(rows_by_table, semantics)]
+    results = [query_result(row) for row in evaluate_window(rows_by_table, semantics, window)]
     return {alert['SystemAlertId']: alert for alert in window_alerts(results, rule, semantics.name, window)}
 
 
@@ -56,10 +57,11 @@ class EvaluateWindowsOnWatermark(beam.DoFn):
     ON_TIME = TimerSpec('on_time', TimeDomain.WATERMARK)
     EXPIRY = TimerSpec('expiry', TimeDomain.WATERMARK)
 
-    def __init__(self, semantics, rule, allowed_lateness_us):
+    def __init__(self, semantics, rule, allowed_lateness_us, margin_us=0):
         self._semantics = semantics
         self._rule = rule
         self._lateness_us = allowed_lateness_us
+        self._margin_us = margin_us
 
     def setup(self):
         self._late = Metrics.counter(DETECTION, 'late_rows')
@@ -79,8 +81,8 @@ class EvaluateWindowsOnWatermark(beam.DoFn):
         rows.add((table, row))
         previous = emitted.read()
         if previous is None:
-            on_time.set(Timestamp(micros=window_end - 1))
-            expiry.set(Timestamp(micros=window_end - 1 + self._lateness_us))
+            on_time.set(Timestamp(micros=window_end + self._margin_us - 1))
+            expiry.set(Timestamp(micros=window_end + self._margin_us - 1 + self._lateness_us))
             return
         self._reevaluations.inc()
         yield from self._emit_changes(window_start, window_end, rows, emitted, previous)
@@ -132,9 +134,8 @@ class DetectInStream(beam.PTransform):
 
         def key_by_query_window(tagged):
             _, row = tagged
-            for start in windows.starts_covering(row['TimeGenerated']):
-                if windows.in_range(start, start + windows.period_us):
-                    yield (start, start + windows.period_us), tagged
+            for window in windows.windows_in_range(row['TimeGenerated']):
+                yield window, tagged
 
         return (
             tagged_rows
@@ -143,5 +144,5 @@ class DetectInStream(beam.PTransform):
             | 'KeyByQueryWindow' >> beam.FlatMap(key_by_query_window).with_output_types(
                 typing.Tuple[typing.Tuple[int, int], typing.Any])
             | 'EvaluateWindowsOnWatermark' >> beam.ParDo(
-                EvaluateWindowsOnWatermark(semantics, self._rule, self._lateness_us)).with_outputs(
+                EvaluateWindowsOnWatermark(semantics, self._rule, self._lateness_us, windows.margin_us)).with_outputs(
                     DEAD_LETTER, main=ALERTS))

@@ -5,6 +5,10 @@ that with windows ``[offset + k * frequency, offset + k * frequency + period)``:
 the two are equal, sliding (overlapping) windows when the period is longer. Each row belongs to
 every window covering its TimeGenerated, and each window is evaluated on its own rows only.
 
+A window may also read a margin of rows before its start and after its end (`QueryWindows.margin_us`,
+strict semantics' look-ahead): a row is then read by every window ``[s, e)`` with
+``s - margin <= TimeGenerated < e + margin``. The sentinel semantics read no margin.
+
 In a batch run the window is explicit: the detection's collections hold ``(window, value)`` pairs,
 ``window`` being ``(start, end)`` in microseconds, and every grouping key starts with the window.
 That is what Beam's event-time windows would compute, without their per-element machinery: a
@@ -62,11 +66,14 @@ def parse_instant(text):
 class QueryWindows:
     """The windows of a backfill: period, frequency, offset and an optional [start, end) range."""
 
-    def __init__(self, period_us, frequency_us, offset_us=0, start_us=None, end_us=None):
+    def __init__(self, period_us, frequency_us, offset_us=0, start_us=None, end_us=None, margin_us=0):
         if period_us <= 0 or frequency_us <= 0:
             raise ValueError('query period and frequency must be positive')
         if period_us < frequency_us:
             raise ValueError('a query period shorter than the frequency would leave rows unevaluated')
+        if margin_us < 0:
+            raise ValueError('a window cannot read a negative margin')
+        self.margin_us = margin_us
         self.period_us = period_us
         self.frequency_us = frequency_us
         self.offset_us = offset_us % frequency_us
@@ -79,13 +86,22 @@ class QueryWindows:
         last = (time_us - self.offset_us) // self.frequency_us
         return [self.offset_us + k * self.frequency_us for k in range(first, last + 1)]
 
+    def starts_reading(self, time_us):
+        """Start of every window [s, s + period) that reads `time_us`: s - margin <= time < s + period + margin."""
+        if not self.margin_us:
+            return self.starts_covering(time_us)
+        first = (time_us - self.offset_us - self.period_us - self.margin_us) // self.frequency_us + 1
+        last = (time_us - self.offset_us + self.margin_us) // self.frequency_us
+        return [self.offset_us + k * self.frequency_us for k in range(first, last + 1)]
+
     def windows_in_range(self, time_us):
-        """(start, end) of every window inside --start/--end that holds `time_us`."""
+        """(start, end) of every window inside --start/--end that reads `time_us` (holds it, or has it in
+        its margin)."""
         period = self.period_us
-        if period == self.frequency_us:  # fixed windows: exactly one holds the row
+        if period == self.frequency_us and not self.margin_us:  # fixed windows: exactly one holds the row
             start = time_us - (time_us - self.offset_us) % period
             return [(start, start + period)] if self.in_range(start, start + period) else []
-        return [(s, s + period) for s in self.starts_covering(time_us) if self.in_range(s, s + period)]
+        return [(s, s + period) for s in self.starts_reading(time_us) if self.in_range(s, s + period)]
 
     def in_range(self, start_us, end_us):
         return ((self.start_us is None or start_us >= self.start_us)

@@ -46,6 +46,8 @@ COLUMNS = {
         'Timestamp': DATETIME,
         'ActionType': STRING,
         'InitiatingProcessCommandLine': STRING,
+        'InitiatingProcessId': LONG,
+        'InitiatingProcessCreationTime': DATETIME,
         'AdditionalFields': DYNAMIC,
     },
 }
