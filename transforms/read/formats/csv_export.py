@@ -21,9 +21,9 @@ is not valid CSV or UTF-8, is a dead letter; the rest of the file is still read.
 """
 
 import csv
-import json
 import re
 
+from transforms.read import bounded_json
 from transforms.read import dead_letter as reasons
 from transforms.read.formats.lines import BOM, UNDECODABLE_BYTES, LineReader
 from transforms.read.formats.records import Decoded, Undecodable, names_other_table
@@ -70,7 +70,7 @@ def _json_object(text):
     if not isinstance(text, str) or not text.strip().startswith('{'):
         return {}
     try:
-        value = json.loads(text)
+        value = bounded_json.loads(text)
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
