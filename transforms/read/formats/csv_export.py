@@ -34,6 +34,8 @@ TABLE_COLUMN = '$table'
 WRONG_COLUMN_COUNT = 'CSV record with %d cells, the header has %d'
 BAD_CSV = 'not valid CSV'
 NO_HEADER = 'CSV file without a header'
+HEADER_TOO_LONG = 'CSV header longer than 1 MiB'
+NO_USABLE_HEADER = 'CSV record after a header that could not be read'
 
 _PORTAL_DATETIME = re.compile(
     r'\s*([0-9]{1,2})/([0-9]{1,2})/([0-9]{4}),? +([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?'
@@ -135,23 +137,32 @@ def read_csv_export(lines, stream, table, needles=None):
         number, offset = record_lines[0][0], record_lines[0][1]
         position = {'line': number, 'offset': offset}
         raw = b'\n'.join(line for _, _, line in record_lines if line is not None)
-        if cells == []:
+        too_long = any(line is None for _, _, line in record_lines)
+        if cells == [] and not too_long:
             continue
         if header is None:
-            if error is not None:
-                yield Undecodable(position, NO_HEADER, raw)
-                return
+            # A header that cannot be read is one dead letter, and so is every record after it:
+            # read with another record as the header, each row's cells would go to wrong columns.
+            if too_long or error is not None:
+                yield Undecodable(position, HEADER_TOO_LONG if too_long else NO_HEADER, raw)
+                header = False
+                continue
             header, utc = header_names(cells)
             datetime_columns = utc | {name for name, kind in COLUMNS.get(table, {}).items() if kind == DATETIME}
             continue
         lines.lines_seen += 1
+        if header is False:
+            lines.lines_produced += 1
+            yield Undecodable(position, NO_USABLE_HEADER, raw)
+            continue
+        if too_long:
+            lines.lines_produced += 1
+            yield Undecodable(position, reasons.TOO_LONG, raw)
+            continue
         if needles is not None and error is None and not needles.search(
                 '\n'.join(cells).encode('utf-8', 'surrogateescape')):
             continue
         lines.lines_produced += 1
-        if any(line is None for _, _, line in record_lines):
-            yield Undecodable(position, reasons.TOO_LONG, raw)
-            continue
         if error is not None:
             yield Undecodable(position, '%s: %s' % (BAD_CSV, error), raw)
             continue
