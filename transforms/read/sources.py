@@ -93,7 +93,8 @@ class ExportSource(filebasedsource.FileBasedSource):
                 logging.warning('%s: reading %s failed: %s', self._table, file_name, traceback.format_exc())
                 yield DEAD_LETTER, reasons.dead_letter(
                     self._table, file_name, {}, '%s: %s: %s' % (reasons.READER_ERROR, type(error).__name__, error))
-        read = lines.lines_seen if lines else 0
+        # A reader stopped by an error counts the lines it produced, not always the block they were in.
+        read = max(lines.lines_seen, lines.lines_produced) if lines else 0
         skipped = read - lines.lines_produced if lines else 0
         yield STATS, {'read': read, 'skipped_irrelevant': skipped, 'parsed': counts['parsed'],
                       'outside_range': counts['outside_range'], 'windows': counts['windows']}
