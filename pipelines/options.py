@@ -69,6 +69,11 @@ class DetectionOptions(PipelineOptions):
             '--baseline_in', default=None,
             help='Fingerprint store (JSON lines or .avro) from earlier runs, read for --history_days.')
         detection.add_argument(
+            '--baseline_init', nargs='?', const='true', choices=('false', 'true'), default='false',
+            help='The first run of a baseline: --baseline_in may be missing (read as empty). Without it a '
+                 'missing --baseline_in is an error, and so is replacing an existing --baseline_out without '
+                 'reading a store.')
+        detection.add_argument(
             '--baseline_out', default=None,
             help='Where to write the updated fingerprint store (JSON lines, or Avro for a .avro path); '
                  'replaced only when the run succeeds.')

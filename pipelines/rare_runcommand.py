@@ -15,10 +15,12 @@ import json
 import logging
 import os
 import sys
+import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
 
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines.kafka_options import KafkaOptions
@@ -33,7 +35,8 @@ from transforms.detect.semantics import Semantics, parse_scale_set_prefixes
 from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
 from transforms.read.sources import ReadTable, UnreadableInput
-from transforms.write.files import ALERT_FILES, WINDOW_FILES, WriteJsonLines, clear_previous_run
+from transforms.write import output_folder
+from transforms.write.files import ALERT_FILES, WINDOW_FILES, WriteJsonLines
 from transforms.write.run_report import write_run_report
 from transforms.write.sinks import write_outputs
 from transforms.write.window_summary import SummarizeWindows
@@ -69,6 +72,19 @@ def update_baseline(detection, rule, output_dir):
     FileSystems.delete([run_dir])
 
 
+def check_baseline_options(detection):
+    """BaselineError before anything runs: a --baseline_in that does not exist, or a --baseline_out
+    store that would be replaced without its history, unless --baseline_init says it is the first run."""
+    first_run = detection.baseline_init == 'true'
+    baseline.check_store(detection.baseline_in, first_run)
+    if (detection.baseline_out and not detection.baseline_in and not first_run
+            and FileSystems.exists(detection.baseline_out)):
+        raise baseline.BaselineError(
+            '--baseline_out %s exists and no --baseline_in is read: the run would replace the store without '
+            'its history; pass it as --baseline_in too (or --baseline_init to start a new store)'
+            % detection.baseline_out)
+
+
 def resolve_inputs(options):
     """{table: file pattern}, the bundled sample day when no pattern is given."""
     patterns = {table: getattr(options, name) for table, name in TABLE_OPTIONS.items()}
@@ -87,14 +103,15 @@ def query_windows(options, rule, semantics=None):
     return QueryWindows(period, frequency, offset, start, end, margin)
 
 
-def build(pipeline, options):
-    """Adds the detection to `pipeline`; returns (alerts, dead letters)."""
+def build(pipeline, options, output_dir=None):
+    """Adds the detection to `pipeline`, writing under `output_dir` (default: --output_dir); returns
+    (alerts, dead letters)."""
     detection = options.view_as(DetectionOptions)
     rule = load_rule(detection.rule)
     semantics = semantics_of(detection)
     windows = query_windows(detection, rule, semantics)
     patterns, _ = resolve_inputs(detection)
-    output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
+    output_dir = output_dir or detection.output_dir or DEFAULT_OUTPUT_DIR
 
     tables, dead_letters, row_counts = {}, [], {}
     for table in TABLES:
@@ -210,23 +227,47 @@ def run(argv=None):
                          % type(result).__name__)
         result.wait_until_finish()
         return result
-    build(pipeline, options)
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
-    # An earlier run's shards (maybe another number of them) must not mix with this run's.
-    stale_fingerprints = FileSystems.join(baseline.temporary_dir(output_dir), baseline.FINGERPRINT_FILES + '-*-of-*.jsonl')
-    clear_previous_run(output_dir, [stale_fingerprints])
-    result = pipeline.run()
-    result.wait_until_finish()
-    if detection.baseline_out:
-        update_baseline(detection, load_rule(detection.rule), output_dir)
-    summary = counters(result)
-    if options.view_as(SinkOptions).report:
-        write_run_report(summary, output_dir)
+    check_baseline_options(detection)
+    # The run writes under a staging folder of its own, swapped in for the previous run's outputs
+    # only once it succeeded (transforms/write/output_folder.py): a failed or killed run leaves the
+    # previous outputs whole, and two runs into one folder are refused by its lock.
+    run_id = uuid.uuid4().hex
+    staging = output_folder.staging_dir(output_dir, run_id)
+    build(pipeline, options, staging)
+    with output_folder.OutputLock(output_dir, run_id) as lock:
+        if lock.taken_over:
+            logging.warning('Took over the lock of %s, whose run is gone.', lock.describe(lock.taken_over))
+        output_folder.recover(output_dir)
+        output_folder.clear_leftovers(output_dir)
+        try:
+            result = pipeline.run()
+            state = result.wait_until_finish()
+            if state is not None and state != PipelineState.DONE:
+                raise RuntimeError('the pipeline ended in state %s; the outputs of %s are left as they were'
+                                   % (state, output_dir))
+            if detection.baseline_out:
+                update_baseline(detection, load_rule(detection.rule), staging)
+            summary = counters(result)
+            if options.view_as(SinkOptions).report:
+                write_run_report(summary, staging, published_dir=output_dir)
+            output_folder.publish(output_dir, staging)
+        except BaseException:
+            _discard(staging)
+            raise
     print_summary(summary, output_dir)
     print_windows(output_dir)
     if sample:
         _print_alerts(output_dir)
     return result
+
+
+def _discard(staging):
+    try:
+        if FileSystems.exists(staging):
+            FileSystems.delete([staging])
+    except Exception:  # pylint: disable=broad-except  # the next run clears it
+        logging.warning('Could not delete %s; the next run into the folder will.', staging)
 
 
 def read_json_lines_output(output_dir, prefix):
@@ -260,7 +301,7 @@ def main():
     logging.getLogger().setLevel(logging.WARNING)
     try:
         run(sys.argv[1:])
-    except (PreflightError, UnreadableInput) as error:
+    except (PreflightError, UnreadableInput, output_folder.FolderLocked, baseline.BaselineError) as error:
         sys.stderr.write('rare-runcommand: error: %s\n' % error)
         sys.exit(2)
 

@@ -4,7 +4,7 @@ import dataclasses
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.write.logs_ingestion import DEFAULT_STREAM, DEFAULT_TOKEN_ENV
+from transforms.write.logs_ingestion import DEFAULT_STREAM, DEFAULT_TIME_BUDGET, DEFAULT_TIMEOUT, DEFAULT_TOKEN_ENV
 from transforms.write.sinks import SINKS, SinkSettings, parse_sinks
 
 
@@ -51,6 +51,14 @@ class SinkOptions(PipelineOptions):
             '--sentinel_max_attempts', type=int, default=5,
             help='sentinel: calls per batch at most, retries of 408, 429, 500, 502, 503 and 504 included '
                  '(default 5).')
+        sinks.add_argument(
+            '--sentinel_timeout', type=float, default=DEFAULT_TIMEOUT,
+            help='sentinel: seconds one call may take in all, connecting and reading the answer included '
+                 '(default %.0f); a call past it is cut off and retried.' % DEFAULT_TIMEOUT)
+        sinks.add_argument(
+            '--sentinel_time_budget', type=float, default=DEFAULT_TIME_BUDGET,
+            help='sentinel: seconds all the calls and retry waits of one bundle of alerts may take (default '
+                 '%.0f); past it the alerts left go to sentinel_dead_letter unsent.' % DEFAULT_TIME_BUDGET)
         sinks.add_argument(
             '--bigquery_table', default=None,
             help='bigquery: PROJECT:DATASET.TABLE (created if needed, appended to); needs the gcp extra.')

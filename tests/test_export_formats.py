@@ -16,6 +16,7 @@ from apache_beam.io.range_trackers import OffsetRangeTracker
 from transforms.detect.relevance import read_filters
 from transforms.detect.semantics import Semantics
 from transforms.read import formats as export_formats
+from transforms.read.formats.compressed import kind_of
 from transforms.read.formats.lines import BLOCK_BYTES, MAX_RECORD_BYTES
 from transforms.read.formats.records import NO_PROPERTIES
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
@@ -30,7 +31,7 @@ def read_file(path, table, input_format='auto', needles=None):
     """(typed rows, dead letters, [(records read, records skipped by the prefilter)]) of one file,
     through ExportSource as the pipeline reads it."""
     source = ExportSource(path, table, input_format, needles)
-    compressed = path.endswith('.gz')  # Beam reads a compressed file unsplit, to OFFSET_INFINITY
+    compressed = kind_of(path) is not None  # Beam reads a compressed file unsplit, to OFFSET_INFINITY
     stop = OffsetRangeTracker.OFFSET_INFINITY if compressed else os.path.getsize(path)
     items = list(source.read_records(path, OffsetRangeTracker(0, stop)))
     return ([row for k, v in items if k == ROWS for _, row in v], [v for k, v in items if k == DEAD_LETTER],

@@ -4,6 +4,7 @@ import gzip
 import http.server
 import json
 import threading
+import time
 import urllib.parse
 
 import apache_beam as beam
@@ -270,3 +271,187 @@ def test_an_alert_of_exactly_the_call_limit_is_sent_and_one_byte_over_is_dead_le
     assert (dead['SystemAlertId'], dead['status'], dead['attempts']) == ('id-003', None, 0)
     assert dead['reason'] == 'alert is %d bytes, over the %d-byte limit of one Logs Ingestion API call' % (
         body - 2, body - 1)
+
+
+# ---------------------------------------------------------------------------------- a hostile endpoint
+
+class Recorder:
+    """An HTTP server on 127.0.0.1 that records every request, whatever its method, and answers 200."""
+
+    def __init__(self):
+        self.requests = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _record(self):
+                length = int(self.headers.get('Content-Length') or 0)
+                owner.requests.append((self.command, self.path, self.headers.get('Authorization'),
+                                       self.rfile.read(length) if length else b''))
+                self.send_response(200)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = _record  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.endpoint = 'http://127.0.0.1:%d' % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={'poll_interval': 0.02}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize('status', [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed_and_the_token_never_leaves_the_endpoint(server, token_env, status):
+    with Recorder() as elsewhere:
+        server.script = [(status, {'Location': elsewhere.endpoint + '/steal'}, '')] * 3
+        sleeps = []
+        rejected = client(server, token_env, sleeps, max_attempts=3).send(pairs([alert(1), alert(2)]))
+    assert elsewhere.requests == []            # nothing, and no token, went to the other origin
+    assert len(server.requests) == 3 and len(sleeps) == 2   # a failure, retried
+    assert [(r[1], r[3]) for r in rejected] == [(status, 3), (status, 3)]
+    assert 'redirect, not followed' in rejected[0][2]
+
+
+@pytest.mark.parametrize('status', [200, 201, 202])
+def test_only_204_counts_as_delivered(server, token_env, status):
+    server.script = [(status, {}, '{"accepted": true}')]
+    rejected = client(server, token_env, []).send(pairs([alert(1)]))
+    assert [(r[1], r[3]) for r in rejected] == [(status, 1)]
+    assert rejected[0][2].startswith('HTTP %d (not the 204 of a delivered upload)' % status)
+
+
+class Trickler:
+    """A server that reads the request, then sends its answer one byte every 50 ms."""
+
+    def __init__(self, answer=b'HTTP/1.1 204 No Content\r\nX-Padding: ' + b'p' * 200 + b'\r\n\r\n'):
+        self.stop = threading.Event()
+        self.calls = 0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                owner.calls += 1
+                self.rfile.read(int(self.headers['Content-Length']))
+                for byte in answer:
+                    if owner.stop.wait(0.05):
+                        return
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:
+                        return
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.endpoint = 'http://127.0.0.1:%d' % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={'poll_interval': 0.02}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_trickling_server_cannot_hold_a_call_past_its_deadline(token_env):
+    # The answer takes 12 s at one byte per 50 ms: each byte comes well within the socket's
+    # timeout, so only a deadline on the whole call ends it.
+    with Trickler() as trickler:
+        url = li.ingestion_url(trickler.endpoint, DCR, STREAM)
+        c = li.LogsIngestionClient(url, token_env, sleep=_no_sleep, proxies={}, max_attempts=2, timeout=0.5)
+        started = time.monotonic()
+        [(_, status, reason, attempts)] = c.send(pairs([alert(1)]))
+        elapsed = time.monotonic() - started
+    assert elapsed < 3 and trickler.calls == 2
+    assert (status, attempts) == (None, 2) and 'call deadline of 0.5 s' in reason
+    assert reason.startswith('no response: no complete answer within the call deadline')
+
+
+class FakeClock:
+    """A monotonic clock that only the (fake) sleeps move."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_the_sink_has_a_time_budget_after_which_the_rest_is_dead_lettered(server, token_env):
+    server.script = [(503, {}, 'busy')] * 20
+    clock = FakeClock()
+    dofn = li.PostToLogsIngestion(server.endpoint, DCR, STREAM, token_env, max_batch_bytes=300, sleep=clock.sleep,
+                                  proxies={}, max_attempts=5, base_delay=4.0, time_budget=10.0)
+    dofn.setup()
+    dofn._client._clock = clock   # pylint: disable=protected-access
+    dofn.start_bundle()
+    alerts = [alert(n, pad=150) for n in range(3)]   # one alert per batch
+    dead = [record for a in alerts for record in dofn.process(a)]
+    dead += [windowed.value for windowed in dofn.finish_bundle()]
+    # First batch: called at 0 and 4 s; the next wait (8 s) would pass the 10 s budget. The other
+    # batches are not sent at all.
+    assert len(server.requests) == 2 and clock.sleeps == [4.0]
+    assert sorted(d['SystemAlertId'] for d in dead) == ['id-000', 'id-001', 'id-002']
+    assert all('time budget of 10 s exhausted' in d['reason'] for d in dead)
+    # The next bundle has the budget again.
+    server.script = []
+    dofn.start_bundle()
+    assert [record for record in dofn.process(alert(7))] == [] and list(dofn.finish_bundle()) == []
+    assert server.requests[-1]['records'] == [alert(7)]
+
+
+JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'
+
+
+def test_a_response_echoing_the_token_is_redacted_in_dead_letters_and_logs(server, token_env, caplog):
+    echo = 'Authorization: Bearer %s; other: bearer %s; raw %s; url %s' % (TOKEN, JWT, TOKEN, urllib.parse.quote(TOKEN))
+    server.script = [(503, {}, echo), (401, {}, echo)]
+    with caplog.at_level('WARNING'):
+        rejected = client(server, token_env, []).send(pairs([alert(1)]))
+    [(_, status, reason, attempts)] = rejected
+    assert (status, attempts) == (401, 2)
+    assert TOKEN not in reason and JWT not in reason and urllib.parse.quote(TOKEN) not in reason
+    assert reason.startswith('HTTP 401: Authorization: Bearer [redacted]; other: bearer [redacted]; raw [redacted]')
+    assert TOKEN not in caplog.text and JWT not in caplog.text
+
+
+def test_redact_catches_bearer_tokens_and_jwts_it_was_not_given():
+    assert li.redact('x Bearer abc.DEF-ghi_jk~l+/= y') == 'x Bearer [redacted] y'
+    assert li.redact('token=%s&x=1' % JWT) == 'token=[redacted]&x=1'
+    assert li.redact('nothing secret here') == 'nothing secret here'
+
+
+def test_proxies_of_the_environment_are_not_used_for_a_loopback_endpoint(server, token_env, monkeypatch):
+    for name in ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY'):
+        monkeypatch.setenv(name, 'http://127.0.0.1:9')   # nothing listens there
+    monkeypatch.delenv('no_proxy', raising=False)
+    monkeypatch.delenv('NO_PROXY', raising=False)
+    url = li.ingestion_url(server.endpoint, DCR, STREAM)
+    assert li.LogsIngestionClient(url, token_env, sleep=_no_sleep).send(pairs([alert(1)])) == []
+    assert server.requests[0]['authorization'] == 'Bearer ' + TOKEN
+
+
+@pytest.mark.parametrize('endpoint', ['http://localhost.example.com', 'http://10.0.0.1', 'ftp://127.0.0.1',
+                                      'http://127.0.0.1.example.com'])
+def test_plain_http_is_refused_for_anything_but_a_loopback_address(endpoint):
+    with pytest.raises(ValueError, match='must be an https:// URL'):
+        li.PostToLogsIngestion(endpoint, DCR, STREAM, li.TokenSource())

@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_testing import in_process_pipeline
 from pipelines.sink_options import SinkOptions, sink_settings
-from transforms.write import files, gcp, sinks
+from transforms.write import files, gcp, output_folder, sinks
 from transforms.write.sinks import parse_sinks
 from transforms.detect.alerts import make_alert, query_result
 from transforms.detect.rule import RESULT_COLUMNS, load_rule
@@ -260,14 +260,17 @@ def test_sink_settings_come_from_the_sink_options():
     assert sink_settings(options()) == sinks.SinkSettings()
 
 
-def test_a_rerun_clears_every_output_series_of_the_previous_run_and_nothing_else(tmp_path):
+def test_a_rerun_replaces_every_output_series_of_the_previous_run_and_nothing_else(tmp_path):
     ours = ['alerts-00000-of-00002.jsonl', 'alerts-00001-of-00002.avro', 'dead_letter-00000-of-00003.avro',
             'dead_letter-00002-of-00003.jsonl', 'sentinel_dead_letter-00000-of-00001.jsonl',
             'windows-00001-of-00002.jsonl', 'summary.json', 'report.html']
     not_ours = ['alerts.jsonl', 'notes.txt', 'windows-latest.jsonl', 'fingerprints-00000-of-00001.jsonl']
     for name in ours + not_ours:
         (tmp_path / name).write_text('{}\n')
-    deleted = files.clear_previous_run(str(tmp_path))
-    assert sorted(os.path.basename(path) for path in deleted) == sorted(ours)
-    assert os.path.basename(deleted[0]) == 'summary.json'   # the completion marker goes first
-    assert sorted(os.listdir(tmp_path)) == sorted(not_ours)
+    patterns = files.previous_run_patterns(str(tmp_path))
+    assert os.path.basename(patterns[0]) == 'summary.json'   # the completion marker goes first
+    staging = tmp_path / '.rare-runcommand-run-1'
+    staging.mkdir()
+    (staging / 'alerts-00000-of-00001.jsonl').write_text('{"new": 1}\n')
+    output_folder.publish(str(tmp_path), str(staging))
+    assert sorted(os.listdir(tmp_path)) == sorted(not_ours + ['alerts-00000-of-00001.jsonl'])

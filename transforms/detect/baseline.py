@@ -7,10 +7,12 @@ it. Across runs, a fingerprint store carries the history: one record per fingerp
 script runs seen) and one ``example`` (the run's VM, caller, file and cmdlets). The store is plain
 JSON lines, or Avro when its path ends in ``.avro``; it is keyed by rule id and semantics, so a store
 built for one cannot silently feed the other, and it is replaced only after a successful run
-(written beside the target, then renamed over it).
+(written beside the target, then renamed over it: the old store is never deleted first, so a kill
+at any moment leaves the old store or the new one). A store named by --baseline_in must exist
+unless the run says it is the first (--baseline_init): a missing store read as empty would make
+every known fingerprint new again.
 """
 
-import json
 import uuid
 from typing import NamedTuple
 
@@ -18,6 +20,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.detect.alerts import ALERTS
+from transforms.read import bounded_json
 from transforms.read.dynamic import canonical_json
 from transforms.read.ingest import format_datetime_us, parse_datetime_us
 
@@ -42,17 +45,31 @@ class BaselineError(ValueError):
     """A fingerprint store that does not belong to this rule and semantics, or cannot be read."""
 
 
+def check_store(path, first_run):
+    """BaselineError when the store `path` does not exist and this is not declared the first run."""
+    if path and not first_run and not FileSystems.exists(path):
+        raise BaselineError('the fingerprint store %s does not exist; if this is the first run of the '
+                            'baseline, say so with --baseline_init' % path)
+
+
 def read_store(path, rule_id, semantics):
-    """The records of a fingerprint store; BaselineError if any belongs to another rule or semantics."""
+    """The records of a fingerprint store ([] when there is none); BaselineError if any belongs to
+    another rule or semantics, or the store cannot be read."""
     if not path or not FileSystems.exists(path):
         return []
-    with FileSystems.open(path) as handle:
-        if path.endswith('.avro'):
-            import fastavro
-            records = [dict(r, example=json.loads(r['example'])) for r in fastavro.reader(handle)]
-        else:
-            records = [json.loads(line) for line in handle.read().decode('utf-8').splitlines() if line.strip()]
+    try:
+        with FileSystems.open(path) as handle:
+            if path.endswith('.avro'):
+                import fastavro
+                records = [dict(r, example=bounded_json.loads(r['example'])) for r in fastavro.reader(handle)]
+            else:
+                records = [bounded_json.loads(line) for line in handle.read().decode('utf-8').splitlines()
+                           if line.strip()]
+    except (ValueError, TypeError, KeyError, EOFError, UnicodeDecodeError) as error:
+        raise BaselineError('%s is not a fingerprint store: %s' % (path, error)) from error
     for record in records:
+        if not isinstance(record, dict):
+            raise BaselineError('%s is not a fingerprint store: a record is not an object' % path)
         if record.get('rule_id') != rule_id or record.get('semantics') != semantics:
             raise BaselineError(
                 '%s holds fingerprints of rule %s with %s semantics; this run is rule %s with %s semantics'
@@ -72,9 +89,7 @@ def write_store(path, records):
         else:
             for record in records:
                 handle.write((canonical_json(record) + '\n').encode('utf-8'))
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temporary], [path])
+    FileSystems.rename([temporary], [path])  # over the old store, never deleting it first
 
 
 def merge_store(old_records, run_summaries, rule_id, semantics):

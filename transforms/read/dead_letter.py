@@ -11,8 +11,10 @@ INVALID_UTF8 = 'invalid UTF-8'
 NOT_JSON = 'not JSON'
 NOT_OBJECT = 'not a JSON object'
 TOO_LONG = 'record longer than 1 MiB'
+TOO_DEEP = 'JSON nested deeper than 64 levels'  # transforms.read.bounded_json.MAX_JSON_DEPTH
 NO_TIME = 'TimeGenerated missing or unparsable'
 LATE = 'late'
+READER_ERROR = 'reader error (the rest of the file is not read)'
 
 
 def dead_letter(table, source, position, reason, raw=b''):

@@ -7,13 +7,17 @@
   ingestion types a JSON value in a string column: null is ``""``, a string stays, anything else
   is its `json_text`.
 * `parse_json_text`: Kusto ``parse_json(string)``: the value, or the string itself when it is not
-  JSON; duplicate keys keep their first value, as the reference's JSON reader does.
+  JSON (also when it nests deeper than `transforms.read.bounded_json.MAX_JSON_DEPTH`: the text is
+  kept as a string, as for any text parse_json cannot read); duplicate keys keep their first value,
+  as the reference's JSON reader does.
 * `canonical_json`: the one text that orders and identifies rows in the detection (record identity,
   one row per strict session, alert ids): compact, keys sorted, non-ASCII characters raw.
 """
 
 import json
 import re
+
+from transforms.read.bounded_json import BoundedDecoder
 
 _CONTROL = re.compile('[\x00-\x1f\x7f]')
 _ESCAPES = {'"': '\\"', '\\': '\\\\', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
@@ -76,13 +80,13 @@ def parse_json_text(text):
     """Kusto ``parse_json(string)``: the JSON value, or the string itself when it is not JSON."""
     try:
         if isinstance(text, str):
-            return _JSON_DECODER.decode(text)  # what json.loads does, without a new decoder per call
-        return json.loads(text, object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
-    except ValueError:
+            return _JSON_DECODER.decode(text)
+        return _JSON_DECODER.decode(bytes(text).decode('utf-8'))
+    except ValueError:  # not JSON, nested too deep, or bytes that are not UTF-8
         return text
 
 
-_JSON_DECODER = json.JSONDecoder(object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
+_JSON_DECODER = BoundedDecoder(object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
 
 
 def canonical_json(value):

@@ -7,8 +7,14 @@ column types of `transforms.read.schema` and the behaviour of the reference eval
   compact JSON text (``1.5``, ``true``, ``{"a":1}``).
 * datetime: ISO 8601, ``T`` or space between date and time, up to any number of fractional digits
   (truncated to microseconds, the reference's precision), ``Z``, ``+hh``, ``+hhmm``, ``+hh:mm`` or
-  `` UTC``; no zone means UTC. Anything else is null. Kept as integer microseconds since the epoch.
-* long: a JSON integer, or a number or numeric string rounded half away from zero; otherwise null.
+  `` UTC``; no zone means UTC. Only instants of Kusto's datetime range, 0001-01-01 to 9999-12-31
+  (UTC), are datetimes. A leap second, second 60 of the last minute (UTC) of a month's last day, is
+  second 59 of that minute: Kusto's datetime has no leap-second ticks, and .NET reads a valid leap
+  second as second 59 (docs/formats.md gives the sources). Anything else is null. Kept as integer
+  microseconds since the epoch.
+* long: a JSON integer, or a number or numeric string rounded half away from zero; otherwise null
+  (also out of the long range: the work is bounded by the text's length, never by the number's
+  size, so ``"1e99999999"`` is null at once).
 * dynamic: a JSON string whose text is JSON is parsed (``"{\\"Command\\":\\"x\\"}"``); any other value
   is kept as it is.
 """
@@ -27,6 +33,7 @@ _DATETIME = re.compile(
 
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _US_PER_DAY = 86_400_000_000
+_LAST_SECOND_US = _US_PER_DAY - 1_000_000  # 23:59:59 in a day
 
 
 def _is_leap(year):
@@ -69,12 +76,12 @@ def _parse_canonical(text):
         return None
     hour, minute, second = int(clock[:2]), int(clock[2:4]), int(clock[4:])
     if hour > 23 or minute > 59 or second > 59:
-        return None
+        return None  # a leap second (60) is left to the general parser
     days = _days_of_date(text[:10])
     if days is None:
         return None
     micros = int(fraction[1:7].ljust(6, '0')) if len(fraction) > 1 else 0
-    return days * _US_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
+    return _in_kusto_range(days * _US_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros)
 
 
 def parse_datetime_us(text):
@@ -86,6 +93,8 @@ def parse_datetime_us(text):
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m, _utc = match.groups()
+    if len(year.lstrip('0')) > 4:
+        return None  # after 9999 (and never an int of thousands of digits)
     year, month, day = int(year), int(month), int(day)
     if not 1 <= month <= 12 or day < 1:
         return None
@@ -95,6 +104,9 @@ def parse_datetime_us(text):
     hour = int(hour or 0)
     minute = int(minute or 0)
     second = int(second or 0)
+    leap = second == 60
+    if leap:
+        second = 59
     if hour > 24 or minute > 59 or second > 59 or (hour == 24 and (minute or second or (fraction or '').strip('0'))):
         return None
     micros = int((fraction or '')[:6].ljust(6, '0'))
@@ -103,13 +115,29 @@ def parse_datetime_us(text):
     if sign:
         offset = (int(off_h) * 60 + int(off_m or 0)) * 60_000_000
         value += -offset if sign == '+' else offset
-    return value
+    if leap and not _is_leap_second_minute(value):
+        return None
+    return _in_kusto_range(value)
 
 
-def format_datetime_us(micros):
-    """Microseconds since the epoch -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
-    days, rest = divmod(micros, _US_PER_DAY)
-    # civil_from_days (Howard Hinnant)
+# Kusto's datetime range: 0001-01-01T00:00:00 to 9999-12-31T23:59:59.9999999 (kept to the microsecond).
+MIN_DATETIME_US = _days_from_civil(1, 1, 1) * _US_PER_DAY
+MAX_DATETIME_US = _days_from_civil(10000, 1, 1) * _US_PER_DAY - 1
+
+
+def _in_kusto_range(value):
+    return value if MIN_DATETIME_US <= value <= MAX_DATETIME_US else None
+
+
+def _is_leap_second_minute(value):
+    """Whether `value` (read with second 59 for 60) lies in 23:59:59 UTC of the last day of a month,
+    where UTC inserts a leap second (ITU-R TF.460)."""
+    days, rest = divmod(value, _US_PER_DAY)
+    return rest >= _LAST_SECOND_US and _civil_from_days(days + 1)[2] == 1
+
+
+def _civil_from_days(days):
+    """(year, month, day) of a day count since 1970-01-01 (Howard Hinnant's civil_from_days)."""
     z = days + 719468
     era = z // 146097
     doe = z - era * 146097
@@ -119,7 +147,13 @@ def format_datetime_us(micros):
     mp = (5 * doy + 2) // 153
     d = doy - (153 * mp + 2) // 5 + 1
     m = mp + (3 if mp < 10 else -9)
-    y += m <= 2
+    return y + (m <= 2), m, d
+
+
+def format_datetime_us(micros):
+    """Microseconds since the epoch -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    days, rest = divmod(micros, _US_PER_DAY)
+    y, m, d = _civil_from_days(days)
     seconds, micro = divmod(rest, 1_000_000)
     minutes, second = divmod(seconds, 60)
     hour, minute = divmod(minutes, 60)
@@ -163,19 +197,46 @@ def to_long(value):
     return result if _LONG_MIN <= result <= _LONG_MAX else None
 
 
+_LONG_DIGITS = 19  # |any long| < 10 ** 19
+_LONG_HEX_DIGITS = 16
+
+
 def _parse_long_text(text):
+    """A numeric text -> its value rounded half away from zero, or None; None too when it is
+    sure to be out of the long range. The work is bounded by the length of the text: only the
+    digits that can matter are converted, never a number of the exponent's size."""
     match = _NUMBER.fullmatch(text)
     if match is None:
         hex_match = _HEX.fullmatch(text)
-        return int(hex_match.group(1), 16) if hex_match else None
+        if not hex_match:
+            return None
+        digits = hex_match.group(1).lstrip('0')
+        return int(digits, 16) if len(digits) <= _LONG_HEX_DIGITS else None
     sign, whole, fraction, exponent = match.groups()
     if whole is None and not fraction:
         return None
     if whole is not None and (whole.endswith('_') or '__' in whole):
         return None
-    digits = (whole or '0').replace('_', '') + (fraction or '')
-    scale = len(fraction or '') - int(exponent or 0)
-    numerator = int(digits)
+    fraction = fraction or ''
+    significant = ((whole or '0').replace('_', '') + fraction).lstrip('0')
+    if not significant:
+        return 0
+    exponent = exponent or '0'
+    negative_exponent = exponent.startswith('-')
+    exponent = exponent.lstrip('+-').lstrip('0') or '0'
+    if len(exponent) > 12:  # |exponent| >= 10 ** 12: more than any text's digits
+        return 0 if negative_exponent else None
+    # value = significant * 10 ** -scale, with `magnitude` digits before the decimal point.
+    scale = len(fraction) + (int(exponent) if negative_exponent else -int(exponent))
+    magnitude = len(significant) - scale
+    if magnitude > _LONG_DIGITS:
+        return None
+    if magnitude < 0:
+        return 0  # below 0.1
+    if scale > 0 and len(significant) > magnitude + 1:
+        # Half away from zero needs the integer digits and the first fractional digit only.
+        significant, scale = significant[:magnitude + 1], 1
+    numerator = int(significant)
     if sign == '-':
         numerator = -numerator
     if scale <= 0:

@@ -4,10 +4,15 @@ The source finds every file of a pattern (Beam FileSystems: local, gs://, ``*`` 
 gzip), detects each file's export format, decodes its records and types them. Records that cannot
 be used become dead letters; they never stop the read. With ``scan='relevant'`` a byte-level
 prefilter skips, before any decoding, the records that cannot matter to the rule.
+
+Compressed files are decompressed here (`transforms.read.formats.compressed`), not by Beam: in
+bounded memory whatever they inflate to, and a stream cut short or corrupt is a dead letter
+("truncated gzip", with the offsets reached) after the rows read before it.
 """
 
 import json
 import logging
+import traceback
 
 import apache_beam as beam
 from apache_beam.io import filebasedsource
@@ -18,6 +23,7 @@ from apache_beam.metrics import Metrics
 from transforms.read import dead_letter as reasons
 from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.formats import FORMAT_READERS, LINE_FORMATS, choose_format
+from transforms.read.formats.compressed import CompressedDataError, DecompressedStream, kind_of
 from transforms.read.formats.lines import LineReader
 from transforms.read.formats.records import Undecodable
 from transforms.read.ingest import typed_row
@@ -51,23 +57,51 @@ class ExportSource(filebasedsource.FileBasedSource):
         self._keep = keep
         self._windows = windows
 
+    def open_file(self, file_name):
+        """The file's bytes, decompressed here when its name says so (see the module docstring)."""
+        raw = FileSystems.open(file_name, 'application/octet-stream', compression_type=CompressionTypes.UNCOMPRESSED)
+        kind = kind_of(file_name)
+        return DecompressedStream(raw, kind) if kind else raw
+
     def read_records(self, file_name, range_tracker):
         start = range_tracker.start_position()
+        counts = {'parsed': 0, 'outside_range': 0, 'windows': {}}
+        lines = None
         with self.open_file(file_name) as stream:
-            head = stream.read(HEAD_BYTES)
-            stream.seek(0)
-            fmt = choose_format(self._input_format, file_name, head)
-            if fmt not in LINE_FORMATS:
-                if start > 0:  # whole-file formats are read by the split that starts at 0
-                    return
-                claim = lambda offset: True  # noqa: E731
-            else:
-                claim = range_tracker.try_claim
-            stop = range_tracker.stop_position() if fmt in LINE_FORMATS else None
-            lines = LineReader(stream, start, claim, self._needles, stop=stop)
-            decoder = FORMAT_READERS[fmt]
-            keep, windows = self._keep, self._windows
-            per_window, outside, parsed, batch = {}, 0, 0, []
+            try:
+                head = stream.read(HEAD_BYTES)
+                stream.seek(0)
+                fmt = choose_format(self._input_format, file_name, head)
+                if fmt not in LINE_FORMATS:
+                    if start > 0:  # whole-file formats are read by the split that starts at 0
+                        return
+                    claim = lambda offset: True  # noqa: E731
+                else:
+                    claim = range_tracker.try_claim
+                stop = range_tracker.stop_position() if fmt in LINE_FORMATS else None
+                lines = LineReader(stream, start, claim, self._needles, stop=stop)
+                yield from self._read(file_name, FORMAT_READERS[fmt], stream, lines, counts)
+            except CompressedDataError as error:
+                # What was decompressed before is read; the rest of the file is this dead letter.
+                yield DEAD_LETTER, reasons.dead_letter(
+                    self._table, file_name, {'offset': error.offset, 'compressed_offset': error.compressed_offset},
+                    error.reason)
+            except Exception as error:  # pylint: disable=broad-except
+                if isinstance(error, OSError):
+                    raise  # the file system's errors fail the bundle, which the runner retries
+                # A reader bug must not stop the run either: the rest of the file is one dead letter.
+                logging.warning('%s: reading %s failed: %s', self._table, file_name, traceback.format_exc())
+                yield DEAD_LETTER, reasons.dead_letter(
+                    self._table, file_name, {}, '%s: %s: %s' % (reasons.READER_ERROR, type(error).__name__, error))
+        # A reader stopped by an error counts the lines it produced, not always the block they were in.
+        read = max(lines.lines_seen, lines.lines_produced) if lines else 0
+        skipped = read - lines.lines_produced if lines else 0
+        yield STATS, {'read': read, 'skipped_irrelevant': skipped, 'parsed': counts['parsed'],
+                      'outside_range': counts['outside_range'], 'windows': counts['windows']}
+
+    def _read(self, file_name, decoder, stream, lines, counts):
+        keep, windows, per_window, batch = self._keep, self._windows, counts['windows'], []
+        try:
             for item in decoder(lines, stream=stream, table=self._table, needles=self._needles):
                 if isinstance(item, Undecodable):
                     yield DEAD_LETTER, reasons.dead_letter(
@@ -79,12 +113,12 @@ class ExportSource(filebasedsource.FileBasedSource):
                         self._table, file_name, _in_file(item.position, lines), reasons.NO_TIME,
                         json.dumps(item.row, ensure_ascii=False))
                     continue
-                parsed += 1
+                counts['parsed'] += 1
                 labels = None
                 if windows is not None:
                     labels = windows.windows_in_range(row['TimeGenerated'])
                     if not labels:
-                        outside += 1
+                        counts['outside_range'] += 1
                         continue
                     for label in labels:
                         per_window[label] = per_window.get(label, 0) + 1
@@ -93,10 +127,12 @@ class ExportSource(filebasedsource.FileBasedSource):
                     if len(batch) >= ROWS_PER_ELEMENT:
                         yield ROWS, batch
                         batch = []
-            if batch:
+        except Exception:  # pylint: disable=broad-except
+            if batch:  # the rows read before a decompression or reader error are kept
                 yield ROWS, batch
-            yield STATS, {'read': lines.lines_seen, 'skipped_irrelevant': lines.lines_seen - lines.lines_produced,
-                          'parsed': parsed, 'outside_range': outside, 'windows': per_window}
+            raise
+        if batch:
+            yield ROWS, batch
 
 
 def _in_file(position, lines):

@@ -1,14 +1,12 @@
-"""File sinks: JSON lines and Avro, written atomically, and the clearing of an earlier run's files.
+"""File sinks: JSON lines and Avro, written atomically, and the series a run writes.
 
 File sinks (``jsonl``, ``avro``) go through Beam's ``FileBasedSink``: every bundle writes a temporary
-file under ``<output_dir>/beam-temp-<prefix>-<uuid>/``; only when all bundles have succeeded does
+file under ``<folder>/beam-temp-<prefix>-<uuid>/``; only when all bundles have succeeded does
 ``finalize_write`` rename them to ``<prefix>-SSSSS-of-NNNNN.<ext>`` and delete the temporary folder.
-A run that fails before that leaves no file under the final names (at most a ``beam-temp-*``
-folder), and a run interrupted during the renames leaves an incomplete ``-of-NNNNN`` series,
-which is visible as such. ``summary.json`` (run report) is written after the pipeline succeeded: its
-presence marks a complete output folder. Before a run starts, `clear_previous_run` deletes what an
-earlier run wrote to the same folder (its series may have had another number of shards, which this
-run's renames would not replace).
+The command writes them in a staging folder of its own and swaps the whole run in for the previous
+one once it succeeded (`transforms.write.output_folder`, which uses `previous_run_patterns` to find
+the previous run's series, whatever their number of shards). ``summary.json`` (run report) is
+swapped in last: its presence marks a complete output folder.
 """
 
 import json
@@ -38,20 +36,6 @@ def previous_run_patterns(output_dir):
     patterns += [FileSystems.join(output_dir, prefix + '-*-of-*.' + ext)
                  for prefix in OUTPUT_PREFIXES for ext in ('jsonl', 'avro')]
     return patterns
-
-
-def clear_previous_run(output_dir, extra_patterns=()):
-    """Deletes the files of an earlier run in `output_dir` (and `extra_patterns`); returns their paths.
-
-    ``summary.json`` goes first: a folder without it is never taken for a complete run's.
-    """
-    deleted = []
-    for pattern in previous_run_patterns(output_dir) + list(extra_patterns):
-        paths = [metadata.path for metadata in FileSystems.match([pattern])[0].metadata_list]
-        if paths:
-            FileSystems.delete(paths)
-            deleted.extend(paths)
-    return deleted
 
 
 def schema_path(name):

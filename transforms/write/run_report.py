@@ -15,6 +15,7 @@ import json
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.detect.alerts import ALERTS_PER_WINDOW
+from transforms.read.dynamic import canonical_json
 from transforms.read.schema import TABLES
 from transforms.write.sinks import DEAD_LETTER_REASONS
 
@@ -56,21 +57,34 @@ def _result_rows(alert):
     return list(alert.get('QueryResults') or ())
 
 
+def _example_order(alert, row):
+    """The order in which a fingerprint's examples are chosen: the earliest window, then the row's
+    canonical JSON. Not the order the alert files are read in, which depends on the sharding (one
+    worker or two give other files), so the report shows the same example whatever the runner."""
+    return (str(alert.get('QueryPeriodStart') or ''), canonical_json(row))
+
+
 def rarest_fingerprints(alerts, top=TOP_FINGERPRINTS):
     """The `top` fingerprints with the lowest Prevalence, each with its cmdlets and where it was seen."""
-    found = {}
+    found, chosen = {}, {}
     for alert in alerts:
         for row in _result_rows(alert):
             key = row.get('ScriptFingerprintHash') or ''
             prevalence = row.get('Prevalence')
             entry = found.get(key)
-            if entry is None:
-                entry = found[key] = {
-                    'ScriptFingerprintHash': key, 'Prevalence': prevalence, 'alerts': 0,
+            order = _example_order(alert, row)
+            if entry is None or order < chosen[key]:
+                chosen[key] = order
+                example = {
+                    'ScriptFingerprintHash': key,
                     'PowershellScriptCommands': list(row.get('PowershellScriptCommands') or ()),
                     'PowershellFileName': row.get('PowershellFileName'),
                     'VirtualMachineName': row.get('VirtualMachineName'), 'Caller': row.get('Caller'),
                     'QueryPeriodStart': alert.get('QueryPeriodStart'), 'QueryPeriodEnd': alert.get('QueryPeriodEnd')}
+                if entry is None:
+                    entry = found[key] = dict(example, Prevalence=prevalence, alerts=0)
+                else:
+                    entry.update(example)
             entry['alerts'] += 1
             if prevalence is not None and (entry['Prevalence'] is None or prevalence < entry['Prevalence']):
                 entry['Prevalence'] = prevalence
@@ -79,8 +93,12 @@ def rarest_fingerprints(alerts, top=TOP_FINGERPRINTS):
     return heapq.nsmallest(top, found.values(), key=order)
 
 
-def build_summary(counters, alert_files=(), top=TOP_FINGERPRINTS, generated_at=None):
-    """The report's data: counters per table and stage, alerts per window, dead-letter reasons, rarest fingerprints."""
+def build_summary(counters, alert_files=(), top=TOP_FINGERPRINTS, generated_at=None, published_dir=None):
+    """The report's data: counters per table and stage, alerts per window, dead-letter reasons, rarest fingerprints.
+
+    `published_dir`: the folder the alert files will be in once the run's outputs are swapped in
+    (they are read where they are, and listed under that folder).
+    """
     tables = {}
     for table in TABLES:
         values = counters.get(table, {})
@@ -100,7 +118,8 @@ def build_summary(counters, alert_files=(), top=TOP_FINGERPRINTS, generated_at=N
         'dead_letter_reasons': [{'reason': reason, 'count': int(count)} for reason, count in reasons],
         'sentinel': {name: int(value) for name, value in sorted(counters.get('sentinel', {}).items())},
         'rarest_fingerprints': rarest_fingerprints(read_alerts(paths), top),
-        'alert_files': paths,
+        'alert_files': ([FileSystems.join(published_dir, path.rstrip('/').rsplit('/', 1)[-1]) for path in paths]
+                        if published_dir else paths),
         'counters': {ns: dict(sorted(values.items())) for ns, values in sorted(counters.items())},
     }
 
@@ -218,11 +237,12 @@ def _write(path, text):
         handle.write(text.encode('utf-8'))
 
 
-def write_run_report(counters, output_dir, alerts_glob=None, top=TOP_FINGERPRINTS, generated_at=None):
+def write_run_report(counters, output_dir, alerts_glob=None, top=TOP_FINGERPRINTS, generated_at=None,
+                     published_dir=None):
     """Writes ``summary.json`` and ``report.html`` under `output_dir`; returns the summary.
 
     `alerts_glob`: a pattern or list of patterns of this run's alert files (default: the jsonl and
-    avro alert files under `output_dir`).
+    avro alert files under `output_dir`). `published_dir`: see `build_summary`.
     """
     if alerts_glob is None:  # the JSON lines when the run wrote them, else the Avro files (never both)
         alerts_glob = [FileSystems.join(output_dir, 'alerts-*.jsonl')]
@@ -230,7 +250,7 @@ def write_run_report(counters, output_dir, alerts_glob=None, top=TOP_FINGERPRINT
             alerts_glob = [FileSystems.join(output_dir, 'alerts-*.avro')]
     elif isinstance(alerts_glob, str):
         alerts_glob = [alerts_glob]
-    summary = build_summary(counters, alerts_glob, top, generated_at)
+    summary = build_summary(counters, alerts_glob, top, generated_at, published_dir)
     _write(FileSystems.join(output_dir, 'report.html'), render_html(summary))
     _write(FileSystems.join(output_dir, 'summary.json'),
            json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=False) + '\n')

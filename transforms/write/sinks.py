@@ -9,7 +9,8 @@ from apache_beam.metrics import Metrics
 from transforms.write.files import (ALERT_FILES, DEAD_LETTER_FILES, SENTINEL_DEAD_LETTER_FILES, WriteAvro,
                                     WriteJsonLines, alert_to_avro, avro_fields, dead_letter_to_avro, load_schema)
 from transforms.write.gcp import write_bigquery, write_pubsub
-from transforms.write.logs_ingestion import DEFAULT_STREAM, DEFAULT_TOKEN_ENV, TokenSource, WriteToLogsIngestion
+from transforms.write.logs_ingestion import (DEFAULT_STREAM, DEFAULT_TIME_BUDGET, DEFAULT_TIMEOUT, DEFAULT_TOKEN_ENV,
+                                             TokenSource, WriteToLogsIngestion)
 
 FILE_SINKS = ('jsonl', 'avro')
 SINKS = FILE_SINKS + ('sentinel', 'bigquery', 'pubsub')
@@ -38,6 +39,8 @@ class SinkSettings:
     token_env: str = DEFAULT_TOKEN_ENV
     sentinel_gzip: bool = True
     sentinel_max_attempts: int = 5
+    sentinel_timeout: float = DEFAULT_TIMEOUT
+    sentinel_time_budget: float = DEFAULT_TIME_BUDGET
     bigquery_table: str = None
     pubsub_topic: str = None
 
@@ -97,7 +100,8 @@ class WriteAlertSinks(beam.PTransform):
             rejected = alerts | 'Sentinel' >> WriteToLogsIngestion(
                 settings.dce_endpoint, settings.dcr_immutable_id,
                 settings.dcr_stream_name, TokenSource(settings.token_file, settings.token_env),
-                use_gzip=settings.sentinel_gzip, max_attempts=settings.sentinel_max_attempts)
+                use_gzip=settings.sentinel_gzip, max_attempts=settings.sentinel_max_attempts,
+                timeout=settings.sentinel_timeout, time_budget=settings.sentinel_time_budget)
             (rejected
              | 'CountSentinelRejects' >> beam.ParDo(_CountReasons('sentinel rejected: '))
              | 'SentinelDeadLetters' >> WriteJsonLines(output_dir, SENTINEL_DEAD_LETTER_FILES))

@@ -7,11 +7,11 @@ The readers live in the modules of this package (JSON lines and documents, CSV, 
 Avro); this module only knows their names, and reads gzip of any of them.
 """
 
-import gzip
-import json
 import re
 
+from transforms.read import bounded_json
 from transforms.read.formats import eventhub_capture
+from transforms.read.formats.compressed import GZIP, GZIP_MAGIC, DecompressedStream
 from transforms.read.formats.csv_export import read_csv_export
 from transforms.read.formats.eventhub_capture import read_capture
 from transforms.read.formats.json_lines import (document_reader, read_activity_log, read_defender_streaming,
@@ -28,8 +28,10 @@ DOCUMENT_SUFFIX = '+document'
 
 def _gzip_reader(input_format):
     def read(lines, stream=None, table=None, needles=None):
+        # Decompressed in bounded memory; a truncated or corrupt stream raises CompressedDataError,
+        # which the source turns into a dead letter after the rows read before it.
         stream.seek(0)
-        inner = gzip.GzipFile(fileobj=stream, mode='rb')
+        inner = DecompressedStream(stream, GZIP)
         head = inner.read(4096)
         inner.seek(0)
         fmt = choose_format(input_format, '', head)
@@ -39,10 +41,9 @@ def _gzip_reader(input_format):
         inner_lines = LineReader(inner, 0, lambda offset: True, needles)
         try:
             yield from FORMAT_READERS[fmt](inner_lines, stream=inner, table=table, needles=needles)
-        except (OSError, EOFError) as error:  # corrupt or truncated gzip data
-            yield Undecodable({'line': inner_lines.lines_seen + 1}, 'bad gzip data: %s' % error, b'')
-        lines.lines_seen += inner_lines.lines_seen
-        lines.lines_produced += inner_lines.lines_produced
+        finally:
+            lines.lines_seen += inner_lines.lines_seen
+            lines.lines_produced += inner_lines.lines_produced
     read.__name__ = 'read_gzip_' + input_format
     return read
 
@@ -59,7 +60,6 @@ FORMAT_READERS.update({name + DOCUMENT_SUFFIX: document_reader(shape) for name, 
 FORMAT_READERS.update({GZIP_PREFIX + name: _gzip_reader(name) for name in INPUT_FORMATS})
 LINE_FORMATS = frozenset(JSON_FORMATS)
 
-GZIP_MAGIC = b'\x1f\x8b'
 _RECORDS_KEY = re.compile(rb'^\s*\{\s*"records"\s*:')
 _DEFENDER_CATEGORY = re.compile(rb'"category"\s*:\s*"AdvancedHunting-')
 _OPERATION_NAME = re.compile(rb'"operationName"\s*:')
@@ -127,7 +127,7 @@ def _is_multiline_document(head):
         return False  # one long line, or a line longer than the head: JSON lines
     first = stripped[:newline].rstrip(b'\r').rstrip()
     try:
-        json.loads(first.decode('utf-8'))
+        bounded_json.loads(first.decode('utf-8'))
     except (ValueError, UnicodeDecodeError):
         # A value continued on the next line ends its first line with an opening bracket or a
         # separator; a broken JSON line does not make the file a document.

@@ -5,10 +5,10 @@ records are: a reader's shape is only the one of the objects that show none.
 """
 
 import codecs
-import json
 import re
 
 from transforms.read import dead_letter as reasons
+from transforms.read.bounded_json import DECODER, TooDeep
 from transforms.read.formats.lines import BLOCK_BYTES, BOM, MAX_RECORD_BYTES, UNDECODABLE_BYTES
 from transforms.read.formats.records import (ACTIVITY, DEFENDER, ENVELOPE, ROW, Decoded, Undecodable,
                                              decode_object, record_rows, value_rows)
@@ -49,9 +49,10 @@ read_defender_streaming = _json_line_reader(DEFENDER)
 def json_values(text, first_line=1):
     """Consecutive JSON values of a text (whitespace between them): (line, value or None, reason, raw).
 
-    After a value that is not JSON, reading resumes at the next line starting with ``{`` or ``[``.
+    After a value that is not JSON (or nested too deep), reading resumes at the next line starting
+    with ``{`` or ``[``.
     """
-    decoder = json.JSONDecoder()
+    decoder = DECODER
     position, line, length = 0, first_line, len(text)
     while True:
         start = position
@@ -62,9 +63,9 @@ def json_values(text, first_line=1):
             return
         try:
             value, end = decoder.raw_decode(text, position)
-        except ValueError:
+        except ValueError as error:
             end = _next_value_start(text, position + 1)
-            yield line, None, reasons.NOT_JSON, text[position:end]
+            yield line, None, _reason(error), text[position:end]
         else:
             yield line, value, None, None
         line += text.count('\n', position, end)
@@ -72,6 +73,10 @@ def json_values(text, first_line=1):
 
 
 _VALUE_START = re.compile(r'\n[{\[]')
+
+
+def _reason(error):
+    return reasons.TOO_DEEP if isinstance(error, TooDeep) else reasons.NOT_JSON
 
 
 def _next_value_start(text, position):
@@ -86,7 +91,7 @@ def _document_values(stream):
     reported and skipped up to the next line starting with ``{`` or ``[``.
     """
     text_decoder = codecs.getincrementaldecoder('utf-8')(errors='surrogateescape')
-    json_decoder = json.JSONDecoder()
+    json_decoder = DECODER
     buffer, position, line, eof = '', 0, 1, False
 
     def fill():
@@ -113,8 +118,11 @@ def _document_values(stream):
                 return
             fill()
             continue
+        reason = reasons.NOT_JSON
         try:
             value, end = json_decoder.raw_decode(buffer, position)
+        except TooDeep:
+            value, end, reason = None, None, reasons.TOO_DEEP
         except ValueError:
             value, end = None, None
         if end is not None:
@@ -122,14 +130,15 @@ def _document_values(stream):
             line += buffer.count('\n', position, end)
             position = end
             continue
-        # Not JSON, or longer than MAX_RECORD_BYTES: report it and skip to the next value start.
+        # Not JSON, nested too deep, or longer than MAX_RECORD_BYTES: report it and skip to the
+        # next value start.
         found = _VALUE_START.search(buffer, position)
         if found:
-            yield line, None, reasons.NOT_JSON, buffer[position:found.start()]
+            yield line, None, reason, buffer[position:found.start()]
             line += buffer.count('\n', position, found.start() + 1)
             position = found.start() + 1
             continue
-        yield line, None, (reasons.NOT_JSON if eof else reasons.TOO_LONG), buffer[position:position + 4096]
+        yield line, None, (reason if eof or reason == reasons.TOO_DEEP else reasons.TOO_LONG), buffer[position:position + 4096]
         while not eof:
             line += buffer.count('\n', position, len(buffer) - 1)
             position = len(buffer) - 1  # keep the last character: it may be the newline before a value

@@ -63,6 +63,29 @@ class LineReader:
         self._stream.seek(position)
         return count + 1
 
+    def _next_line_start(self, offset):
+        """The offset of the first line starting at or after `offset` (after the newline at
+        ``offset - 1`` or later), or None when the range holds none. Read in blocks, never past the
+        range's end: a split starting inside a long line does not read (nor hold) the whole line."""
+        stream = self._stream
+        position = offset - 1
+        stream.seek(position)
+        while True:
+            size = self._block_bytes
+            if self._stop is not None:
+                size = min(size, self._stop - 1 - position)  # a newline at stop - 1 starts the next range
+                if size <= 0:
+                    return None
+            block = stream.read(size)
+            if not block:
+                return None
+            newline = block.find(b'\n')
+            if newline >= 0:
+                start = position + newline + 1
+                stream.seek(start)
+                return start
+            position += len(block)
+
     def _matching_lines(self, complete):
         # (index of line in block, start, end) of the lines of `complete` matching the needles.
         if self._needles is None:
@@ -94,8 +117,9 @@ class LineReader:
         stream = self._stream
         offset = self._start
         if offset > 0:
-            stream.seek(offset - 1)
-            offset += len(stream.readline()) - 1
+            offset = self._next_line_start(offset)
+            if offset is None:
+                return
         self._first_offset = offset
         first_line = 1  # line numbers count from the range's first line (see absolute_line)
         lines_before = 0  # lines of the range before buffer_offset

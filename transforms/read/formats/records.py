@@ -12,6 +12,7 @@ import json
 from typing import NamedTuple
 
 from transforms.read import dead_letter as reasons
+from transforms.read.bounded_json import TooDeep, loads
 from transforms.read.formats.activity_log import activity_row
 from transforms.read.schema import AZURE_ACTIVITY
 
@@ -49,7 +50,9 @@ def decode_object(line):
     except UnicodeDecodeError:
         return None, reasons.INVALID_UTF8
     try:
-        value = json.loads(text)
+        value = loads(text)
+    except TooDeep:
+        return None, reasons.TOO_DEEP
     except ValueError:
         return None, reasons.NOT_JSON
     if not isinstance(value, dict):

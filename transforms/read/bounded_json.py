@@ -1,0 +1,100 @@
+"""JSON decoding with bounds an attacker cannot push past: nesting depth and integer length.
+
+Python's JSON decoder recurses once per nesting level, so a 2 KB line of ``[`` x 1000 raises
+``RecursionError``, and a JSON integer of more than 4,300 digits raises ``ValueError`` (Python's
+limit on int-from-string conversion). Here:
+
+* a value nested deeper than `MAX_JSON_DEPTH` levels is `TooDeep` (a ``ValueError``), always at the
+  same depth whatever the call stack above the decoder (a ``RecursionError`` only tells that the
+  text is deeper than that). 64 is the default maximum depth of .NET's JSON readers
+  (``System.Text.Json``'s ``JsonDocumentOptions.MaxDepth``, Json.NET's ``MaxDepth``); real export
+  records nest a few levels.
+* an integer of more than 4,300 digits is read as a real infinity (as a float with that many
+  digits is): a long column types it as null, like any number out of the long range.
+
+The check costs two ``str.count`` calls for a text with at most `MAX_JSON_DEPTH` brackets, and a
+few regular-expression passes over the text's brackets otherwise.
+"""
+
+import json
+import re
+
+MAX_JSON_DEPTH = 64
+TOO_DEEP = 'JSON nested deeper than %d levels' % MAX_JSON_DEPTH
+_MAX_INT_DIGITS = 4300  # sys.get_int_max_str_digits() by default
+
+# A string of the text once its escaped quotes are gone: to its closing quote, or to the end.
+_STRING = re.compile(r'"[^"]*(?:"|\Z)')
+_NOT_BRACKET = re.compile(r'[^\[\]{}]+')
+_LEAF = re.compile(r'\[\]|\{\}')  # an empty array or object: one pass removes one level
+
+
+class TooDeep(ValueError):
+    """A JSON value nested deeper than MAX_JSON_DEPTH."""
+
+
+def nested_deeper_than(text, limit=MAX_JSON_DEPTH):
+    """Whether the JSON text nests arrays and objects deeper than `limit` (brackets inside strings
+    do not count). Exact for valid JSON; for invalid JSON the decoder decides."""
+    if text.count('[') + text.count('{') <= limit:
+        return False
+    if '\\' in text:
+        text = text.replace('\\\\', '').replace('\\"', '')
+    brackets = _NOT_BRACKET.sub('', _STRING.sub('', text))
+    for _ in range(limit):
+        inner = _LEAF.sub('', brackets)
+        if len(inner) == len(brackets):
+            return False  # nothing left to remove: empty, or unbalanced (not JSON)
+        brackets = inner
+    return '[]' in brackets or '{}' in brackets
+
+
+def _bounded_int(digits):
+    return int(digits) if len(digits) <= _MAX_INT_DIGITS else float(digits)
+
+
+class BoundedDecoder:
+    """``decode`` / ``raw_decode`` of a ``json.JSONDecoder`` that raise `TooDeep` for a value nested
+    deeper than MAX_JSON_DEPTH and read integers too long for ``int`` as infinities."""
+
+    def __init__(self, **kwargs):
+        self._decoder = json.JSONDecoder(**kwargs)
+        self._lenient = json.JSONDecoder(parse_int=_bounded_int, **kwargs)
+
+    def decode(self, text):
+        value, end = self.raw_decode(text, _skip_whitespace(text, 0))
+        end = _skip_whitespace(text, end)
+        if end != len(text):
+            raise ValueError('Extra data at %d' % end)
+        return value
+
+    def raw_decode(self, text, position=0):
+        """(value, end) of the JSON value starting at `position`."""
+        try:
+            value, end = self._decoder.raw_decode(text, position)
+        except RecursionError:
+            raise TooDeep(TOO_DEEP) from None
+        except ValueError:
+            # An integer too long for int() (a rare, bad or hostile text): read it as a real.
+            try:
+                value, end = self._lenient.raw_decode(text, position)
+            except RecursionError:
+                raise TooDeep(TOO_DEEP) from None
+        if nested_deeper_than(text[position:end]):
+            raise TooDeep(TOO_DEEP)
+        return value, end
+
+
+_WHITESPACE = re.compile(r'[ \t\n\r]*')
+
+
+def _skip_whitespace(text, position):
+    return _WHITESPACE.match(text, position).end()
+
+
+DECODER = BoundedDecoder()
+
+
+def loads(text):
+    """``json.loads`` of a str, bounded (`TooDeep`, long integers read as infinities)."""
+    return DECODER.decode(text)
