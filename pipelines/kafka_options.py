@@ -53,6 +53,11 @@ class KafkaOptions(PipelineOptions):
         kafka.add_argument('--checkpointing_interval', type=int, default=None,
                            help="Beam's Flink option: milliseconds between checkpoints of the streaming job "
                                 '(default with --runner FlinkRunner --streaming: 10000).')
+        kafka.add_argument('--kafka_read_seconds', type=int, default=None,
+                           help='On Flink: seconds one run of the Kafka read of a partition passes records on '
+                                'before it checkpoints, so that the watermark advances while the topics keep '
+                                "receiving (default 5 with --runner FlinkRunner; 0: off, for a job server "
+                                "without this project's rarerun.kafka.BoundedPollInterceptor).")
         kafka.add_argument('--kafka_java_environment', choices=JAVA_ENVIRONMENTS, default=None,
                            help='Where the runner runs the Java Kafka steps: EMBEDDED (in the Flink TaskManagers; '
                                 "the default with --runner FlinkRunner), DOCKER (Beam's Java SDK image; the "
@@ -103,11 +108,30 @@ def client_config(options, environ=None):
     return config
 
 
-def consumer_config(options, environ=None):
-    return dict(client_config(options, environ), **{
+BOUNDED_POLL_INTERCEPTOR = 'rarerun.kafka.BoundedPollInterceptor'
+DEFAULT_FLINK_READ_SECONDS = 5
+
+
+def read_seconds(options):
+    """--kafka_read_seconds, or its default: 5 on Flink, 0 (off) elsewhere."""
+    kafka = options.view_as(KafkaOptions)
+    if kafka.kafka_read_seconds is not None:
+        return kafka.kafka_read_seconds
+    return DEFAULT_FLINK_READ_SECONDS if is_flink(options) else 0
+
+
+def consumer_config(options, environ=None, read_for_seconds=0):
+    """The consumer properties; with `read_for_seconds`, each run of KafkaIO's read of a partition ends
+    after that long (templates/flink/job-server/src/main/java/rarerun/kafka/BoundedPollInterceptor.java:
+    Flink's portable runner never makes the read checkpoint, and the watermark moves only when it does)."""
+    config = dict(client_config(options, environ), **{
         'group.id': options.kafka_consumer_group,
         'auto.offset.reset': options.kafka_start,
     })
+    if read_for_seconds > 0:
+        config.update({'interceptor.classes': BOUNDED_POLL_INTERCEPTOR,
+                       'rarerun.read.millis': str(read_for_seconds * 1000)})
+    return config
 
 
 def producer_config(options, environ=None):
@@ -119,12 +143,15 @@ def redacted(config):
     return {key: ('<redacted>' if key == 'sasl.jaas.config' else value) for key, value in config.items()}
 
 
+def is_flink(options):
+    return 'flink' in (options.view_as(StandardOptions).runner or '').lower()
+
+
 def java_environment(options):
     kafka = options.view_as(KafkaOptions)
     if kafka.kafka_java_environment:
         return kafka.kafka_java_environment
-    runner = (options.view_as(StandardOptions).runner or '').lower()
-    return 'EMBEDDED' if 'flink' in runner else None
+    return 'EMBEDDED' if is_flink(options) else None
 
 
 def expansion_service(options):

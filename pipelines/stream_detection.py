@@ -40,7 +40,7 @@ def read_streams(pipeline, options):
         if missing:
             raise PreflightError('--streaming from Kafka needs ' + ', '.join('--' + name for name in missing))
         try:
-            config = kafka_options.consumer_config(kafka)
+            config = kafka_options.consumer_config(kafka, read_for_seconds=kafka_options.read_seconds(options))
         except kafka_options.KafkaSecretError as error:
             raise PreflightError(str(error)) from None
         service = kafka_options.expansion_service(options)

@@ -3,6 +3,7 @@ decoding of Kafka records, the alert messages, and the replay's schedule."""
 
 import collections
 import json
+import os
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -16,6 +17,7 @@ from transforms.write.kafka import keyed_json
 
 SECRET = ('Endpoint=sb://acme-sec.servicebus.windows.net/;SharedAccessKeyName=detector;'
           'SharedAccessKey=c2VjcmV0IGtleSBvZiB0aGUgbmFtZXNwYWNl=')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVENT_HUBS = ['--kafka_bootstrap_servers', 'acme-sec.servicebus.windows.net:9093',
               '--kafka_sasl_password_env', 'EVENTHUBS_CONNECTION_STRING']
 
@@ -67,6 +69,25 @@ def test_java_steps_run_embedded_on_flink_and_in_beams_default_elsewhere():
     assert kafka_options.java_environment(PipelineOptions(['--runner', 'DataflowRunner'])) is None
     assert kafka_options.java_environment(PipelineOptions(['--runner', 'FlinkRunner',
                                                            '--kafka_java_environment', 'PROCESS'])) == 'PROCESS'
+
+
+def test_on_flink_each_read_of_a_partition_is_bounded_in_time_unless_turned_off():
+    flink = PipelineOptions(['--runner', 'FlinkRunner', '--kafka_bootstrap_servers', 'localhost:9092'])
+    assert kafka_options.read_seconds(flink) == 5
+    config = kafka_options.consumer_config(flink.view_as(KafkaOptions), read_for_seconds=5)
+    assert config['interceptor.classes'] == 'rarerun.kafka.BoundedPollInterceptor'
+    assert config['rarerun.read.millis'] == '5000'
+    assert kafka_options.read_seconds(PipelineOptions(['--runner', 'DataflowRunner'])) == 0
+    assert kafka_options.read_seconds(PipelineOptions(['--runner', 'FlinkRunner', '--kafka_read_seconds', '0'])) == 0
+    assert 'interceptor.classes' not in kafka_options.consumer_config(flink.view_as(KafkaOptions), read_for_seconds=0)
+
+
+def test_the_interceptor_class_is_built_into_the_job_server_under_the_name_the_consumer_is_given():
+    source = os.path.join(REPO, 'templates', 'flink', 'job-server', 'src', 'main', 'java',
+                          *kafka_options.BOUNDED_POLL_INTERCEPTOR.split('.')) + '.java'
+    with open(source, encoding='utf-8') as handle:
+        text = handle.read()
+    assert 'public static final String READ_MILLIS = "rarerun.read.millis";' in text
 
 
 KafkaRecord = collections.namedtuple('KafkaRecord', 'topic partition offset timestamp key value')
