@@ -6,8 +6,9 @@
         --device_events 'exports/DeviceEvents/**' \\
         --output_dir out/ [--semantics sentinel|strict] [--query_period 1d --query_frequency 1d]
 
-Without input patterns it runs on the bundled sample day. This module only wires the stages of
-`transforms` together with the options of `pipelines.options`.
+`--sample` runs it on the bundled sample day. Usage errors stop the command before any work, in
+one line with exit status 2 (`pipelines.usage`). This module only wires the stages of `transforms`
+together with the options of `pipelines.options`.
 """
 
 import argparse
@@ -16,6 +17,7 @@ import logging
 import os
 import sys
 import uuid
+import warnings
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -26,6 +28,7 @@ from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines.kafka_options import KafkaOptions
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
+from pipelines.usage import UsageError, check_arguments, check_batch_run
 from transforms.detect import baseline
 from transforms.detect.alerts import ALERTS, ToAlerts
 from transforms.detect.query import RESULTS, RUN_COMMAND_DATA, DetectUniqueScripts
@@ -86,11 +89,10 @@ def check_baseline_options(detection):
 
 
 def resolve_inputs(options):
-    """{table: file pattern}, the bundled sample day when no pattern is given."""
-    patterns = {table: getattr(options, name) for table, name in TABLE_OPTIONS.items()}
-    if not any(patterns.values()):
+    """({table: file pattern}, whether it is the bundled sample day): the sample's files with --sample."""
+    if getattr(options, 'sample', False):
         return {table: os.path.join(SAMPLE_DIR, table + '.jsonl.gz') for table in TABLES}, True
-    return patterns, False
+    return {table: getattr(options, name) for table, name in TABLE_OPTIONS.items()}, False
 
 
 def query_windows(options, rule, semantics=None):
@@ -206,16 +208,17 @@ def run(argv=None):
     if '-h' in argv or '--help' in argv:
         print_help()
         return None
+    check_arguments(argv)
     options = PipelineOptions(with_stream_defaults(argv))
     standard = options.view_as(StandardOptions)
     if standard.runner is None or standard.runner.lower() in ('fnapirunner', 'fnapi'):
         # Beam's DirectRunner first tries to download a runner binary; the in-process runner does not.
         standard.runner = IN_PROCESS_RUNNER
-    check_runner_endpoints(options)
     detection = options.view_as(DetectionOptions)
+    if not standard.streaming:
+        check_batch_options(detection)
+    check_runner_endpoints(options)
     _, sample = resolve_inputs(detection)
-    if sample:
-        logging.info('No input patterns given: running on the bundled sample day in %s', SAMPLE_DIR)
     pipeline = beam.Pipeline(options=options)
     if standard.streaming:
         from pipelines.stream_detection import build_streaming
@@ -228,7 +231,6 @@ def run(argv=None):
         result.wait_until_finish()
         return result
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
-    check_baseline_options(detection)
     # The run writes under a staging folder of its own, swapped in for the previous run's outputs
     # only once it succeeded (transforms/write/output_folder.py): a failed or killed run leaves the
     # previous outputs whole, and two runs into one folder are refused by its lock.
@@ -260,6 +262,17 @@ def run(argv=None):
     if sample:
         _print_alerts(output_dir)
     return result
+
+
+def check_batch_options(detection):
+    """UsageError (or BaselineError) before any work, for every mistake a batch run's options can hold."""
+    patterns = {table: getattr(detection, name) for table, name in TABLE_OPTIONS.items()}
+    rule = check_batch_run(detection, patterns, TABLE_OPTIONS, detection.output_dir or DEFAULT_OUTPUT_DIR)
+    try:
+        query_windows(detection, rule, semantics_of(detection))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    check_baseline_options(detection)
 
 
 def _discard(staging):
@@ -297,13 +310,35 @@ def _print_alerts(output_dir):
                 result['Caller'], ', '.join(result['PowershellScriptCommands'])))
 
 
-def main():
+# A user's mistake, or something the run needs that is not there: one line and exit status 2.
+USAGE_ERRORS = (UsageError, PreflightError, UnreadableInput, output_folder.FolderLocked, baseline.BaselineError)
+
+
+def quiet_libraries(debug):
+    """Warnings of the libraries (Beam's, Python's) only with --debug: a plain run shows the tool's own lines."""
     logging.getLogger().setLevel(logging.WARNING)
+    if not debug:
+        logging.getLogger('apache_beam').setLevel(logging.ERROR)
+        warnings.filterwarnings('ignore')
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv
+    quiet_libraries(debug)
     try:
-        run(sys.argv[1:])
-    except (PreflightError, UnreadableInput, output_folder.FolderLocked, baseline.BaselineError) as error:
+        run(argv)
+    except USAGE_ERRORS as error:
+        if debug:
+            raise
         sys.stderr.write('rare-runcommand: error: %s\n' % error)
         sys.exit(2)
+    except Exception as error:  # pylint: disable=broad-except  # not the user's mistake: --debug tells more
+        if debug:
+            raise
+        sys.stderr.write('rare-runcommand: the run failed: %s: %s (run again with --debug for the traceback)\n'
+                         % (type(error).__name__, str(error).strip().splitlines()[0] if str(error).strip() else ''))
+        sys.exit(1)
 
 
 if __name__ == '__main__':

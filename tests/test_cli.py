@@ -36,7 +36,7 @@ def sample_run(tmp_path_factory):
     (output / 'notes.txt').write_text('not ours')
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(output)])
+        rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--sample', '--output_dir', str(output)])
     return output, printed.getvalue()
 
 

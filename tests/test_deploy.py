@@ -43,6 +43,8 @@ NOT_TEMPLATE_PARAMETERS = {
     'allowed_lateness': _STREAMING,
     'alerts_topic': _STREAMING,
     'dead_letter_topic': _STREAMING,
+    'sample': 'a template reads the inputs it is given; the bundled sample is for a first local run',
+    'debug': 'a local command-line aid: tracebacks and library warnings on the console',
 }
 
 
@@ -424,7 +426,7 @@ def test_setup_file_sdist_installed_in_a_fresh_venv_runs_the_sample(tmp_path):
         assert Path(module_file).resolve().is_relative_to(venv.resolve()), where
 
     output = elsewhere / 'out'
-    run = subprocess.run([str(python), '-m', 'pipelines.rare_runcommand', '--output_dir', str(output)],
+    run = subprocess.run([str(python), '-m', 'pipelines.rare_runcommand', '--sample', '--output_dir', str(output)],
                          env=env, cwd=elsewhere, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     alerts = [json.loads(line) for path in sorted(output.glob('alerts-*.jsonl'))

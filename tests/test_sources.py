@@ -19,6 +19,8 @@ from transforms.read.sources import ReadTable, UnreadableInput
 from transforms.write.run_report import build_summary
 
 DAY = 86_400_000_000
+SAMPLE_OTHERS = ['--device_file_events', rare_runcommand.SAMPLE_DIR + '/DeviceFileEvents.jsonl.gz',
+                 '--device_events', rare_runcommand.SAMPLE_DIR + '/DeviceEvents.jsonl.gz']
 
 
 def test_a_pattern_whose_files_cannot_be_listed_fails_the_run(tmp_path):
@@ -26,12 +28,14 @@ def test_a_pattern_whose_files_cannot_be_listed_fails_the_run(tmp_path):
     # list the pattern. Reading it as an empty table would give a run without alerts and exit 0.
     with pytest.raises(UnreadableInput, match="AzureActivity: cannot list the files of 'nosuchfs://bucket/\\*'"):
         rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(tmp_path),
-                             '--azure_activity', 'nosuchfs://bucket/*'])
+                             '--azure_activity', 'nosuchfs://bucket/*'] + SAMPLE_OTHERS)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_the_command_reports_an_unlistable_pattern_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr('sys.argv', ['rare-runcommand', '--output_dir', str(tmp_path),
+                                     '--azure_activity', rare_runcommand.SAMPLE_DIR + '/AzureActivity.jsonl.gz',
+                                     '--device_file_events', rare_runcommand.SAMPLE_DIR + '/DeviceFileEvents.jsonl.gz',
                                      '--device_events', 'nosuchfs://bucket/DeviceEvents/*'])
     with pytest.raises(SystemExit) as exit_info:
         rare_runcommand.main()
