@@ -25,6 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineState
 
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
+from pipelines import console
 from pipelines.kafka_options import KafkaOptions
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
@@ -37,9 +38,11 @@ from transforms.detect.rule import load_rule
 from transforms.detect.semantics import Semantics, parse_scale_set_prefixes
 from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
+from transforms.read import progress
+from transforms.read.input_files import list_inputs
 from transforms.read.sources import ReadTable, UnreadableInput
 from transforms.write import output_folder
-from transforms.write.files import ALERT_FILES, WINDOW_FILES, WriteJsonLines
+from transforms.write.files import ALERT_FILES, OUTPUT_PREFIXES, RUN_REPORT_FILES, WINDOW_FILES, WriteJsonLines
 from transforms.write.run_report import write_run_report
 from transforms.write.sinks import write_outputs
 from transforms.write.window_summary import SummarizeWindows
@@ -172,7 +175,6 @@ def print_summary(summary, output_dir, stream=None):
     detection = summary.get('detection', {})
     for name in ('sessions', 'joined_rows', 'scripts', 'run_command_data', 'alerts'):
         lines.append('  %-17s %d' % (name, detection.get(name, 0)))
-    lines.append('  output            %s' % output_dir)
     (stream or sys.stdout).write('\n'.join(lines) + '\n')
 
 
@@ -236,6 +238,8 @@ def run(argv=None):
     # previous outputs whole, and two runs into one folder are refused by its lock.
     run_id = uuid.uuid4().hex
     staging = output_folder.staging_dir(output_dir, run_id)
+    patterns, _ = resolve_inputs(detection)
+    inputs = list_inputs(patterns)
     build(pipeline, options, staging)
     with output_folder.OutputLock(output_dir, run_id) as lock:
         if lock.taken_over:
@@ -243,8 +247,10 @@ def run(argv=None):
         output_folder.recover(output_dir)
         output_folder.clear_leftovers(output_dir)
         try:
-            result = pipeline.run()
-            state = result.wait_until_finish()
+            progress.reset()
+            with console.Progress(inputs):
+                result = pipeline.run()
+                state = result.wait_until_finish()
             if state is not None and state != PipelineState.DONE:
                 raise RuntimeError('the pipeline ended in state %s; the outputs of %s are left as they were'
                                    % (state, output_dir))
@@ -252,16 +258,55 @@ def run(argv=None):
                 update_baseline(detection, load_rule(detection.rule), staging)
             summary = counters(result)
             if options.view_as(SinkOptions).report:
-                write_run_report(summary, staging, published_dir=output_dir)
+                write_run_report(summary, staging, published_dir=output_dir, inputs=inputs,
+                                 options=options_used(options), stored_fingerprints=stored_fingerprints(detection))
             output_folder.publish(output_dir, staging)
         except BaseException:
             _discard(staging)
             raise
-    print_summary(summary, output_dir)
-    print_windows(output_dir)
-    if sample:
-        _print_alerts(output_dir)
+    print_outcome(summary, output_dir)
     return result
+
+
+def options_used(options):
+    """The options the run was given (those not at their default), as JSON values."""
+    used = {}
+    for name, value in sorted(options.get_all_options(drop_default=True).items()):
+        used[name] = value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+    return used
+
+
+def stored_fingerprints(detection):
+    """{fingerprint: store record} of --baseline_in, or None without one."""
+    if not detection.baseline_in:
+        return None
+    semantics = semantics_of(detection)
+    records = baseline.read_store(detection.baseline_in, load_rule(detection.rule).id, semantics.name)
+    return {record['fingerprint']: record for record in records}
+
+
+def output_files(output_dir):
+    """The run's files in the output folder, by name."""
+    patterns = [FileSystems.join(output_dir, prefix + '-*') for prefix in OUTPUT_PREFIXES]
+    patterns += [FileSystems.join(output_dir, name) for name in RUN_REPORT_FILES]
+    found = []
+    for result in FileSystems.match(patterns):
+        found.extend(metadata.path for metadata in result.metadata_list)
+    return sorted(set(found))
+
+
+def print_outcome(summary, output_dir, stream=None):
+    """The end of a run on the console: counts per table and stage, windows, alerts, output files."""
+    stream = stream or sys.stdout
+    print_summary(summary, output_dir, stream)
+    windows = sorted(read_json_lines_output(output_dir, WINDOW_FILES),
+                     key=lambda w: (w['QueryPeriodStart'], w['QueryPeriodEnd']))
+    files = output_files(output_dir)
+    alert_files = [path for path in files if path.rsplit('/', 1)[-1].startswith(ALERT_FILES + '-')]
+    lines = console.window_lines(windows)
+    lines += console.alert_lines(read_json_lines_output(output_dir, ALERT_FILES), alert_files)
+    lines += console.output_lines(output_dir, files)
+    stream.write('\n'.join(lines) + '\n')
 
 
 def check_batch_options(detection):
@@ -290,24 +335,6 @@ def read_json_lines_output(output_dir, prefix):
         with FileSystems.open(metadata.path) as handle:
             for line in handle.read().decode('utf-8').splitlines():
                 yield json.loads(line)
-
-
-def print_windows(output_dir, stream=None):
-    stream = stream or sys.stdout
-    windows = sorted(read_json_lines_output(output_dir, WINDOW_FILES), key=lambda w: w['QueryPeriodStart'])
-    stream.write('  windows evaluated %d\n' % len(windows))
-    for record in windows:
-        stream.write('    [%s, %s)  rows %s  alerts %d\n' % (
-            record['QueryPeriodStart'], record['QueryPeriodEnd'],
-            ' / '.join(str(record.get(table, 0)) for table in TABLES), record.get(ALERTS, 0)))
-
-
-def _print_alerts(output_dir):
-    for alert in read_json_lines_output(output_dir, ALERT_FILES):
-        for result in alert.get('QueryResults') or [alert['QueryResult']]:
-            print('ALERT %s  %s on %s by %s: %s' % (
-                alert['QueryPeriodStart'][:10], result['PowershellFileName'], result['VirtualMachineName'],
-                result['Caller'], ', '.join(result['PowershellScriptCommands'])))
 
 
 # A user's mistake, or something the run needs that is not there: one line and exit status 2.

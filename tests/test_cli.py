@@ -50,7 +50,7 @@ def test_bundled_sample_gives_its_expected_alerts(sample_run):
                    QueryPeriodEnd=alert['QueryPeriodEnd'])
         got.append(json.dumps(row, sort_keys=True))
     assert sorted(got) == expected and len(expected) == 7
-    assert printed.count('ALERT ') == 7 and 'windows evaluated 1' in printed
+    assert printed.count('ALERT ') == 7 and 'Windows: 1 evaluated, 1 with alerts' in printed
 
 
 def test_a_rerun_replaces_every_output_of_the_previous_run(sample_run):
