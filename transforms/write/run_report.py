@@ -349,16 +349,22 @@ def _chart(windows, width=CHART_WIDTH, height=CHART_HEIGHT):
                      '<title>%s \u2013 %s: %d alerts</title></rect>'
                      % (css, x, base - h, bar_w, h, window['alerts'], esc(window['window_start']),
                         esc(window['window_end']), window['alerts']))
-    # Labels: "MM-DD HH:MM", about 80 units wide each; at most one per 100 units of axis.
+    # Labels: "MM-DD HH:MM" (about 75 units wide) or "HH:MM", one every 120 units of axis at most, so
+    # that they never overlap; the first and last are kept inside the chart.
     same_day = len({w['window_start'][:10] for w in windows}) == 1
-    label_every = max(1, -(-len(windows) * 100 // plot_w))
+    label_every = max(1, -(-120 * len(windows) // plot_w))
     for index in range(0, len(windows), label_every):
         start = windows[index]['window_start']
         text = start[11:16] if same_day else '%s %s' % (start[5:10], start[11:16])
-        lx = min(max(left + (index + 0.5) * step, left + 40), width - right - 40)
-        parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#57606a"/>'
-                     % (left + (index + 0.5) * step, base, left + (index + 0.5) * step, base + 4))
-        parts.append('<text class="axis-label" x="%.1f" y="%d" text-anchor="middle">%s</text>' % (lx, base + 18, esc(text)))
+        cx = left + (index + 0.5) * step
+        anchor, lx = 'middle', cx
+        if cx - 40 < left:
+            anchor, lx = 'start', left
+        elif cx + 40 > width - right:
+            anchor, lx = 'end', width - right
+        parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#57606a"/>' % (cx, base, cx, base + 4))
+        parts.append('<text class="axis-label" x="%.1f" y="%d" text-anchor="%s">%s</text>'
+                     % (lx, base + 18, anchor, esc(text)))
     if same_day:
         parts.append('<text x="%d" y="%d">%s (UTC)</text>' % (left, base + 34, esc(windows[0]['window_start'][:10])))
     else:
