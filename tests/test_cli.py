@@ -7,11 +7,17 @@ outputs: its alerts, what it prints, its run report, and that nothing of the ear
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from pipelines import rare_runcommand
 from pipelines.options import IN_PROCESS_RUNNER
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # An earlier run with two shards per output, and its completion marker.
 STALE = ['alerts-00000-of-00002.jsonl', 'alerts-00001-of-00002.jsonl', 'windows-00001-of-00002.jsonl',
@@ -70,3 +76,31 @@ def test_the_run_summary_and_the_report_agree(sample_run):
         line = next(line for line in printed.splitlines() if line.strip().startswith(table))
         assert ('read %9d' % counted['read']) in line and ('outside range %6d' % counted['outside_range']) in line
     assert '7</span> alerts' in (output / 'report.html').read_text()
+
+
+def test_the_run_prints_its_output_files(sample_run):
+    output, printed = sample_run
+    listed = printed[printed.index('Outputs in %s:' % output):].splitlines()[1:]
+    assert [line.strip() for line in listed] == [str(output / name) for name in (
+        'alerts-00000-of-00001.jsonl', 'dead_letter-00000-of-00001.jsonl', 'report.html', 'summary.json',
+        'windows-00000-of-00001.jsonl')]
+
+
+def _command(*argv, cwd):
+    env = {key: value for key, value in os.environ.items() if key != 'PYTHONWARNINGS'}
+    env['PYTHONPATH'] = str(ROOT)
+    return subprocess.run([sys.executable, '-m', 'pipelines.rare_runcommand'] + list(argv), cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_help_prints_no_library_warning(tmp_path):
+    completed = _command('--help', cwd=tmp_path)
+    assert completed.returncode == 0 and completed.stderr == '' and '--sample' in completed.stdout
+
+
+@pytest.mark.slow
+def test_a_plain_run_writes_nothing_but_its_own_lines(tmp_path):
+    # Not a terminal: no progress line; no warning of Beam or of other libraries.
+    completed = _command('--sample', '--output_dir', str(tmp_path / 'out'), cwd=tmp_path)
+    assert completed.returncode == 0 and completed.stderr == ''
+    assert completed.stdout.count('ALERT ') == 7 and str(tmp_path / 'out' / 'report.html') in completed.stdout

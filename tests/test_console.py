@@ -1,0 +1,91 @@
+"""The console of a local run: the progress line (a terminal only, at most once a second), the
+windows folded, the alerts capped, hostile strings escaped."""
+
+import io
+
+from pipelines import console
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+FILES = [('AzureActivity', '/x/a.json', 2000), ('DeviceEvents', '/x/b.json', 1000)]
+
+
+def test_progress_line_at_most_once_a_second_on_a_terminal():
+    clock, stream = Clock(), Terminal()
+    state = {'done': ({'/x/a.json': 2500}, 1234)}   # a range may end past the file: clipped
+    progress = console.Progress(FILES, stream=stream, clock=clock, snapshot=lambda: state['done'])
+    clock.now += 1.0
+    assert progress.tick()
+    assert stream.getvalue() == '\rreading: 1 of 2 files, 2.0 kB of 3.0 kB, 1,234 records, 0:00:01 elapsed'
+    clock.now += 0.5
+    assert not progress.tick()
+    state['done'] = ({'/x/a.json': 2000, '/x/b.json': 1000}, 5000)
+    clock.now += 0.6
+    assert progress.tick()
+    assert stream.getvalue().endswith('\rreading: 2 of 2 files, 3.0 kB of 3.0 kB, 5,000 records, 0:00:02 elapsed')
+
+
+def test_no_progress_line_when_not_a_terminal():
+    stream = io.StringIO()
+    with console.Progress(FILES, stream=stream, snapshot=lambda: ({}, 0)) as progress:
+        assert not progress.tick()
+    assert stream.getvalue() == ''
+
+
+def window(n, alerts=0):
+    return {'QueryPeriodStart': '2024-03-01T%02d:%02d:00.000000Z' % divmod(n * 5, 60),
+            'QueryPeriodEnd': '2024-03-01T%02d:%02d:00.000000Z' % divmod(n * 5 + 5, 60),
+            'AzureActivity': 1, 'DeviceFileEvents': 0, 'DeviceEvents': 2, 'alerts': alerts}
+
+
+def test_many_windows_fold_to_the_first_the_last_and_those_with_alerts():
+    windows = [window(n, alerts=int(n in (40, 41, 100))) for n in range(287)]
+    lines = console.window_lines(windows)
+    assert lines[0] == 'Windows: 287 evaluated, 3 with alerts'
+    assert lines[1:] == [
+        '    [2024-03-01T00:00:00.000000Z, 2024-03-01T00:05:00.000000Z)  rows 1 / 0 / 2  alerts 0',
+        '    ... 39 windows without alerts',
+        '    [2024-03-01T03:20:00.000000Z, 2024-03-01T03:25:00.000000Z)  rows 1 / 0 / 2  alerts 1',
+        '    [2024-03-01T03:25:00.000000Z, 2024-03-01T03:30:00.000000Z)  rows 1 / 0 / 2  alerts 1',
+        '    ... 58 windows without alerts',
+        '    [2024-03-01T08:20:00.000000Z, 2024-03-01T08:25:00.000000Z)  rows 1 / 0 / 2  alerts 1',
+        '    ... 185 windows without alerts',
+        '    [2024-03-01T23:50:00.000000Z, 2024-03-01T23:55:00.000000Z)  rows 1 / 0 / 2  alerts 0']
+
+
+def test_few_windows_are_all_listed():
+    assert len(console.window_lines([window(n) for n in range(5)])) == 6
+
+
+def alert(n, caller='eve@contoso.com'):
+    return {'QueryPeriodStart': '2024-03-01T00:00:00.000000Z', 'QueryPeriodEnd': '2024-03-02T00:00:00.000000Z',
+            'QueryResult': {'StartTime': '2024-03-01T01:%02d:00Z' % n, 'VirtualMachineName': 'vm%d' % n,
+                            'Caller': caller, 'PowershellFileName': 'script%d.ps1' % n,
+                            'PowershellScriptCommands': ['GET-DATE', 'OUT-FILE']}}
+
+
+def test_alerts_one_line_each_capped_with_where_the_others_are():
+    lines = console.alert_lines([alert(n) for n in range(25)], ['out/alerts-00000-of-00001.jsonl'])
+    assert lines[0] == 'Alerts: 25'
+    assert lines[1] == ('ALERT [2024-03-01 00:00, 2024-03-02 00:00)  vm0  by eve@contoso.com  script0.ps1: '
+                        'GET-DATE, OUT-FILE')
+    assert sum(line.startswith('ALERT ') for line in lines) == console.MAX_ALERT_LINES
+    assert lines[-1] == '  5 more in out/alerts-00000-of-00001.jsonl'
+
+
+def test_terminal_escapes_and_direction_overrides_in_the_data_are_escaped():
+    line = console.alert_lines([alert(1, caller='eve\x1b[2J\u202egpj.exe')], [])[1]
+    assert '\x1b' not in line and '\u202e' not in line
+    assert 'by eve\\u001b[2J\\u202egpj.exe' in line
