@@ -178,12 +178,13 @@ def print_summary(summary, output_dir, stream=None):
     (stream or sys.stdout).write('\n'.join(lines) + '\n')
 
 
-def print_help(stream=None):
+def print_help(stream=None, prog='python -m pipelines.rare_runcommand'):
     """--help: the detection's own options (Beam's pipeline options are accepted too)."""
     parser = argparse.ArgumentParser(
-        prog='python -m pipelines.rare_runcommand', description=__doc__.strip().splitlines()[0],
+        prog=prog, description=__doc__.strip().splitlines()[0],
         epilog="Beam's own pipeline options (--runner, --project, --region, --temp_location, --streaming, "
-               '--direct_running_mode, ...) are accepted as well.')
+               "--direct_running_mode, ...) are accepted as well. 'rare-runcommand inspect' with the same input "
+               'options lists the files each pattern matches, their format and first row, without running.')
     DetectionOptions._add_argparse_args(parser)  # pylint: disable=protected-access
     SinkOptions._add_argparse_args(parser)  # pylint: disable=protected-access
     KafkaOptions._add_argparse_args(parser)  # pylint: disable=protected-access
@@ -354,6 +355,12 @@ def main(argv=None):
     debug = '--debug' in argv
     quiet_libraries(debug)
     try:
+        if argv[:1] == ['inspect']:
+            from pipelines.inspect_inputs import inspect  # pylint: disable=import-outside-toplevel
+            if '-h' in argv or '--help' in argv:
+                print_help(prog='rare-runcommand inspect')
+                return
+            sys.exit(inspect([arg for arg in argv[1:] if arg != '--debug']))
         run(argv)
     except USAGE_ERRORS as error:
         if debug:
