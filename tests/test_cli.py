@@ -104,3 +104,27 @@ def test_a_plain_run_writes_nothing_but_its_own_lines(tmp_path):
     completed = _command('--sample', '--output_dir', str(tmp_path / 'out'), cwd=tmp_path)
     assert completed.returncode == 0 and completed.stderr == ''
     assert completed.stdout.count('ALERT ') == 7 and str(tmp_path / 'out' / 'report.html') in completed.stdout
+
+
+NOISY_BEAM = """
+import builtins, logging, sys, warnings
+real_import = builtins.__import__
+def noisy_import(name, *args, **kwargs):
+    if name == 'apache_beam' and 'apache_beam' not in sys.modules:
+        logging.warning('apitools not found')   # what a library may log or warn while it loads
+        warnings.warn('deprecated')
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = noisy_import
+sys.argv = ['rare-runcommand'] + sys.argv[1:]
+from pipelines import cli
+cli.main()
+"""
+
+
+@pytest.mark.parametrize('debug', [False, True])
+def test_the_installed_command_silences_library_warnings_before_beam_loads(tmp_path, debug):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    completed = subprocess.run([sys.executable, '-c', NOISY_BEAM, '--help'] + (['--debug'] if debug else []),
+                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0 and '--sample' in completed.stdout
+    assert ('apitools not found' in completed.stderr) is debug
