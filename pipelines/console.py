@@ -94,20 +94,33 @@ def _short_time(text):
     return text[:19].replace('T', ' ') if len(text) >= 19 else text
 
 
-def window_lines(windows):
-    """Lines of the evaluated windows: all when few, else the first, the last and those with alerts."""
-    lines = ['Windows: %d evaluated, %d with alerts' % (len(windows), sum(1 for w in windows if w.get('alerts')))]
-    folded = len(windows) > MAX_WINDOW_LINES
+def _plural(count, word):
+    return '%d %s%s' % (count, word, '' if count == 1 else 's')
+
+
+def window_lines(windows, window_files=()):
+    """Lines of the evaluated windows: all when few, else the first, the last and those with alerts
+    (at most MAX_WINDOW_LINES of them, then where the others are)."""
+    with_alerts = [index for index, w in enumerate(windows) if w.get('alerts')]
+    lines = ['Windows: %d evaluated, %d with alerts' % (len(windows), len(with_alerts))]
+    if len(windows) <= MAX_WINDOW_LINES:
+        shown = list(range(len(windows)))
+    else:
+        shown = sorted({0, len(windows) - 1} | set(with_alerts[:MAX_WINDOW_LINES]))
     previous = -1
-    for index, record in enumerate(windows):
-        if folded and not (record.get('alerts') or index in (0, len(windows) - 1)):
-            continue
-        if folded and index - previous > 1:
-            lines.append('    ... %d windows without alerts' % (index - previous - 1))
+    for index in shown:
+        if index - previous > 1:
+            between = windows[previous + 1:index]
+            alerting = sum(1 for w in between if w.get('alerts'))
+            lines.append('    ... %s%s' % (_plural(len(between), 'window'),
+                                           ' (%d with alerts)' % alerting if alerting else ' without alerts'))
         previous = index
+        record = windows[index]
         lines.append('    [%s, %s)  rows %s  alerts %d' % (
             record['QueryPeriodStart'], record['QueryPeriodEnd'],
             ' / '.join(str(record.get(table, 0)) for table in TABLES), record.get('alerts', 0)))
+    if len(with_alerts) > MAX_WINDOW_LINES:
+        lines.append('    every window in %s' % (', '.join(window_files) or 'the window files'))
     return lines
 
 

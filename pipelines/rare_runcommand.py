@@ -304,7 +304,8 @@ def print_outcome(summary, output_dir, stream=None):
                      key=lambda w: (w['QueryPeriodStart'], w['QueryPeriodEnd']))
     files = output_files(output_dir)
     alert_files = [path for path in files if path.rsplit('/', 1)[-1].startswith(ALERT_FILES + '-')]
-    lines = console.window_lines(windows)
+    window_files = [path for path in files if path.rsplit('/', 1)[-1].startswith(WINDOW_FILES + '-')]
+    lines = console.window_lines(windows, window_files)
     lines += console.alert_lines(read_json_lines_output(output_dir, ALERT_FILES), alert_files)
     lines += console.output_lines(output_dir, files)
     stream.write('\n'.join(lines) + '\n')

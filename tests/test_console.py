@@ -65,6 +65,16 @@ def test_many_windows_fold_to_the_first_the_last_and_those_with_alerts():
         '    [2024-03-01T23:50:00.000000Z, 2024-03-01T23:55:00.000000Z)  rows 1 / 0 / 2  alerts 0']
 
 
+def test_many_windows_with_alerts_are_capped_with_where_they_all_are():
+    windows = [window(n, alerts=n % 2) for n in range(100)]
+    lines = console.window_lines(windows, ['out/windows-00000-of-00001.jsonl'])
+    assert lines[0] == 'Windows: 100 evaluated, 50 with alerts'
+    assert sum(' alerts 1' in line for line in lines) == console.MAX_WINDOW_LINES + 1   # and the last window
+    assert lines[-3:] == ['    ... 75 windows (37 with alerts)',
+                          '    [2024-03-01T08:15:00.000000Z, 2024-03-01T08:20:00.000000Z)  rows 1 / 0 / 2  alerts 1',
+                          '    every window in out/windows-00000-of-00001.jsonl']
+
+
 def test_few_windows_are_all_listed():
     assert len(console.window_lines([window(n) for n in range(5)])) == 6
 

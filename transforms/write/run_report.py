@@ -526,8 +526,8 @@ def render_html(summary):
         '<p class="muted">Generated %s. <span id="alerts-total">%d</span> alerts in '
         '<span id="alert-windows">%d</span> windows.</p>' % (
             esc(summary['generated_at']), detection['alerts'], windows_with_alerts),
-        '<h2>Alerts</h2>', alerts,
         _windows_section(summary),
+        '<h2>Alerts</h2>', alerts,
         _inputs_section(summary),
         _dead_letter_section(summary),
         '<h2>Input tables</h2><table id="tables"><tr><th>table</th>%s</tr>%s</table>' % (header, table_rows),
