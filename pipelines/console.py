@@ -98,11 +98,15 @@ def _plural(count, word):
     return '%d %s%s' % (count, word, '' if count == 1 else 's')
 
 
-def window_lines(windows, window_files=()):
+def window_lines(windows, window_files=(), outside_range=0):
     """Lines of the evaluated windows: all when few, else the first, the last and those with alerts
-    (at most MAX_WINDOW_LINES of them, then where the others are)."""
+    (at most MAX_WINDOW_LINES of them, then where the others are). `outside_range`: rows read outside
+    --start/--end, which explain a run without a window."""
     with_alerts = [index for index, w in enumerate(windows) if w.get('alerts')]
     lines = ['Windows: %d evaluated, %d with alerts' % (len(windows), len(with_alerts))]
+    if not windows:
+        lines.append('    no window: %s' % ('every row read is outside --start/--end (%s)' % _plural(outside_range, 'row')
+                                            if outside_range else 'no row was read'))
     if len(windows) <= MAX_WINDOW_LINES:
         shown = list(range(len(windows)))
     else:

@@ -47,6 +47,8 @@ from transforms.write.run_report import write_run_report
 from transforms.write.sinks import write_outputs
 from transforms.write.window_summary import SummarizeWindows
 
+STREAMING_OPTIONS = ('input_subscription_azure_activity', 'input_subscription_device_file_events',
+                     'input_subscription_device_events', 'allowed_lateness', 'alerts_topic', 'dead_letter_topic')
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_data')
 DEFAULT_OUTPUT_DIR = 'rare_runcommand_output'
 TABLE_OPTIONS = {AZURE_ACTIVITY: 'azure_activity', DEVICE_FILE_EVENTS: 'device_file_events',
@@ -270,11 +272,18 @@ def run(argv=None):
 
 
 def options_used(options):
-    """The options the run was given (those not at their default), as JSON values."""
-    used = {}
-    for name, value in sorted(options.get_all_options(drop_default=True).items()):
-        used[name] = value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
-    return used
+    """The options of the run, as JSON values: every detection and output option with its value,
+    defaults included (not the streaming ones), and any other option the command line gave."""
+    used = dict(options.get_all_options(drop_default=True))
+    for view in (DetectionOptions, SinkOptions):
+        parser = argparse.ArgumentParser(add_help=False)
+        view._add_argparse_args(parser)  # pylint: disable=protected-access
+        for action in parser._actions:  # pylint: disable=protected-access
+            value = getattr(options.view_as(view), action.dest, None)
+            if value is not None and action.dest not in STREAMING_OPTIONS:
+                used[action.dest] = value
+    return {name: value if isinstance(value, (str, int, float, bool)) else str(value)
+            for name, value in sorted(used.items())}
 
 
 def stored_fingerprints(detection):
@@ -305,7 +314,8 @@ def print_outcome(summary, output_dir, stream=None):
     files = output_files(output_dir)
     alert_files = [path for path in files if path.rsplit('/', 1)[-1].startswith(ALERT_FILES + '-')]
     window_files = [path for path in files if path.rsplit('/', 1)[-1].startswith(WINDOW_FILES + '-')]
-    lines = console.window_lines(windows, window_files)
+    outside = sum(summary.get(table, {}).get('outside_range', 0) for table in TABLES)
+    lines = console.window_lines(windows, window_files, outside)
     lines += console.alert_lines(read_json_lines_output(output_dir, ALERT_FILES), alert_files)
     lines += console.output_lines(output_dir, files)
     stream.write('\n'.join(lines) + '\n')

@@ -99,3 +99,9 @@ def test_terminal_escapes_and_direction_overrides_in_the_data_are_escaped():
     line = console.alert_lines([alert(1, caller='eve\x1b[2J\u202egpj.exe')], [])[1]
     assert '\x1b' not in line and '\u202e' not in line
     assert 'by eve\\u001b[2J\\u202egpj.exe' in line
+
+
+def test_no_window_says_why():
+    assert console.window_lines([], outside_range=2989) == [
+        'Windows: 0 evaluated, 0 with alerts', '    no window: every row read is outside --start/--end (2989 rows)']
+    assert console.window_lines([])[1] == '    no window: no row was read'
