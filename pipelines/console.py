@@ -106,7 +106,7 @@ def window_lines(windows, window_files=(), outside_range=0):
     lines = ['Windows: %d evaluated, %d with alerts' % (len(windows), len(with_alerts))]
     if not windows:
         lines.append('    no window: %s' % ('every row read is outside --start/--end (%s)' % _plural(outside_range, 'row')
-                                            if outside_range else 'no row was read'))
+                                            if outside_range else 'no row was parsed'))
     if len(windows) <= MAX_WINDOW_LINES:
         shown = list(range(len(windows)))
     else:

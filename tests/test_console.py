@@ -104,4 +104,4 @@ def test_terminal_escapes_and_direction_overrides_in_the_data_are_escaped():
 def test_no_window_says_why():
     assert console.window_lines([], outside_range=2989) == [
         'Windows: 0 evaluated, 0 with alerts', '    no window: every row read is outside --start/--end (2989 rows)']
-    assert console.window_lines([])[1] == '    no window: no row was read'
+    assert console.window_lines([])[1] == '    no window: no row was parsed'
