@@ -62,17 +62,33 @@ def known_options(parser):
                    for option in action.option_strings if option.startswith('--')})
 
 
+# Runners that run in this process: every option they get must be one that Python's options classes know.
+LOCAL_RUNNERS = ('fnapirunner', 'fnapi', options.IN_PROCESS_RUNNER.lower(), 'directrunner', 'direct',
+                 'bundlebaseddirectrunner', 'swalloweddirectrunner')
+# How close an unknown option must be to a known one to be taken for its typo on a remote runner.
+TYPO_SIMILARITY = 0.8
+
+
 def check_arguments(argv):
-    """UsageError for an option that no options class knows, or a value its option refuses."""
+    """UsageError for an option that no options class knows, or a value its option refuses.
+
+    On the in-process runner any unknown option is a mistake. A remote runner's job server may
+    understand options that Python does not define (Beam passes them on), so there only an unknown
+    option that is nearly a known one is refused, as the typo it most likely is."""
     parser = option_parser()
-    _, unknown = parser.parse_known_args(list(argv))
+    known, unknown = parser.parse_known_args(list(argv))
+    local = (known.runner or 'fnapirunner').lower() in LOCAL_RUNNERS
+    names = known_options(parser)
     for argument in unknown:
         if argument.startswith('-'):
             name = argument.split('=', 1)[0]
-            close = difflib.get_close_matches(name, known_options(parser), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6 if local else TYPO_SIMILARITY)
+            if not local and not close:
+                continue
             hint = ' (did you mean %s?)' % close[0] if close else '; --help lists the options'
             raise UsageError('unknown option %s%s' % (name, hint))
-        raise UsageError('unexpected argument %r: every value follows its option (--option value)' % argument)
+        if local:
+            raise UsageError('unexpected argument %r: every value follows its option (--option value)' % argument)
 
 
 def _timespan(name, text):

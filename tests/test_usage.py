@@ -139,3 +139,11 @@ def test_a_read_only_output_folder(capsys, tmp_path):
 def test_debug_shows_the_traceback(output):
     with pytest.raises(usage.UsageError, match='matches no file'):
         rare_runcommand.main(SAMPLE[:4] + ['--device_events', '/nonexistent/*', '--debug', '--output_dir', str(output)])
+
+
+def test_a_remote_runner_gets_options_its_job_server_may_know_but_not_typos():
+    usage.check_arguments(['--runner', 'FlinkRunner', '--max_bundle_size', '5', '--sample'])
+    with pytest.raises(usage.UsageError, match=r'unknown option --outputdir \(did you mean --output_dir\?\)'):
+        usage.check_arguments(['--runner', 'FlinkRunner', '--outputdir', 'out'])
+    with pytest.raises(usage.UsageError, match='unknown option --max_bundle_size'):
+        usage.check_arguments(['--max_bundle_size', '5', '--sample'])
