@@ -222,9 +222,15 @@ def run(argv=None):
     detection = options.view_as(DetectionOptions)
     if not standard.streaming:
         check_batch_options(detection)
+        try:
+            sink_settings(options)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     check_runner_endpoints(options)
-    _, sample = resolve_inputs(detection)
-    pipeline = beam.Pipeline(options=options)
+    try:
+        pipeline = beam.Pipeline(options=options)
+    except ValueError as error:  # a --runner Beam does not have
+        raise UsageError('--runner: %s' % error) from None
     if standard.streaming:
         from pipelines.stream_detection import build_streaming
         build_streaming(pipeline, options)

@@ -136,6 +136,16 @@ def test_a_read_only_output_folder(capsys, tmp_path):
         '--output_dir /proc/rare-runcommand-out cannot be written: ')
 
 
+def test_an_unknown_sink(capsys, output):
+    assert refused(capsys, ['--sample', '--sinks', 'jsonl,kusto', '--output_dir', str(output)]).startswith(
+        "--sinks: unknown sink(s) 'kusto'")
+
+
+def test_an_unknown_runner(capsys, output):
+    assert refused(capsys, ['--sample', '--runner', 'Foo', '--output_dir', str(output)]).startswith(
+        '--runner: Unexpected pipeline runner: Foo.')
+
+
 def test_debug_shows_the_traceback(output):
     with pytest.raises(usage.UsageError, match='matches no file'):
         rare_runcommand.main(SAMPLE[:4] + ['--device_events', '/nonexistent/*', '--debug', '--output_dir', str(output)])
