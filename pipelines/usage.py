@@ -173,7 +173,10 @@ def check_output_dir(path):
     local = path[len('file://'):] if path.startswith('file://') else path
     if os.path.exists(local) and not os.path.isdir(local):
         raise UsageError('--output_dir %s is a file, not a folder' % path)
-    created = not os.path.exists(local)
+    missing, folder = [], os.path.abspath(local)
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
     probe = os.path.join(local, '.rare-runcommand-probe-' + uuid.uuid4().hex)
     try:
         os.makedirs(local, exist_ok=True)
@@ -182,8 +185,12 @@ def check_output_dir(path):
         os.remove(probe)
     except OSError as error:
         raise UsageError('--output_dir %s cannot be written: %s' % (path, error.strerror or error)) from None
-    if created:
-        os.rmdir(local)  # made again by the run; a refused run leaves nothing behind
+    finally:
+        for created in missing:  # made again by the run: a refused run leaves nothing behind
+            try:
+                os.rmdir(created)
+            except OSError:
+                break
 
 
 def check_batch_run(detection, patterns, table_options, output_dir):

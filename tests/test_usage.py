@@ -116,6 +116,13 @@ def test_a_rule_that_does_not_validate(capsys, output, tmp_path):
     assert line.startswith('--rule: %s: ' % rule)
 
 
+def test_the_output_check_leaves_no_folder_behind(capsys, tmp_path):
+    # The output folder is checked, then the baseline store is found missing: no folder is left.
+    refused(capsys, ['--sample', '--output_dir', str(tmp_path / 'a' / 'b' / 'out'), '--history_days', '1',
+                     '--baseline_in', str(tmp_path / 'store.jsonl')])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_output_folder_that_is_a_file(capsys, tmp_path):
     target = tmp_path / 'out'
     target.write_text('mine')
