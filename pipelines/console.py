@@ -33,11 +33,13 @@ class Progress:
 
     `files`: ``(table, path, bytes)`` of every input file. Writes only when `stream` is a terminal;
     `clock` and `snapshot` (``({file: bytes read}, records read)``) are injectable for tests.
+    `reads_here`: whether the runner reads in this process (else only the elapsed time is shown).
     """
 
     def __init__(self, files, stream=None, interval=PROGRESS_INTERVAL_SECONDS, clock=time.monotonic,
-                 snapshot=progress.snapshot):
+                 snapshot=progress.snapshot, reads_here=True):
         self._sizes = {path: size for _, path, size in files}
+        self._reads_here = reads_here
         self._stream = stream or sys.stderr
         self._interval = interval
         self._clock = clock
@@ -50,6 +52,9 @@ class Progress:
         self.enabled = bool(getattr(self._stream, 'isatty', lambda: False)())
 
     def line(self):
+        if not self._reads_here:  # the runner reads in other processes: only the time is known here
+            return 'running: %d files, %s, %s elapsed' % (len(self._sizes), human_bytes(sum(self._sizes.values())),
+                                                         _elapsed(self._clock() - self._started))
         done, records = self._snapshot()
         files_done = sum(1 for path, size in self._sizes.items() if done.get(path, 0) >= max(size, 1))
         bytes_done = sum(min(done.get(path, 0), size) for path, size in self._sizes.items())

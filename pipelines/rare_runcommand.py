@@ -257,7 +257,7 @@ def run(argv=None):
         output_folder.clear_leftovers(output_dir)
         try:
             progress.reset()
-            with console.Progress(inputs):
+            with console.Progress(inputs, reads_here=reads_in_this_process(options)):
                 result = pipeline.run()
                 state = result.wait_until_finish()
             if state is not None and state != PipelineState.DONE:
@@ -275,6 +275,15 @@ def run(argv=None):
             raise
     print_outcome(summary, output_dir)
     return result
+
+
+def reads_in_this_process(options):
+    """Whether the runner reads the inputs in this process (the in-process runner, in memory or in
+    threads), so that the read step's progress is seen here."""
+    from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=import-outside-toplevel
+    direct = options.view_as(DirectOptions)
+    return (options.view_as(StandardOptions).runner == IN_PROCESS_RUNNER
+            and (direct.direct_running_mode or 'in_memory') in ('in_memory', 'multi_threading'))
 
 
 def options_used(options):

@@ -37,6 +37,13 @@ def test_progress_line_at_most_once_a_second_on_a_terminal():
     assert stream.getvalue().endswith('\rreading: 2 of 2 files, 3.0 kB of 3.0 kB, 5,000 records, 0:00:02 elapsed')
 
 
+def test_a_runner_reading_elsewhere_shows_the_time_only():
+    clock, stream = Clock(), Terminal()
+    progress = console.Progress(FILES, stream=stream, clock=clock, snapshot=lambda: ({}, 0), reads_here=False)
+    clock.now += 75
+    assert progress.tick() and stream.getvalue() == '\rrunning: 2 files, 3.0 kB, 0:01:15 elapsed'
+
+
 def test_no_progress_line_when_not_a_terminal():
     stream = io.StringIO()
     with console.Progress(FILES, stream=stream, snapshot=lambda: ({}, 0)) as progress:
