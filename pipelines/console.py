@@ -8,11 +8,13 @@ import time
 
 from transforms.read import progress
 from transforms.read.schema import TABLES
+from transforms.read.sources import DEAD_LETTERS_BY_FILE, parse_file_counter_name
 from transforms.write.run_report import visible
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 MAX_ALERT_LINES = 20
 MAX_WINDOW_LINES = 12
+MAX_DEAD_LETTER_LINES = 10
 
 
 def human_bytes(count):
@@ -148,6 +150,22 @@ def alert_lines(alerts, alert_files):
             ', '.join(visible(c) for c in result.get('PowershellScriptCommands') or ())))
     if len(rows) > MAX_ALERT_LINES:
         lines.append('  %d more in %s' % (len(rows) - MAX_ALERT_LINES, ', '.join(alert_files) or 'the alert files'))
+    return lines
+
+
+def dead_letter_lines(counters, dead_letter_files=()):
+    """Dead letters per file and reason, most first (at most MAX_DEAD_LETTER_LINES), if any."""
+    groups = sorted(((int(count),) + parse_file_counter_name(name)
+                     for name, count in counters.get(DEAD_LETTERS_BY_FILE, {}).items()),
+                    key=lambda group: (-group[0], group[1:]))
+    if not groups:
+        return []
+    lines = ['Dead letters: %s' % '{:,}'.format(sum(group[0] for group in groups))]
+    for count, table, path, reason in groups[:MAX_DEAD_LETTER_LINES]:
+        lines.append('    %s  %s %s: %s' % ('{:,}'.format(count).rjust(9), table, visible(path), visible(reason)))
+    if len(groups) > MAX_DEAD_LETTER_LINES:
+        lines.append('    ... %d more files or reasons' % (len(groups) - MAX_DEAD_LETTER_LINES))
+    lines.append('    records in %s' % (', '.join(dead_letter_files) or 'the dead-letter files'))
     return lines
 
 

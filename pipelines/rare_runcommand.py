@@ -42,7 +42,8 @@ from transforms.read import progress
 from transforms.read.input_files import list_inputs
 from transforms.read.sources import ReadTable, UnreadableInput
 from transforms.write import output_folder
-from transforms.write.files import ALERT_FILES, OUTPUT_PREFIXES, RUN_REPORT_FILES, WINDOW_FILES, WriteJsonLines
+from transforms.write.files import (ALERT_FILES, DEAD_LETTER_FILES, OUTPUT_PREFIXES, RUN_REPORT_FILES, WINDOW_FILES,
+                                    WriteJsonLines)
 from transforms.write.run_report import write_run_report
 from transforms.write.sinks import write_outputs
 from transforms.write.window_summary import SummarizeWindows
@@ -332,6 +333,8 @@ def print_outcome(summary, output_dir, stream=None):
     outside = sum(summary.get(table, {}).get('outside_range', 0) for table in TABLES)
     lines = console.window_lines(windows, window_files, outside)
     lines += console.alert_lines(read_json_lines_output(output_dir, ALERT_FILES), alert_files)
+    lines += console.dead_letter_lines(summary, [path for path in files
+                                                 if path.rsplit('/', 1)[-1].startswith(DEAD_LETTER_FILES + '-')])
     lines += console.output_lines(output_dir, files)
     stream.write('\n'.join(lines) + '\n')
 

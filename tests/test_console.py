@@ -112,3 +112,15 @@ def test_no_window_says_why():
     assert console.window_lines([], outside_range=2989) == [
         'Windows: 0 evaluated, 0 with alerts', '    no window: every row read is outside --start/--end (2989 rows)']
     assert console.window_lines([])[1] == '    no window: no row was parsed'
+
+
+def test_dead_letters_per_file_and_reason_most_first():
+    from transforms.read.sources import DEAD_LETTERS_BY_FILE, file_counter_name  # pylint: disable=import-outside-toplevel
+    counters = {DEAD_LETTERS_BY_FILE: {file_counter_name('DeviceEvents', '/x/a.csv', 'not a DeviceEvents record'): 325,
+                                       file_counter_name('AzureActivity', '/x/b.json', 'not JSON'): 2}}
+    assert console.dead_letter_lines(counters, ['out/dead_letter-00000-of-00001.jsonl']) == [
+        'Dead letters: 327',
+        '          325  DeviceEvents /x/a.csv: not a DeviceEvents record',
+        '            2  AzureActivity /x/b.json: not JSON',
+        '    records in out/dead_letter-00000-of-00001.jsonl']
+    assert console.dead_letter_lines({}) == []
