@@ -289,7 +289,7 @@ def esc_marked(value):
 _STYLE = """
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5em auto;max-width:1200px;color:#1b1f24;
-padding:0 16px;overflow-wrap:anywhere}
+padding:0 16px;overflow-wrap:break-word}
 h1{font-size:1.45em;margin:.2em 0}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #d0d7de;
 padding-bottom:.3em}
 table{border-collapse:collapse;margin:.5em 0;width:100%;font-size:13px}th,td{border:1px solid #d0d7de;
@@ -436,8 +436,8 @@ def _windows_section(summary):
     note = ('<p class="muted" id="windows-folded">%d windows without alerts between those listed.</p>' % folded
             if folded else '')
     return ''.join(['<h2>Windows</h2>',
-                    '<p class="muted"><span id="windows-evaluated">%d</span> windows evaluated, '
-                    '<span id="windows-with-alerts">%d</span> with alerts.</p>'
+                    '<p class="muted">Windows evaluated: <span id="windows-evaluated">%d</span>, with alerts: '
+                    '<span id="windows-with-alerts">%d</span>.</p>'
                     % (len(windows), sum(1 for w in windows if w['alerts'])),
                     _chart(windows), '<table id="windows">%s%s</table>' % (header, body), note])
 
@@ -524,8 +524,9 @@ def render_html(summary):
         '<title>Rare Run Command scripts: run report</title><style>%s</style></head><body>' % _STYLE,
         '<h1>Rare Run Command PowerShell scripts: run report</h1>',
         '<p class="muted">Generated %s. <span id="alerts-total">%d</span> alerts in '
-        '<span id="alert-windows">%d</span> windows.</p>' % (
-            esc(summary['generated_at']), detection['alerts'], windows_with_alerts),
+        '<span id="alert-windows">%d</span> of %d evaluated windows.</p>' % (
+            esc(summary['generated_at']), detection['alerts'], windows_with_alerts,
+            len(summary.get('windows') or summary['alerts_per_window'])),
         _windows_section(summary),
         '<h2>Alerts</h2>', alerts,
         _inputs_section(summary),
