@@ -116,16 +116,16 @@ class ExportSource(filebasedsource.FileBasedSource):
                     yield DEAD_LETTER, reasons.dead_letter(
                         self._table, file_name, _in_file(item.position, lines), item.reason, item.raw)
                     continue
-                if isinstance(item.row, dict) and not any(column in item.row for column in key_columns):
-                    yield DEAD_LETTER, reasons.dead_letter(
-                        self._table, file_name, _in_file(item.position, lines),
-                        reasons.not_the_table(self._table, key_columns), json.dumps(item.row, ensure_ascii=False))
-                    continue
                 row = typed_row(self._table, item.row)
                 if row['TimeGenerated'] is None:
                     yield DEAD_LETTER, reasons.dead_letter(
                         self._table, file_name, _in_file(item.position, lines), reasons.NO_TIME,
                         json.dumps(item.row, ensure_ascii=False))
+                    continue
+                if not any(column in item.row for column in key_columns):
+                    yield DEAD_LETTER, reasons.dead_letter(
+                        self._table, file_name, _in_file(item.position, lines),
+                        reasons.not_the_table(self._table, key_columns), json.dumps(item.row, ensure_ascii=False))
                     continue
                 counts['parsed'] += 1
                 labels = None
