@@ -44,7 +44,7 @@ from transforms.read.sources import ReadTable, UnreadableInput
 from transforms.write import output_folder
 from transforms.write.files import (ALERT_FILES, DEAD_LETTER_FILES, OUTPUT_PREFIXES, RUN_REPORT_FILES, WINDOW_FILES,
                                     WriteJsonLines)
-from transforms.write.run_report import write_run_report
+from transforms.write.run_report import read_alerts, write_run_report
 from transforms.write.sinks import write_outputs
 from transforms.write.window_summary import SummarizeWindows
 
@@ -329,10 +329,12 @@ def print_outcome(summary, output_dir, stream=None):
                      key=lambda w: (w['QueryPeriodStart'], w['QueryPeriodEnd']))
     files = output_files(output_dir)
     alert_files = [path for path in files if path.rsplit('/', 1)[-1].startswith(ALERT_FILES + '-')]
+    # The JSON lines when the run wrote them, else the Avro files (the same alerts)
+    alert_files = [path for path in alert_files if path.endswith('.jsonl')] or alert_files
     window_files = [path for path in files if path.rsplit('/', 1)[-1].startswith(WINDOW_FILES + '-')]
     outside = sum(summary.get(table, {}).get('outside_range', 0) for table in TABLES)
     lines = console.window_lines(windows, window_files, outside)
-    lines += console.alert_lines(read_json_lines_output(output_dir, ALERT_FILES), alert_files)
+    lines += console.alert_lines(read_alerts(alert_files), alert_files)
     lines += console.dead_letter_lines(summary, [path for path in files
                                                  if path.rsplit('/', 1)[-1].startswith(DEAD_LETTER_FILES + '-')])
     lines += console.output_lines(output_dir, files)

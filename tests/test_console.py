@@ -124,3 +124,26 @@ def test_dead_letters_per_file_and_reason_most_first():
         '            2  AzureActivity /x/b.json: not JSON',
         '    records in out/dead_letter-00000-of-00001.jsonl']
     assert console.dead_letter_lines({}) == []
+
+
+def test_the_outcome_of_a_run_that_wrote_avro_alerts_only(tmp_path):
+    import fastavro  # pylint: disable=import-outside-toplevel
+    from pipelines.rare_runcommand import print_outcome  # pylint: disable=import-outside-toplevel
+    from transforms.detect.alerts import make_alert, query_result  # pylint: disable=import-outside-toplevel
+    from transforms.detect.rule import load_rule  # pylint: disable=import-outside-toplevel
+    from transforms.write.files import alert_to_avro, load_schema  # pylint: disable=import-outside-toplevel
+    row = {'StartTime': 1_709_287_200_000_000, 'EndTime': 1_709_287_260_000_000, 'PowershellFileName': 'script1.ps1',
+           'VirtualMachineName': 'vm1', 'Caller': 'alice@contoso.com', 'CallerIpAddress': '10.0.0.1',
+           'PowershellScriptCommands': ['GET-PROCESS'], 'PowershellFileSize': 120, 'ScriptFingerprintHash': 'ab',
+           'Prevalence': 100.0, 'Scope': '/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachines/vm1'}
+    alert = make_alert([query_result(row)], load_rule(), 'sentinel', '2024-03-01T00:00:00.000000Z',
+                       '2024-03-02T00:00:00.000000Z')
+    with open(tmp_path / 'alerts-00000-of-00001.avro', 'wb') as handle:
+        fastavro.writer(handle, fastavro.parse_schema(load_schema('alert.avsc')), [alert_to_avro(alert)])
+    printed = io.StringIO()
+    print_outcome({}, str(tmp_path), printed)
+    lines = printed.getvalue().splitlines()
+    assert 'Alerts: 1' in lines and 'Windows: 0 evaluated, 0 with alerts' in lines
+    assert ('ALERT [2024-03-01 00:00, 2024-03-02 00:00)  vm1  by alice@contoso.com  script1.ps1: GET-PROCESS'
+            in lines)
+    assert lines[-2:] == ['Outputs in %s:' % tmp_path, '    %s' % (tmp_path / 'alerts-00000-of-00001.avro')]
