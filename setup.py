@@ -33,7 +33,7 @@ setuptools.setup(
     },
     entry_points={
         'console_scripts': [
-            'rare-runcommand=pipelines.rare_runcommand:main',
+            'rare-runcommand=pipelines.cli:main',
         ],
     },
 )

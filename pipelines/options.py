@@ -20,11 +20,14 @@ class DetectionOptions(PipelineOptions):
         inputs.add_argument(
             '--azure_activity', default=None,
             help='File pattern of AzureActivity exports (Beam FileSystems syntax: *, ** across folders, '
-                 'gs://, plain or .gz). Without any input pattern the bundled sample day is used.')
+                 'gs://, plain or .gz). The three tables are all needed; each pattern must match a file.')
         inputs.add_argument(
             '--device_file_events', default=None, help='File pattern of DeviceFileEvents exports.')
         inputs.add_argument(
             '--device_events', default=None, help='File pattern of DeviceEvents exports.')
+        inputs.add_argument(
+            '--sample', action='store_true', default=False,
+            help='Run on the bundled sample day of a tenant instead of input patterns.')
         inputs.add_argument(
             '--input_format', choices=INPUT_FORMATS, default='auto',
             help='Force one export format for every input file; auto detects it per file.')
@@ -125,3 +128,7 @@ class DetectionOptions(PipelineOptions):
             '--output_dir', default=None,
             help='Directory (local or gs://) for alerts-*.jsonl, dead_letter-*.jsonl and the run summary. '
                  'Default: ./rare_runcommand_output.')
+        outputs.add_argument(
+            '--debug', action='store_true', default=False,
+            help='On an error, print the traceback (for a bug report) and the warnings of the libraries, '
+                 'instead of one line.')

@@ -6,8 +6,9 @@
         --device_events 'exports/DeviceEvents/**' \\
         --output_dir out/ [--semantics sentinel|strict] [--query_period 1d --query_frequency 1d]
 
-Without input patterns it runs on the bundled sample day. This module only wires the stages of
-`transforms` together with the options of `pipelines.options`.
+`--sample` runs it on the bundled sample day. Usage errors stop the command before any work, in
+one line with exit status 2 (`pipelines.usage`). This module only wires the stages of `transforms`
+together with the options of `pipelines.options`.
 """
 
 import argparse
@@ -16,6 +17,7 @@ import logging
 import os
 import sys
 import uuid
+import warnings
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -23,9 +25,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineState
 
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
+from pipelines import console
 from pipelines.kafka_options import KafkaOptions
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
+from pipelines.usage import UsageError, check_arguments, check_batch_run
 from transforms.detect import baseline
 from transforms.detect.alerts import ALERTS, ToAlerts
 from transforms.detect.query import RESULTS, RUN_COMMAND_DATA, DetectUniqueScripts
@@ -34,13 +38,18 @@ from transforms.detect.rule import load_rule
 from transforms.detect.semantics import Semantics, parse_scale_set_prefixes
 from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
+from transforms.read import progress
+from transforms.read.input_files import list_inputs
 from transforms.read.sources import ReadTable, UnreadableInput
 from transforms.write import output_folder
-from transforms.write.files import ALERT_FILES, WINDOW_FILES, WriteJsonLines
-from transforms.write.run_report import write_run_report
+from transforms.write.files import (ALERT_FILES, DEAD_LETTER_FILES, OUTPUT_PREFIXES, RUN_REPORT_FILES, WINDOW_FILES,
+                                    WriteJsonLines)
+from transforms.write.run_report import read_alerts, write_run_report
 from transforms.write.sinks import write_outputs
 from transforms.write.window_summary import SummarizeWindows
 
+STREAMING_OPTIONS = ('input_subscription_azure_activity', 'input_subscription_device_file_events',
+                     'input_subscription_device_events', 'allowed_lateness', 'alerts_topic', 'dead_letter_topic')
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_data')
 DEFAULT_OUTPUT_DIR = 'rare_runcommand_output'
 TABLE_OPTIONS = {AZURE_ACTIVITY: 'azure_activity', DEVICE_FILE_EVENTS: 'device_file_events',
@@ -86,11 +95,10 @@ def check_baseline_options(detection):
 
 
 def resolve_inputs(options):
-    """{table: file pattern}, the bundled sample day when no pattern is given."""
-    patterns = {table: getattr(options, name) for table, name in TABLE_OPTIONS.items()}
-    if not any(patterns.values()):
+    """({table: file pattern}, whether it is the bundled sample day): the sample's files with --sample."""
+    if getattr(options, 'sample', False):
         return {table: os.path.join(SAMPLE_DIR, table + '.jsonl.gz') for table in TABLES}, True
-    return patterns, False
+    return {table: getattr(options, name) for table, name in TABLE_OPTIONS.items()}, False
 
 
 def query_windows(options, rule, semantics=None):
@@ -170,16 +178,16 @@ def print_summary(summary, output_dir, stream=None):
     detection = summary.get('detection', {})
     for name in ('sessions', 'joined_rows', 'scripts', 'run_command_data', 'alerts'):
         lines.append('  %-17s %d' % (name, detection.get(name, 0)))
-    lines.append('  output            %s' % output_dir)
     (stream or sys.stdout).write('\n'.join(lines) + '\n')
 
 
-def print_help(stream=None):
+def print_help(stream=None, prog='python -m pipelines.rare_runcommand'):
     """--help: the detection's own options (Beam's pipeline options are accepted too)."""
     parser = argparse.ArgumentParser(
-        prog='python -m pipelines.rare_runcommand', description=__doc__.strip().splitlines()[0],
+        prog=prog, description=__doc__.strip().splitlines()[0],
         epilog="Beam's own pipeline options (--runner, --project, --region, --temp_location, --streaming, "
-               '--direct_running_mode, ...) are accepted as well.')
+               "--direct_running_mode, ...) are accepted as well. 'rare-runcommand inspect' with the same input "
+               'options lists the files each pattern matches, their format and first row, without running.')
     DetectionOptions._add_argparse_args(parser)  # pylint: disable=protected-access
     SinkOptions._add_argparse_args(parser)  # pylint: disable=protected-access
     KafkaOptions._add_argparse_args(parser)  # pylint: disable=protected-access
@@ -206,17 +214,24 @@ def run(argv=None):
     if '-h' in argv or '--help' in argv:
         print_help()
         return None
+    check_arguments(argv)
     options = PipelineOptions(with_stream_defaults(argv))
     standard = options.view_as(StandardOptions)
     if standard.runner is None or standard.runner.lower() in ('fnapirunner', 'fnapi'):
         # Beam's DirectRunner first tries to download a runner binary; the in-process runner does not.
         standard.runner = IN_PROCESS_RUNNER
-    check_runner_endpoints(options)
     detection = options.view_as(DetectionOptions)
-    _, sample = resolve_inputs(detection)
-    if sample:
-        logging.info('No input patterns given: running on the bundled sample day in %s', SAMPLE_DIR)
-    pipeline = beam.Pipeline(options=options)
+    if not standard.streaming:
+        check_batch_options(detection)
+        try:
+            sink_settings(options)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    check_runner_endpoints(options)
+    try:
+        pipeline = beam.Pipeline(options=options)
+    except ValueError as error:  # a --runner Beam does not have
+        raise UsageError('--runner: %s' % error) from None
     if standard.streaming:
         from pipelines.stream_detection import build_streaming
         build_streaming(pipeline, options)
@@ -228,12 +243,13 @@ def run(argv=None):
         result.wait_until_finish()
         return result
     output_dir = detection.output_dir or DEFAULT_OUTPUT_DIR
-    check_baseline_options(detection)
     # The run writes under a staging folder of its own, swapped in for the previous run's outputs
     # only once it succeeded (transforms/write/output_folder.py): a failed or killed run leaves the
     # previous outputs whole, and two runs into one folder are refused by its lock.
     run_id = uuid.uuid4().hex
     staging = output_folder.staging_dir(output_dir, run_id)
+    patterns, _ = resolve_inputs(detection)
+    inputs = list_inputs(patterns)
     build(pipeline, options, staging)
     with output_folder.OutputLock(output_dir, run_id) as lock:
         if lock.taken_over:
@@ -241,8 +257,10 @@ def run(argv=None):
         output_folder.recover(output_dir)
         output_folder.clear_leftovers(output_dir)
         try:
-            result = pipeline.run()
-            state = result.wait_until_finish()
+            progress.reset()
+            with console.Progress(inputs, reads_here=reads_in_this_process(options)):
+                result = pipeline.run()
+                state = result.wait_until_finish()
             if state is not None and state != PipelineState.DONE:
                 raise RuntimeError('the pipeline ended in state %s; the outputs of %s are left as they were'
                                    % (state, output_dir))
@@ -250,16 +268,88 @@ def run(argv=None):
                 update_baseline(detection, load_rule(detection.rule), staging)
             summary = counters(result)
             if options.view_as(SinkOptions).report:
-                write_run_report(summary, staging, published_dir=output_dir)
+                write_run_report(summary, staging, published_dir=output_dir, inputs=inputs,
+                                 options=options_used(options), stored_fingerprints=stored_fingerprints(detection))
             output_folder.publish(output_dir, staging)
         except BaseException:
             _discard(staging)
             raise
-    print_summary(summary, output_dir)
-    print_windows(output_dir)
-    if sample:
-        _print_alerts(output_dir)
+    print_outcome(summary, output_dir)
     return result
+
+
+def reads_in_this_process(options):
+    """Whether the runner reads the inputs in this process (the in-process runner, in memory or in
+    threads), so that the read step's progress is seen here."""
+    from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=import-outside-toplevel
+    direct = options.view_as(DirectOptions)
+    return (options.view_as(StandardOptions).runner == IN_PROCESS_RUNNER
+            and (direct.direct_running_mode or 'in_memory') in ('in_memory', 'multi_threading'))
+
+
+def options_used(options):
+    """The options of the run, as JSON values: every detection and output option with its value,
+    defaults included (not the streaming ones), and any other option the command line gave."""
+    used = dict(options.get_all_options(drop_default=True))
+    for view in (DetectionOptions, SinkOptions):
+        parser = argparse.ArgumentParser(add_help=False)
+        view._add_argparse_args(parser)  # pylint: disable=protected-access
+        for action in parser._actions:  # pylint: disable=protected-access
+            value = getattr(options.view_as(view), action.dest, None)
+            if value is not None and action.dest not in STREAMING_OPTIONS:
+                used[action.dest] = value
+    return {name: value if isinstance(value, (str, int, float, bool)) else str(value)
+            for name, value in sorted(used.items())}
+
+
+def stored_fingerprints(detection):
+    """{fingerprint: store record} of --baseline_in, or None without one."""
+    if not detection.baseline_in:
+        return None
+    semantics = semantics_of(detection)
+    records = baseline.read_store(detection.baseline_in, load_rule(detection.rule).id, semantics.name)
+    return {record['fingerprint']: record for record in records}
+
+
+def output_files(output_dir):
+    """The run's files in the output folder, by name."""
+    patterns = [FileSystems.join(output_dir, prefix + '-*') for prefix in OUTPUT_PREFIXES]
+    patterns += [FileSystems.join(output_dir, name) for name in RUN_REPORT_FILES]
+    found = []
+    for result in FileSystems.match(patterns):
+        found.extend(metadata.path for metadata in result.metadata_list)
+    return sorted(set(found))
+
+
+def print_outcome(summary, output_dir, stream=None):
+    """The end of a run on the console: counts per table and stage, windows, alerts, output files."""
+    stream = stream or sys.stdout
+    print_summary(summary, output_dir, stream)
+    windows = sorted(read_json_lines_output(output_dir, WINDOW_FILES),
+                     key=lambda w: (w['QueryPeriodStart'], w['QueryPeriodEnd']))
+    files = output_files(output_dir)
+    alert_files = [path for path in files if path.rsplit('/', 1)[-1].startswith(ALERT_FILES + '-')]
+    # The JSON lines when the run wrote them, else the Avro files (the same alerts)
+    alert_files = [path for path in alert_files if path.endswith('.jsonl')] or alert_files
+    window_files = [path for path in files if path.rsplit('/', 1)[-1].startswith(WINDOW_FILES + '-')]
+    outside = sum(summary.get(table, {}).get('outside_range', 0) for table in TABLES)
+    lines = console.window_lines(windows, window_files, outside)
+    lines += console.alert_lines(read_alerts(alert_files), alert_files)
+    lines += console.dead_letter_lines(summary, [path for path in files
+                                                 if path.rsplit('/', 1)[-1].startswith(DEAD_LETTER_FILES + '-')])
+    lines += console.output_lines(output_dir, files)
+    stream.write('\n'.join(lines) + '\n')
+
+
+def check_batch_options(detection):
+    """UsageError (or BaselineError) before any work, for every mistake a batch run's options can hold."""
+    patterns = {table: getattr(detection, name) for table, name in TABLE_OPTIONS.items()}
+    rule = check_batch_run(detection, patterns, TABLE_OPTIONS, detection.output_dir or DEFAULT_OUTPUT_DIR)
+    try:
+        query_windows(detection, rule, semantics_of(detection))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    check_baseline_options(detection)
 
 
 def _discard(staging):
@@ -279,31 +369,41 @@ def read_json_lines_output(output_dir, prefix):
                 yield json.loads(line)
 
 
-def print_windows(output_dir, stream=None):
-    stream = stream or sys.stdout
-    windows = sorted(read_json_lines_output(output_dir, WINDOW_FILES), key=lambda w: w['QueryPeriodStart'])
-    stream.write('  windows evaluated %d\n' % len(windows))
-    for record in windows:
-        stream.write('    [%s, %s)  rows %s  alerts %d\n' % (
-            record['QueryPeriodStart'], record['QueryPeriodEnd'],
-            ' / '.join(str(record.get(table, 0)) for table in TABLES), record.get(ALERTS, 0)))
+# A user's mistake, or something the run needs that is not there: one line and exit status 2.
+USAGE_ERRORS = (UsageError, PreflightError, UnreadableInput, output_folder.FolderLocked, baseline.BaselineError)
 
 
-def _print_alerts(output_dir):
-    for alert in read_json_lines_output(output_dir, ALERT_FILES):
-        for result in alert.get('QueryResults') or [alert['QueryResult']]:
-            print('ALERT %s  %s on %s by %s: %s' % (
-                alert['QueryPeriodStart'][:10], result['PowershellFileName'], result['VirtualMachineName'],
-                result['Caller'], ', '.join(result['PowershellScriptCommands'])))
-
-
-def main():
+def quiet_libraries(debug):
+    """Warnings of the libraries (Beam's, Python's) only with --debug: a plain run shows the tool's own lines."""
     logging.getLogger().setLevel(logging.WARNING)
+    if not debug:
+        logging.getLogger('apache_beam').setLevel(logging.ERROR)
+        warnings.filterwarnings('ignore')
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv
+    quiet_libraries(debug)
     try:
-        run(sys.argv[1:])
-    except (PreflightError, UnreadableInput, output_folder.FolderLocked, baseline.BaselineError) as error:
+        if argv[:1] == ['inspect']:
+            from pipelines.inspect_inputs import inspect  # pylint: disable=import-outside-toplevel
+            if '-h' in argv or '--help' in argv:
+                print_help(prog='rare-runcommand inspect')
+                return
+            sys.exit(inspect([arg for arg in argv[1:] if arg != '--debug']))
+        run(argv)
+    except USAGE_ERRORS as error:
+        if debug:
+            raise
         sys.stderr.write('rare-runcommand: error: %s\n' % error)
         sys.exit(2)
+    except Exception as error:  # pylint: disable=broad-except  # not the user's mistake: --debug tells more
+        if debug:
+            raise
+        sys.stderr.write('rare-runcommand: the run failed: %s: %s (run again with --debug for the traceback)\n'
+                         % (type(error).__name__, str(error).strip().splitlines()[0] if str(error).strip() else ''))
+        sys.exit(1)
 
 
 if __name__ == '__main__':

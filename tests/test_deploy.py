@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import subprocess
+import sysconfig
 import sys
 from pathlib import Path
 
@@ -42,6 +43,8 @@ NOT_TEMPLATE_PARAMETERS = {
     'allowed_lateness': _STREAMING,
     'alerts_topic': _STREAMING,
     'dead_letter_topic': _STREAMING,
+    'sample': 'a template reads the inputs it is given; the bundled sample is for a first local run',
+    'debug': 'a local command-line aid: tracebacks and library warnings on the console',
 }
 
 
@@ -354,18 +357,23 @@ def test_launcher_main_defaults_to_dataflow_and_keeps_the_parameters():
 
 
 def _can_build_offline():
+    """Whether the running interpreter can build a wheel from the sdist without the network: setuptools,
+    and `wheel` or setuptools>=70.1 (where bdist_wheel moved into setuptools)."""
+    try:
+        import setuptools  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return False
     try:
         import wheel  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
         return True
     except ImportError:
-        import setuptools  # pylint: disable=import-outside-toplevel
         major, minor = (int(part) for part in setuptools.__version__.split('.')[:2])
-        return (major, minor) >= (70, 1)  # bdist_wheel moved into setuptools in 70.1
+        return (major, minor) >= (70, 1)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _can_build_offline(),
-                    reason='pip needs `wheel` (or setuptools>=70.1) to install an sdist without the network')
+                    reason='building the sdist without the network needs setuptools and `wheel` (or setuptools>=70.1)')
 def test_setup_file_sdist_installed_in_a_fresh_venv_runs_the_sample(tmp_path):
     from apache_beam.runners.portability.stager import Stager  # pylint: disable=import-outside-toplevel
 
@@ -390,13 +398,24 @@ def test_setup_file_sdist_installed_in_a_fresh_venv_runs_the_sample(tmp_path):
     sdist = Path(staged['workflow.tar.gz'])
     assert sdist.name.endswith('.tar.gz') and sdist.exists()
 
-    venv = tmp_path / 'venv'
-    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', '--system-site-packages', str(venv)],
-                   check=True)
-    python = venv / 'bin' / 'python'
     env = {key: value for key, value in os.environ.items() if key not in ('PYTHONPATH', 'PYTHONHOME')}
+    # The wheel is built by the running interpreter, whose setuptools and wheel the skip check looked at.
+    wheels = tmp_path / 'wheels'
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps', '--no-index',
+                    '--no-build-isolation', '--wheel-dir', str(wheels), str(sdist)],
+                   check=True, env=env, cwd=tmp_path)
+    wheel_file, = wheels.glob('*.whl')
+    # A fresh environment that sees the running one's dependencies (Beam, ...) through a .pth file, not
+    # the base interpreter's packages, nor the project's own editable install (its .pth is not read).
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True)
+    python = venv / 'bin' / 'python'
+    site_packages = subprocess.run([str(python), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                                   check=True, capture_output=True, text=True).stdout.strip()
+    outer = sorted({sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']})
+    Path(site_packages, 'outer_environment.pth').write_text('\n'.join(outer) + '\n', encoding='utf-8')
     subprocess.run([sys.executable, '-m', 'pip', '--python', str(python), 'install', '--quiet', '--no-deps',
-                    '--no-index', '--no-build-isolation', str(sdist)], check=True, env=env, cwd=tmp_path)
+                    '--no-index', str(wheel_file)], check=True, env=env, cwd=tmp_path)
 
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
@@ -407,7 +426,7 @@ def test_setup_file_sdist_installed_in_a_fresh_venv_runs_the_sample(tmp_path):
         assert Path(module_file).resolve().is_relative_to(venv.resolve()), where
 
     output = elsewhere / 'out'
-    run = subprocess.run([str(python), '-m', 'pipelines.rare_runcommand', '--output_dir', str(output)],
+    run = subprocess.run([str(python), '-m', 'pipelines.rare_runcommand', '--sample', '--output_dir', str(output)],
                          env=env, cwd=elsewhere, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     alerts = [json.loads(line) for path in sorted(output.glob('alerts-*.jsonl'))

@@ -30,7 +30,7 @@ ALLOWED = {
 PURE_HELPERS = (
     'transforms.read.schema', 'transforms.read.dynamic', 'transforms.read.ingest', 'transforms.read.dead_letter',
     'transforms.read.bounded_json', 'transforms.read.formats.compressed',
-    'transforms.read.prefilter', 'transforms.read.formats', 'transforms.read.formats.lines',
+    'transforms.read.prefilter', 'transforms.read.progress', 'transforms.read.formats', 'transforms.read.formats.lines',
     'transforms.read.formats.records', 'transforms.read.formats.json_lines', 'transforms.read.formats.csv_export',
     'transforms.read.formats.eventhub_capture', 'transforms.read.formats.activity_log',
     'transforms.detect.kql', 'transforms.detect.semantics',

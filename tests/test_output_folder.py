@@ -128,7 +128,7 @@ def test_a_lock_held_by_another_live_process_is_refused_then_free_once_it_is_kil
 def test_a_second_run_into_a_locked_folder_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     fill(tmp_path, ['summary.json'])
     with OutputLock(str(tmp_path)):
-        monkeypatch.setattr('sys.argv', ['rare-runcommand', '--output_dir', str(tmp_path)])
+        monkeypatch.setattr('sys.argv', ['rare-runcommand', '--sample', '--output_dir', str(tmp_path)])
         with pytest.raises(SystemExit) as exit_info:
             rare_runcommand.main()
     assert exit_info.value.code == 2
@@ -142,7 +142,7 @@ def test_a_second_run_into_a_locked_folder_exits_2_with_one_line(tmp_path, monke
 # ------------------------------------------------------------------------------------- whole runs
 
 def run(output, *args):
-    rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(output)] + list(args))
+    rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--sample', '--output_dir', str(output)] + list(args))
 
 
 @pytest.mark.slow
@@ -188,7 +188,7 @@ def test_the_store_is_renamed_over_never_deleted_first(tmp_path, monkeypatch):
 
 def test_a_missing_baseline_in_is_an_error_unless_it_is_the_first_run(tmp_path, monkeypatch, capsys):
     store = tmp_path / 'store.jsonl'
-    monkeypatch.setattr('sys.argv', ['rare-runcommand', '--output_dir', str(tmp_path / 'out'), '--history_days', '7',
+    monkeypatch.setattr('sys.argv', ['rare-runcommand', '--sample', '--output_dir', str(tmp_path / 'out'), '--history_days', '7',
                                      '--baseline_in', str(store), '--baseline_out', str(store)])
     with pytest.raises(SystemExit) as exit_info:
         rare_runcommand.main()

@@ -1,7 +1,9 @@
 """ReadTable: what a pattern reads when it matches files, none, or cannot be listed; the rows of
 a read step paired with their query windows, and its counters."""
 
+import csv
 import json
+import os
 
 import apache_beam as beam
 import pytest
@@ -15,10 +17,14 @@ from pipelines.options import IN_PROCESS_RUNNER
 from pipelines.rare_runcommand import counters
 from transforms.detect.windows import QueryWindows, window_label
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS
-from transforms.read.sources import ReadTable, UnreadableInput
+from transforms.read.sources import (DEAD_LETTERS_BY_FILE, INPUT_FILES, ReadTable, UnreadableInput,
+                                     file_counter_name)
 from transforms.write.run_report import build_summary
 
 DAY = 86_400_000_000
+SAMPLES = os.path.join(os.path.dirname(__file__), 'data', 'samples')
+SAMPLE_OTHERS = ['--device_file_events', rare_runcommand.SAMPLE_DIR + '/DeviceFileEvents.jsonl.gz',
+                 '--device_events', rare_runcommand.SAMPLE_DIR + '/DeviceEvents.jsonl.gz']
 
 
 def test_a_pattern_whose_files_cannot_be_listed_fails_the_run(tmp_path):
@@ -26,12 +32,14 @@ def test_a_pattern_whose_files_cannot_be_listed_fails_the_run(tmp_path):
     # list the pattern. Reading it as an empty table would give a run without alerts and exit 0.
     with pytest.raises(UnreadableInput, match="AzureActivity: cannot list the files of 'nosuchfs://bucket/\\*'"):
         rare_runcommand.run(['--runner=' + IN_PROCESS_RUNNER, '--output_dir', str(tmp_path),
-                             '--azure_activity', 'nosuchfs://bucket/*'])
+                             '--azure_activity', 'nosuchfs://bucket/*'] + SAMPLE_OTHERS)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_the_command_reports_an_unlistable_pattern_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr('sys.argv', ['rare-runcommand', '--output_dir', str(tmp_path),
+                                     '--azure_activity', rare_runcommand.SAMPLE_DIR + '/AzureActivity.jsonl.gz',
+                                     '--device_file_events', rare_runcommand.SAMPLE_DIR + '/DeviceFileEvents.jsonl.gz',
                                      '--device_events', 'nosuchfs://bucket/DeviceEvents/*'])
     with pytest.raises(SystemExit) as exit_info:
         rare_runcommand.main()
@@ -58,7 +66,7 @@ def test_read_step_pairs_each_row_with_its_windows_in_range(tmp_path):
     path = tmp_path / 'DeviceEvents.jsonl'
     times = ['1970-01-02T00:00:00.000005Z', '1970-01-01T00:00:00.000005Z', '1970-01-03T00:00:00.000005Z',
              '1970-01-04T00:00:00.000005Z']
-    path.write_text(''.join(json.dumps({'TimeGenerated': t}) + '\n' for t in times))
+    path.write_text(''.join(json.dumps({'TimeGenerated': t, 'DeviceName': 'vm1'}) + '\n' for t in times))
     sliding = QueryWindows(2 * DAY, DAY, 0, -DAY, 3 * DAY)
     p = in_process_pipeline()
     read = p | ReadTable(DEVICE_EVENTS, str(path), windows=sliding)
@@ -84,3 +92,32 @@ def test_read_step_pairs_each_row_with_its_windows_in_range(tmp_path):
     assert AZURE_ACTIVITY not in counted
     assert build_summary(counted)['tables'][DEVICE_EVENTS] == {
         'read': 4, 'parsed': 4, 'dead_lettered': 0, 'skipped_irrelevant': 0, 'outside_range': 1}
+
+
+def test_another_tables_export_is_dead_lettered_and_counted_per_file(tmp_path):
+    # The AzureActivity CSV sample given for DeviceEvents: no DeviceEvents column in any record.
+    activity = os.path.join(SAMPLES, 'azure_activity.csv')
+    events = tmp_path / 'DeviceEvents.jsonl'
+    events.write_text(json.dumps({'TimeGenerated': '2024-03-01T00:00:00Z', 'ActionType': 'PowerShellCommand'}) + '\n'
+                      + json.dumps({'TimeGenerated': '2024-03-01T00:00:01Z', 'Caller': 'x'}) + '\n')
+    p = in_process_pipeline()
+    wrong = p | 'Wrong' >> ReadTable(DEVICE_EVENTS, activity)
+    right = p | 'Right' >> ReadTable(DEVICE_EVENTS, str(events))
+    reason = 'not a DeviceEvents record: none of DeviceName, ActionType, InitiatingProcessCommandLine, AdditionalFields'
+    assert_that(wrong.rows, equal_to([]), label='NoRows')
+    assert_that(wrong.dead_letter | beam.Map(lambda d: (d['reason'], d['source'])) | beam.Distinct(),
+                equal_to([(reason, activity)]), label='Reason')
+    assert_that(right.rows | beam.Map(lambda row: row['ActionType']), equal_to(['PowerShellCommand']),
+                label='KeptRow')
+    result = p.run()
+    result.wait_until_finish()
+    counted = counters(result)
+    files = counted[INPUT_FILES]
+    with open(activity, encoding='utf-8-sig', newline='') as handle:
+        rows = sum(1 for _ in csv.reader(handle)) - 1
+    assert files[file_counter_name(DEVICE_EVENTS, activity, 'read')] == rows
+    assert files[file_counter_name(DEVICE_EVENTS, activity, 'format:csv')] >= 1
+    assert file_counter_name(DEVICE_EVENTS, activity, 'parsed') not in files
+    assert counted[DEAD_LETTERS_BY_FILE] == {file_counter_name(DEVICE_EVENTS, activity, reason): rows,
+                                             file_counter_name(DEVICE_EVENTS, str(events), reason): 1}
+    assert files[file_counter_name(DEVICE_EVENTS, str(events), 'parsed')] == 1

@@ -17,6 +17,11 @@ LATE = 'late'
 READER_ERROR = 'reader error (the rest of the file is not read)'
 
 
+def not_the_table(table, key_columns):
+    """The reason of a record with none of its table's key columns (another table's export)."""
+    return 'not a %s record: none of %s' % (table, ', '.join(key_columns))
+
+
 def dead_letter(table, source, position, reason, raw=b''):
     """One dead-letter record.
 

@@ -51,3 +51,12 @@ COLUMNS = {
         'AdditionalFields': DYNAMIC,
     },
 }
+
+
+# The columns that say a record is a row of its table: a record with none of them (another table's
+# export given for this one) is a dead letter of its own, not a row of empty columns.
+KEY_COLUMNS = {
+    AZURE_ACTIVITY: ('OperationNameValue', 'CorrelationId', 'Caller', 'ActivityStatusValue', 'Authorization'),
+    DEVICE_FILE_EVENTS: ('DeviceName', 'ActionType', 'FileName', 'InitiatingProcessFileName'),
+    DEVICE_EVENTS: ('DeviceName', 'ActionType', 'InitiatingProcessCommandLine', 'AdditionalFields'),
+}

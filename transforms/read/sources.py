@@ -26,9 +26,14 @@ from transforms.read.formats import FORMAT_READERS, LINE_FORMATS, choose_format
 from transforms.read.formats.compressed import CompressedDataError, DecompressedStream, kind_of
 from transforms.read.formats.lines import LineReader
 from transforms.read.formats.records import Undecodable
+from transforms.read import progress
 from transforms.read.ingest import typed_row
+from transforms.read.schema import KEY_COLUMNS
 
 STATS = 'stats'
+# Metrics namespaces of the per-file accounting: counters named `file_counter_name(table, file, name)`.
+INPUT_FILES = 'input_files'
+DEAD_LETTERS_BY_FILE = 'dead_letters_by_file'
 WINDOW_COUNTS = 'window_counts'
 HEAD_BYTES = 4096
 # Rows leave the source in lists of up to this many: a splittable source's output costs far more
@@ -66,7 +71,7 @@ class ExportSource(filebasedsource.FileBasedSource):
     def read_records(self, file_name, range_tracker):
         start = range_tracker.start_position()
         counts = {'parsed': 0, 'outside_range': 0, 'windows': {}}
-        lines = None
+        lines = fmt = None
         with self.open_file(file_name) as stream:
             try:
                 head = stream.read(HEAD_BYTES)
@@ -74,6 +79,7 @@ class ExportSource(filebasedsource.FileBasedSource):
                 fmt = choose_format(self._input_format, file_name, head)
                 if fmt not in LINE_FORMATS:
                     if start > 0:  # whole-file formats are read by the split that starts at 0
+                        progress.range_done(file_name, start, range_tracker.stop_position(), 0)
                         return
                     claim = lambda offset: True  # noqa: E731
                 else:
@@ -96,11 +102,14 @@ class ExportSource(filebasedsource.FileBasedSource):
         # A reader stopped by an error counts the lines it produced, not always the block they were in.
         read = max(lines.lines_seen, lines.lines_produced) if lines else 0
         skipped = read - lines.lines_produced if lines else 0
+        progress.range_done(file_name, start, range_tracker.stop_position(), read)
         yield STATS, {'read': read, 'skipped_irrelevant': skipped, 'parsed': counts['parsed'],
-                      'outside_range': counts['outside_range'], 'windows': counts['windows']}
+                      'outside_range': counts['outside_range'], 'windows': counts['windows'],
+                      'file': file_name, 'format': fmt}
 
     def _read(self, file_name, decoder, stream, lines, counts):
         keep, windows, per_window, batch = self._keep, self._windows, counts['windows'], []
+        key_columns = KEY_COLUMNS[self._table]
         try:
             for item in decoder(lines, stream=stream, table=self._table, needles=self._needles):
                 if isinstance(item, Undecodable):
@@ -112,6 +121,11 @@ class ExportSource(filebasedsource.FileBasedSource):
                     yield DEAD_LETTER, reasons.dead_letter(
                         self._table, file_name, _in_file(item.position, lines), reasons.NO_TIME,
                         json.dumps(item.row, ensure_ascii=False))
+                    continue
+                if not any(column in item.row for column in key_columns):
+                    yield DEAD_LETTER, reasons.dead_letter(
+                        self._table, file_name, _in_file(item.position, lines),
+                        reasons.not_the_table(self._table, key_columns), json.dumps(item.row, ensure_ascii=False))
                     continue
                 counts['parsed'] += 1
                 labels = None
@@ -169,14 +183,36 @@ class _SplitRowsFromDeadLetters(beam.DoFn):
                         yield label, row
         elif kind == DEAD_LETTER:
             self._dead.inc()
+            Metrics.counter(DEAD_LETTERS_BY_FILE, file_counter_name(
+                self._table, value.get('source', ''), str(value.get('reason', '')).replace('\t', ' '))).inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, value)
         else:
             self._read.inc(value['read'])
             self._skipped.inc(value['skipped_irrelevant'])
             self._parsed.inc(value['parsed'])
             self._outside.inc(value['outside_range'])
+            if value.get('file'):
+                for name in ('read', 'skipped_irrelevant', 'parsed', 'outside_range'):
+                    if value[name]:
+                        Metrics.counter(INPUT_FILES, file_counter_name(self._table, value['file'], name)).inc(
+                            value[name])
+                if value.get('format'):
+                    Metrics.counter(INPUT_FILES, file_counter_name(
+                        self._table, value['file'], 'format:' + value['format'])).inc()
             for label, count in value['windows'].items():
                 yield beam.pvalue.TaggedOutput(WINDOW_COUNTS, (label, count))
+
+
+def file_counter_name(table, file_name, name):
+    """The name of a per-file counter: table, file and what it counts, tab-separated."""
+    return '%s\t%s\t%s' % (table, file_name, name)
+
+
+def parse_file_counter_name(counter_name):
+    """(table, file, name) of `file_counter_name`."""
+    table, rest = counter_name.split('\t', 1)
+    file_name, name = rest.rsplit('\t', 1)
+    return table, file_name, name
 
 
 class UnreadableInput(IOError):

@@ -1,0 +1,24 @@
+"""The ``rare-runcommand`` command: the warnings of the libraries are silenced (unless ``--debug``)
+before Beam is imported, so that what Beam or its dependencies log or warn while they load does not
+show either; then `pipelines.rare_runcommand.main` runs (which keeps them silenced during the run)."""
+
+import logging
+import sys
+import warnings
+
+
+def silence_libraries(argv):
+    """Warnings and log records below ERROR are dropped, unless `argv` holds ``--debug``."""
+    if '--debug' not in argv:
+        warnings.filterwarnings('ignore')
+        logging.getLogger().setLevel(logging.ERROR)
+
+
+def main():
+    silence_libraries(sys.argv[1:])
+    from pipelines import rare_runcommand  # pylint: disable=import-outside-toplevel
+    rare_runcommand.main()
+
+
+if __name__ == '__main__':
+    main()
