@@ -117,7 +117,8 @@ def build(pipeline, options, output_dir=None):
     for table in TABLES:
         needles, keep = read_filters(table, semantics, detection.scan)
         read = pipeline | 'Read' + table >> ReadTable(
-            table, patterns[table], detection.input_format, needles, keep, windows)
+            table, patterns[table], detection.input_format, needles, keep, windows,
+            validate_skipped=detection.scan == 'full')
         tables[table] = read.rows
         dead_letters.append(read.dead_letter)
         row_counts[table] = read.window_counts

@@ -1,0 +1,165 @@
+"""Validation and window counting of the JSON lines the prefilter proves irrelevant, a block at a time.
+
+With ``--scan full`` every record is decoded enough to be validated (JSON, UTF-8, nesting depth, a
+``TimeGenerated`` the row types as a datetime) and counted per query window, but the records that
+the byte prefilter (`transforms.read.prefilter`) proves irrelevant to the rule never become rows.
+For them `BulkValidator` does in a few native calls per block what the per-line reader
+(`transforms.read.formats.json_lines`, the reference) does line by line in Python:
+
+* ``msgspec`` decodes every line of the block in one call (``Decoder.decode_lines``) into a struct
+  holding only ``TimeGenerated`` (a required string), and fails on any key that would make the line
+  something else than a plain row (``properties``, ``Type``, ``$table``);
+* byte-level checks cover what msgspec does not check as Python's JSON decoder does: every line
+  holds exactly one object (each line starts with ``{`` and ends with ``}``), the block is UTF-8,
+  no line has more than 64 opening brackets (the bound of `transforms.read.bounded_json`);
+* every ``TimeGenerated`` is in the canonical export form (one regular expression over the block's
+  values joined), and rows are counted per minute (or second) prefix, each prefix parsed once,
+  when every window boundary falls on a whole minute (second); else each value is parsed.
+
+Whenever a block holds anything else (a bad line, another shape, another datetime form, a value
+msgspec rejects and Python accepts such as ``NaN`` or a lone surrogate escape), `count` says so
+and changes nothing: the block's lines then go through the per-line reader, which decides
+(dead letter, row, skipped record) exactly as without this module. It only ever accepts blocks on
+which the per-line reader would produce valid rows of known windows and no dead letter, so the
+outputs are the same with or without it; tests/test_bulk.py compares both on generated and
+hostile blocks. Without msgspec (it cannot be imported) `available()` is False and the reader
+decodes every line in Python.
+"""
+
+import collections
+import operator
+import re
+
+from transforms.read.bounded_json import MAX_JSON_DEPTH
+from transforms.read.ingest import _parse_canonical
+
+try:  # pragma: no cover - the fallback is tested by forcing it
+    import msgspec
+except ImportError:  # pragma: no cover
+    msgspec = None
+
+_MINUTE_US = 60_000_000
+_SECOND_US = 1_000_000
+# The canonical export form, as transforms.read.ingest._parse_canonical accepts it, one per line.
+_CANONICAL_LINES = re.compile(
+    r'(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]*)?Z\n)*')
+# Opening brackets and newlines are kept, everything else deleted: a line of more than
+# MAX_JSON_DEPTH of them may nest too deep (brackets inside strings count too: such a line goes
+# to the per-line reader, which decides).
+_BRACKETS_AND_NEWLINES = b'[{\n'
+_NOT_BRACKET = bytes(byte for byte in range(256) if byte not in _BRACKETS_AND_NEWLINES)
+_TOO_MANY_BRACKETS = re.compile(rb'[^\n]{%d}' % (MAX_JSON_DEPTH + 1))
+_LINE_BREAK = b'}\n{'
+
+
+def available():
+    """Whether the native decoder can be used (msgspec imports)."""
+    return msgspec is not None
+
+
+_DECODER = None
+
+
+def _decoder():
+    global _DECODER  # pylint: disable=global-statement  # a cache of an immutable decoder
+    if _DECODER is None:
+        class PlainRow(msgspec.Struct, gc=False):
+            """The columns a plain row must have and must not have (any of these keys: not plain)."""
+            TimeGenerated: str
+            properties: msgspec.UnsetType = msgspec.UNSET
+            Type: msgspec.UnsetType = msgspec.UNSET
+            table: msgspec.UnsetType = msgspec.field(name='$table', default=msgspec.UNSET)
+        _DECODER = msgspec.json.Decoder(PlainRow)
+    return _DECODER
+
+
+def _prefix_length(windows):
+    """How many characters of a canonical datetime decide its windows: 16 (to the minute) when every
+    window boundary is a whole minute, 19 (to the second) when a whole second, else None."""
+    if windows is None:
+        return 16
+    spans = (windows.period_us, windows.frequency_us, windows.offset_us, windows.margin_us)
+    if all(span % _MINUTE_US == 0 for span in spans):
+        return 16
+    if all(span % _SECOND_US == 0 for span in spans):
+        return 19
+    return None
+
+
+class BulkValidator:
+    """``validator(text, lines)``: validate and count a block of irrelevant JSON lines natively.
+
+    `windows`: the run's `QueryWindows` (None: rows are only counted as parsed). Picklable; the
+    decoder is built in each process on first use.
+    """
+
+    def __init__(self, windows=None):
+        self._windows = windows
+        self._prefix = _prefix_length(windows)
+
+    def times(self, text, lines):
+        """The ``TimeGenerated`` texts of the `lines` lines of `text` (bytes of whole lines, each
+        ending with a newline), or None when any line needs the per-line reader."""
+        if not lines:
+            return []
+        if (text[:1] != b'{' or not text.endswith(b'}\n') or text.count(_LINE_BREAK) != lines - 1
+                or not _utf8(text) or _TOO_MANY_BRACKETS.search(text.translate(None, _NOT_BRACKET))):
+            return None
+        try:
+            rows = _decoder().decode_lines(text)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return None
+        if len(rows) != lines:
+            return None  # cannot happen after the checks above; kept as a guard
+        times = [row.TimeGenerated for row in rows]
+        joined = '\n'.join(times)
+        if _CANONICAL_LINES.fullmatch(joined + '\n') is None:
+            return None
+        return times
+
+    def __call__(self, text, lines):
+        """The block's counts, ``(parsed, outside_range, {window label: rows})`` (see `add`), or
+        None when any line of the block needs the per-line reader."""
+        times = self.times(text, lines)
+        if times is None:
+            return None
+        windows, per_window, outside = self._windows, {}, 0
+        if self._prefix is None:
+            groups = collections.Counter(times)
+            suffix = ''
+        else:
+            groups = collections.Counter(map(operator.itemgetter(slice(0, self._prefix)), times))
+            suffix = ':00Z' if self._prefix == 16 else 'Z'
+        for key, rows in groups.items():
+            micros = _parse_canonical(key + suffix)
+            if micros is None:
+                return None  # not a date (2024-02-30), or outside Kusto's range
+            if windows is None:
+                continue
+            labels = windows.windows_in_range(micros)
+            if not labels:
+                outside += rows
+            for label in labels:
+                per_window[label] = per_window.get(label, 0) + rows
+        return len(times), outside, per_window
+
+
+def add(result, counts):
+    """Adds one block's result of `BulkValidator` to the read step's `counts` (``parsed``,
+    ``outside_range``, ``windows``: {label: rows})."""
+    parsed, outside, per_window = result
+    counts['parsed'] += parsed
+    counts['outside_range'] += outside
+    totals = counts['windows']
+    for label, rows in per_window.items():
+        totals[label] = totals.get(label, 0) + rows
+
+
+def _utf8(text):
+    if text.isascii():
+        return True
+    try:
+        text.decode('utf-8')
+    except UnicodeDecodeError:
+        return False
+    return True
