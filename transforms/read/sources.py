@@ -25,7 +25,7 @@ from transforms.read import dead_letter as reasons
 from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.formats import FORMAT_READERS, LINE_FORMATS, choose_format
 from transforms.read.formats.compressed import CompressedDataError, DecompressedStream, kind_of
-from transforms.read.formats.lines import LineReader
+from transforms.read.formats.lines import BLOCK_BYTES, LineReader
 from transforms.read.formats.records import Undecodable
 from transforms.read.ingest import typed_row
 
@@ -54,6 +54,8 @@ class ExportSource(filebasedsource.FileBasedSource):
     which hands any block it cannot vouch for back to the per-line reader), in every other format
     (and without msgspec) by reading every record as without `needles`.
     """
+
+    block_bytes = BLOCK_BYTES  # how much of a file the line readers take at a time
 
     def __init__(self, pattern, table, input_format='auto', needles=None, keep=None, windows=None,
                  validate_skipped=False):
@@ -97,8 +99,8 @@ class ExportSource(filebasedsource.FileBasedSource):
                     claim = range_tracker.try_claim
                 stop = range_tracker.stop_position() if fmt in LINE_FORMATS else None
                 needles, bulk = self._line_filters(fmt)
-                lines = LineReader(stream, start, claim, needles, stop=stop, bulk=bulk,
-                                   stop_now=range_tracker.stop_position)
+                lines = LineReader(stream, start, claim, needles, block_bytes=self.block_bytes, stop=stop,
+                                   bulk=bulk, stop_now=range_tracker.stop_position)
                 yield from self._read(file_name, FORMAT_READERS[fmt], stream, lines, counts, needles)
             except CompressedDataError as error:
                 # What was decompressed before is read; the rest of the file is this dead letter.
