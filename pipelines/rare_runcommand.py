@@ -24,6 +24,7 @@ from apache_beam.runners.runner import PipelineState
 
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines.kafka_options import KafkaOptions
+from pipelines.local_workers import apply_default_workers
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
 from transforms.detect import baseline
@@ -214,7 +215,9 @@ def run(argv=None):
         standard.runner = IN_PROCESS_RUNNER
     check_runner_endpoints(options)
     detection = options.view_as(DetectionOptions)
-    _, sample = resolve_inputs(detection)
+    patterns, sample = resolve_inputs(detection)
+    if standard.runner == IN_PROCESS_RUNNER and not standard.streaming:
+        apply_default_workers(options, argv, patterns.values())  # one process per core for large inputs
     if sample:
         logging.info('No input patterns given: running on the bundled sample day in %s', SAMPLE_DIR)
     pipeline = beam.Pipeline(options=options)
