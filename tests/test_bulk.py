@@ -39,6 +39,7 @@ WINDOWS = {
     'sliding-minutes': QueryWindows(2 * 60 * MINUTE, 30 * MINUTE, 7 * MINUTE),
     'seconds': QueryWindows(90 * 1_000_000, 90 * 1_000_000, 1_000_000),
     'odd': QueryWindows(DAY, DAY, 1234),
+    'hours': QueryWindows(6 * 60 * MINUTE, 3 * 60 * MINUTE, 60 * MINUTE),
     'margin': QueryWindows(DAY, DAY, 0, None, None, 5 * MINUTE + 500_000),
 }
 SENTINEL = Semantics.named('sentinel')
@@ -282,3 +283,9 @@ def test_without_msgspec_every_record_is_read_by_the_per_line_reader(tmp_path, m
     monkeypatch.setattr(bulk, 'msgspec', None)
     assert not bulk.available()
     assert summarize(read(path, DEVICE_EVENTS, SENTINEL, WINDOWS['daily'], True)[0]) == reference
+
+
+def test_rows_are_grouped_by_the_longest_unit_every_window_boundary_falls_on():
+    lengths = {name: (bulk._prefix(windows) or (None,))[0] for name, windows in WINDOWS.items()}  # pylint: disable=protected-access
+    assert lengths == {'daily': 10, 'daily-range': 10, 'sliding-minutes': 16, 'seconds': 19, 'odd': None,
+                       'margin': None, 'hours': 13}

@@ -13,8 +13,8 @@ For them `BulkValidator` does in a few native calls per block what the per-line 
   holds exactly one object (each line starts with ``{`` and ends with ``}``), the block is UTF-8,
   no line has more than 64 opening brackets (the bound of `transforms.read.bounded_json`);
 * every ``TimeGenerated`` is in the canonical export form (one regular expression over the block's
-  values joined), and rows are counted per minute (or second) prefix, each prefix parsed once,
-  when every window boundary falls on a whole minute (second); else each value is parsed.
+  values joined), and rows are counted per day, hour, minute or second prefix, each prefix parsed
+  once, the longest unit every window boundary falls on; else each value is parsed.
 
 Whenever a block holds anything else (a bad line, another shape, another datetime form, a value
 msgspec rejects and Python accepts such as ``NaN`` or a lone surrogate escape), `count` says so
@@ -73,16 +73,21 @@ def _decoder():
     return _DECODER
 
 
-def _prefix_length(windows):
-    """How many characters of a canonical datetime decide its windows: 16 (to the minute) when every
-    window boundary is a whole minute, 19 (to the second) when a whole second, else None."""
+# (characters of a canonical datetime, what completes them into the first instant they name, unit).
+_PREFIXES = ((10, 'T00:00:00Z', 86_400 * _SECOND_US), (13, ':00:00Z', 3_600 * _SECOND_US), (16, ':00Z', _MINUTE_US),
+             (19, 'Z', _SECOND_US))
+
+
+def _prefix(windows):
+    """(length, completion) of the prefix of a canonical datetime that decides its windows: to the
+    day, hour, minute or second, the longest unit that every window boundary is a multiple of;
+    None when no whole second is (each value is then parsed)."""
     if windows is None:
-        return 16
+        return _PREFIXES[0][:2]
     spans = (windows.period_us, windows.frequency_us, windows.offset_us, windows.margin_us)
-    if all(span % _MINUTE_US == 0 for span in spans):
-        return 16
-    if all(span % _SECOND_US == 0 for span in spans):
-        return 19
+    for length, completion, unit in _PREFIXES:
+        if all(span % unit == 0 for span in spans):
+            return length, completion
     return None
 
 
@@ -95,7 +100,7 @@ class BulkValidator:
 
     def __init__(self, windows=None):
         self._windows = windows
-        self._prefix = _prefix_length(windows)
+        self._prefix = _prefix(windows)
 
     def times(self, text, lines):
         """The ``TimeGenerated`` texts of the `lines` lines of `text` (bytes of whole lines, each
@@ -128,8 +133,8 @@ class BulkValidator:
             groups = collections.Counter(times)
             suffix = ''
         else:
-            groups = collections.Counter(map(operator.itemgetter(slice(0, self._prefix)), times))
-            suffix = ':00Z' if self._prefix == 16 else 'Z'
+            length, suffix = self._prefix
+            groups = collections.Counter(map(operator.itemgetter(slice(0, length)), times))
         for key, rows in groups.items():
             micros = _parse_canonical(key + suffix)
             if micros is None:
