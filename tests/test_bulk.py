@@ -287,5 +287,71 @@ def test_without_msgspec_every_record_is_read_by_the_per_line_reader(tmp_path, m
 
 def test_rows_are_grouped_by_the_longest_unit_every_window_boundary_falls_on():
     lengths = {name: (bulk._prefix(windows) or (None,))[0] for name, windows in WINDOWS.items()}  # pylint: disable=protected-access
-    assert lengths == {'daily': 10, 'daily-range': 10, 'sliding-minutes': 16, 'seconds': 19, 'odd': None,
+    assert lengths == {'daily': 13, 'daily-range': 13, 'sliding-minutes': 16, 'seconds': 19, 'odd': None,
                        'margin': None, 'hours': 13}
+
+
+def _expected_counts(texts, windows):
+    """What the per-line reader counts for plain rows with these TimeGenerated texts, or None when
+    any of them is not a datetime the row types (the reader then dead-letters it)."""
+    per_window, outside = {}, 0
+    for text in texts:
+        micros = parse_datetime_us(text)
+        if micros is None:
+            return None
+        labels = windows.windows_in_range(micros)
+        outside += not labels
+        for label in labels:
+            per_window[label] = per_window.get(label, 0) + 1
+    return len(texts), outside, per_window
+
+
+_MUTATIONS = ['', '', '', '', 'hour24', 'minute60', 'second60', 'digit', 'letter', 'length', 'offset', 'day31']
+
+
+def _mutated(text, mutation):
+    if mutation == 'hour24':
+        return text[:11] + '24' + text[13:]
+    if mutation == 'minute60':
+        return text[:14] + '60' + text[16:]
+    if mutation == 'second60':
+        return text[:17] + '6' + text[18:]
+    if mutation == 'digit':
+        return text[:15] + '\uff15' + text[16:]  # FULLWIDTH DIGIT FIVE
+    if mutation == 'letter':
+        return text[:20] + 'x' + text[21:]
+    if mutation == 'length':
+        return text[:-2] + 'Z'
+    if mutation == 'offset':
+        return text[:-1] + '+00:00'
+    if mutation == 'day31':
+        return text[:5] + '04-31' + text[10:]
+    return text
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), size=st.integers(1, 60), windows=st.sampled_from(sorted(WINDOWS)),
+       mutation=st.sampled_from(_MUTATIONS), fraction=st.sampled_from([7, 3, 0, -1]))
+def test_blocks_of_one_shape_count_as_each_value_parsed(seed, size, windows, mutation, fraction):
+    """Blocks of canonical times of one shape (the fast check), with at most one value broken in one
+    place: the validator's counts are those of each value parsed, or it hands the block back."""
+    rnd = random.Random(seed)
+    start = rnd.randrange(1709251200000000 - DAY, 1709251200000000 + 3 * DAY)
+    spread = rnd.choice([1_000_000, 60 * MINUTE, 2 * DAY])
+    texts = []
+    for _ in range(size):
+        full = format_datetime_us(start + rnd.randrange(spread))[:-1] + '7Z'  # 7 fractional digits
+        texts.append(full[:19] + ('.' + full[20:20 + fraction] if fraction >= 0 else '') + 'Z')
+    texts.sort()
+    if mutation:
+        index = rnd.randrange(size)
+        texts[index] = _mutated(texts[index], mutation)
+    block = ''.join(json.dumps({'TimeGenerated': text, 'a': 1}, ensure_ascii=False) + '\n' for text in texts)
+    result = bulk.BulkValidator(WINDOWS[windows])(block.encode('utf-8'), size)
+    expected = _expected_counts(texts, WINDOWS[windows])
+    if expected is None:
+        assert result is None
+    elif result is not None:
+        assert result == expected
+    if not mutation:
+        assert result == expected  # a clean block is always taken

@@ -74,14 +74,17 @@ def _decoder():
 
 
 # (characters of a canonical datetime, what completes them into the first instant they name, unit).
-_PREFIXES = ((10, 'T00:00:00Z', 86_400 * _SECOND_US), (13, ':00:00Z', 3_600 * _SECOND_US), (16, ':00Z', _MINUTE_US),
-             (19, 'Z', _SECOND_US))
+# The hour is always in the prefix: parsing the prefix checks it (the minutes and seconds are checked
+# by _CANONICAL_LINES or by _same_canonical_shape).
+_PREFIXES = ((13, ':00:00Z', 3_600 * _SECOND_US), (16, ':00Z', _MINUTE_US), (19, 'Z', _SECOND_US))
+_DIGITS_TO_ZERO = bytes.maketrans(b'123456789', b'000000000')
+_NOT_BELOW_SIX = re.compile(rb'[^0-5]')
 
 
 def _prefix(windows):
     """(length, completion) of the prefix of a canonical datetime that decides its windows: to the
-    day, hour, minute or second, the longest unit that every window boundary is a multiple of;
-    None when no whole second is (each value is then parsed)."""
+    hour, minute or second, the longest unit that every window boundary is a multiple of; None
+    when no whole second is (each value is then parsed)."""
     if windows is None:
         return _PREFIXES[0][:2]
     spans = (windows.period_us, windows.frequency_us, windows.offset_us, windows.margin_us)
@@ -105,8 +108,13 @@ class BulkValidator:
     def times(self, text, lines):
         """The ``TimeGenerated`` texts of the `lines` lines of `text` (bytes of whole lines, each
         ending with a newline), or None when any line needs the per-line reader."""
+        checked = self._checked_times(text, lines)
+        return None if checked is None else checked[0]
+
+    def _checked_times(self, text, lines):
+        # (times, their text joined with a newline after each, whether all have one shape) or None.
         if not lines:
-            return []
+            return [], '', False
         if (text[:1] != b'{' or not text.endswith(b'}\n') or text.count(_LINE_BREAK) != lines - 1
                 or not _utf8(text) or _TOO_MANY_BRACKETS.search(text.translate(None, _NOT_BRACKET))):
             return None
@@ -117,24 +125,32 @@ class BulkValidator:
         if len(rows) != lines:
             return None  # cannot happen after the checks above; kept as a guard
         times = [row.TimeGenerated for row in rows]
-        joined = '\n'.join(times)
-        if _CANONICAL_LINES.fullmatch(joined + '\n') is None:
+        joined = '\n'.join(times) + '\n'
+        same_shape = _same_canonical_shape(times[0], joined, lines)
+        if not same_shape and _CANONICAL_LINES.fullmatch(joined) is None:
             return None
-        return times
+        return times, joined, same_shape
 
     def __call__(self, text, lines):
         """The block's counts, ``(parsed, outside_range, {window label: rows})`` (see `add`), or
         None when any line of the block needs the per-line reader."""
-        times = self.times(text, lines)
-        if times is None:
+        checked = self._checked_times(text, lines)
+        if checked is None:
             return None
+        times, joined, same_shape = checked
         windows, per_window, outside = self._windows, {}, 0
         if self._prefix is None:
             groups = collections.Counter(times)
             suffix = ''
         else:
             length, suffix = self._prefix
-            groups = collections.Counter(map(operator.itemgetter(slice(0, length)), times))
+            first = times[0][:length] if times else ''
+            # Texts of one canonical shape hold their prefix only at their start: one count says
+            # whether the whole block lies in one hour (minute, second), as sorted exports mostly do.
+            if same_shape and joined.count(first) == len(times):
+                groups = {first: len(times)}
+            else:
+                groups = collections.Counter(map(operator.itemgetter(slice(0, length)), times))
         for key, rows in groups.items():
             micros = _parse_canonical(key + suffix)
             if micros is None:
@@ -158,6 +174,27 @@ def add(result, counts):
     totals = counts['windows']
     for label, rows in per_window.items():
         totals[label] = totals.get(label, 0) + rows
+
+
+def _same_canonical_shape(first, joined, count):
+    """Whether the `count` texts of `joined` (each followed by a newline) all have the shape of
+    `first` with other digits, a canonical shape (``0000-00-00T00:00:00[.0...]Z``), and minutes
+    and seconds below 60: then each is in the form _CANONICAL_LINES accepts, except for the hour,
+    which parsing each prefix checks. A few passes in C over the block's values, instead of a
+    regular expression's far slower walk."""
+    stride = len(first) + 1
+    if len(joined) != stride * count or not joined.isascii():
+        return False
+    shape = first.encode('ascii').translate(_DIGITS_TO_ZERO)
+    if not (shape[:19] == b'0000-00-00T00:00:00' and shape[-1:] == b'Z'
+            and (len(shape) == 20 or (shape[19:20] == b'.' and shape[20:-1] == b'0' * (len(shape) - 21)))):
+        return False
+    data = joined.encode('ascii')
+    # Every character of every text at its place: the digits anywhere else, or any other character,
+    # would differ from the shape repeated.
+    if data.translate(_DIGITS_TO_ZERO) != (shape + b'\n') * count:
+        return False
+    return not _NOT_BELOW_SIX.search(data[14::stride]) and not _NOT_BELOW_SIX.search(data[17::stride])
 
 
 def _utf8(text):
