@@ -355,3 +355,12 @@ def test_blocks_of_one_shape_count_as_each_value_parsed(seed, size, windows, mut
         assert result == expected
     if not mutation:
         assert result == expected  # a clean block is always taken
+
+
+def test_the_validator_pickles_and_counts_the_same_after():
+    import pickle  # pylint: disable=import-outside-toplevel
+    validator = bulk.BulkValidator(WINDOWS['sliding-minutes'])
+    text = ''.join('{"TimeGenerated":"2024-03-01T0%d:10:00Z"}\n' % hour for hour in range(5)).encode()
+    before = validator(text, 5)
+    copy = pickle.loads(pickle.dumps(validator))
+    assert before is not None and copy(text, 5) == before

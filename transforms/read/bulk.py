@@ -57,20 +57,13 @@ def available():
     return msgspec is not None
 
 
-_DECODER = None
-
-
-def _decoder():
-    global _DECODER  # pylint: disable=global-statement  # a cache of an immutable decoder
-    if _DECODER is None:
-        class PlainRow(msgspec.Struct, gc=False):
-            """The columns a plain row must have and must not have (any of these keys: not plain)."""
-            TimeGenerated: str
-            properties: msgspec.UnsetType = msgspec.UNSET
-            Type: msgspec.UnsetType = msgspec.UNSET
-            table: msgspec.UnsetType = msgspec.field(name='$table', default=msgspec.UNSET)
-        _DECODER = msgspec.json.Decoder(PlainRow)
-    return _DECODER
+if msgspec is not None:
+    class PlainRow(msgspec.Struct, gc=False):
+        """The columns a plain row must have and must not have (any of these keys: not plain)."""
+        TimeGenerated: str
+        properties: msgspec.UnsetType = msgspec.UNSET
+        Type: msgspec.UnsetType = msgspec.UNSET
+        table: msgspec.UnsetType = msgspec.field(name='$table', default=msgspec.UNSET)
 
 
 # (characters of a canonical datetime, what completes them into the first instant they name, unit).
@@ -98,12 +91,19 @@ class BulkValidator:
     """``validator(text, lines)``: validate and count a block of irrelevant JSON lines natively.
 
     `windows`: the run's `QueryWindows` (None: rows are only counted as parsed). Picklable; the
-    decoder is built in each process on first use.
+    decoder is built where it is first used.
     """
 
     def __init__(self, windows=None):
         self._windows = windows
         self._prefix = _prefix(windows)
+        self._decoder = None
+
+    def __getstate__(self):
+        return {'windows': self._windows}
+
+    def __setstate__(self, state):
+        self.__init__(state['windows'])
 
     def times(self, text, lines):
         """The ``TimeGenerated`` texts of the `lines` lines of `text` (bytes of whole lines, each
@@ -118,8 +118,10 @@ class BulkValidator:
         if (text[:1] != b'{' or not text.endswith(b'}\n') or text.count(_LINE_BREAK) != lines - 1
                 or not _utf8(text) or _TOO_MANY_BRACKETS.search(text.translate(None, _NOT_BRACKET))):
             return None
+        if self._decoder is None:
+            self._decoder = msgspec.json.Decoder(PlainRow)
         try:
-            rows = _decoder().decode_lines(text)
+            rows = self._decoder.decode_lines(text)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None
         if len(rows) != lines:
