@@ -1,7 +1,7 @@
 """Benchmark of the Beam pipeline against DuckDB running the same detection on the same files.
 
     python3 -m benchmarks.run_benchmark --mix realistic --rows 1000000 [--seed 1] [--days 7]
-        [--repeat 3] [--engines duckdb,beam-full,beam-relevant,beam-relevant-mp2] [--name NAME]
+        [--repeat 3] [--engines duckdb,beam-default,beam-full,beam-relevant,beam-relevant-mp2] [--name NAME]
         [--data-root benchmarks/out/data] [--oracle]
 
 For one input size and mix it
@@ -24,8 +24,11 @@ Engines:
 
 * ``duckdb``: ``benchmarks/duckdb_detection.sql``, one statement reading the files with ``read_json``
   (all cores);
+* ``beam-default``: ``python3 -m pipelines.rare_runcommand <inputs> --output_dir D`` and nothing else:
+  what a user runs (``--scan full``; one worker process per core for a large input, see
+  pipelines/local_workers.py);
 * ``beam-full`` / ``beam-relevant``: ``python3 -m pipelines.rare_runcommand`` on the in-process
-  FnApiRunner with ``--scan full`` / ``--scan relevant``;
+  FnApiRunner in one process (``--direct_num_workers=1``) with ``--scan full`` / ``--scan relevant``;
 * ``beam-full-mp2`` / ``beam-relevant-mp2``: the same with
   ``--direct_running_mode=multi_processing --direct_num_workers=2``;
 * ``beam-flink-full`` / ``beam-flink-relevant``: the same command with Beam's FlinkRunner on the local
@@ -66,9 +69,9 @@ TABLE_FILES = ('AzureActivity', 'DeviceFileEvents', 'DeviceEvents')
 TABLE_OPTIONS = {'AzureActivity': 'azure_activity', 'DeviceFileEvents': 'device_file_events',
                  'DeviceEvents': 'device_events'}
 DAY_US = 86_400_000_000
-ENGINES = ('duckdb', 'beam-full', 'beam-relevant', 'beam-full-mp2', 'beam-relevant-mp2',
+ENGINES = ('duckdb', 'beam-default', 'beam-full', 'beam-relevant', 'beam-full-mp2', 'beam-relevant-mp2',
            'beam-flink-full', 'beam-flink-relevant')
-DEFAULT_ENGINES = ('duckdb', 'beam-full', 'beam-relevant', 'beam-relevant-mp2')
+DEFAULT_ENGINES = ('duckdb', 'beam-default', 'beam-full', 'beam-relevant', 'beam-relevant-mp2')
 DATETIME_COLUMNS = ('timestamp', 'StartTime', 'EndTime', 'QueryPeriodStart', 'QueryPeriodEnd')
 RESULT_COLUMNS = ('timestamp', 'StartTime', 'EndTime', 'PowershellFileName', 'VirtualMachineName', 'Caller',
                   'CallerName', 'CallerUPNSuffix', 'CallerIpAddress', 'PowershellScriptCommands',
@@ -198,11 +201,16 @@ FLINK_LOCAL_DIR = os.environ.get('FLINK_LOCAL_DIR', os.path.join(REPO, '.flink-l
 
 
 def pipeline_command(paths, output_dir, scan='relevant', workers=None, python=sys.executable, flink=False):
+    """The pipeline's command line; `scan` and `workers` None: left to the pipeline's defaults."""
     command = [python, '-m', 'pipelines.rare_runcommand']
     for table, option in TABLE_OPTIONS.items():
         command += ['--' + option, paths[table]]
-    command += ['--output_dir', output_dir, '--scan', scan]
-    if workers:
+    command += ['--output_dir', output_dir]
+    if scan:
+        command += ['--scan', scan]
+    if workers == 1:
+        command += ['--direct_num_workers=1']
+    elif workers:
         command += ['--direct_running_mode=multi_processing', '--direct_num_workers=%d' % workers]
     if flink:
         command += FLINK_ARGS
@@ -422,9 +430,11 @@ def engine_command(engine, paths, work_dir):
         return command, out
     if not engine.startswith('beam-'):
         raise ValueError(engine)
-    scan = 'full' if scans_every_record(engine) else 'relevant'
-    workers = 2 if engine.endswith('-mp2') else None
     output_dir = os.path.join(work_dir, engine)
+    if engine == 'beam-default':
+        return pipeline_command(paths, output_dir, None, None), output_dir
+    scan = 'full' if scans_every_record(engine) else 'relevant'
+    workers = 2 if engine.endswith('-mp2') else (None if '-flink-' in engine else 1)
     return pipeline_command(paths, output_dir, scan, workers, flink='-flink-' in engine), output_dir
 
 

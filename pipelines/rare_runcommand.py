@@ -27,6 +27,7 @@ from apache_beam.runners.runner import PipelineState
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines import console
 from pipelines.kafka_options import KafkaOptions
+from pipelines.local_workers import apply_default_workers
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
 from pipelines.usage import UsageError, check_arguments, check_batch_run
@@ -125,7 +126,8 @@ def build(pipeline, options, output_dir=None):
     for table in TABLES:
         needles, keep = read_filters(table, semantics, detection.scan)
         read = pipeline | 'Read' + table >> ReadTable(
-            table, patterns[table], detection.input_format, needles, keep, windows)
+            table, patterns[table], detection.input_format, needles, keep, windows,
+            validate_skipped=detection.scan == 'full')
         tables[table] = read.rows
         dead_letters.append(read.dead_letter)
         row_counts[table] = read.window_counts
@@ -228,6 +230,9 @@ def run(argv=None):
         except ValueError as error:
             raise UsageError(str(error)) from None
     check_runner_endpoints(options)
+    if standard.runner == IN_PROCESS_RUNNER and not standard.streaming:
+        patterns, _ = resolve_inputs(detection)
+        apply_default_workers(options, argv, patterns.values())  # one process per core for large inputs
     try:
         pipeline = beam.Pipeline(options=options)
     except ValueError as error:  # a --runner Beam does not have

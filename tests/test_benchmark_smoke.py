@@ -38,7 +38,7 @@ def test_duckdb_sql_finds_alerts(dataset):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('engine', ['beam-relevant', 'beam-full'])
+@pytest.mark.parametrize('engine', ['beam-relevant', 'beam-full', 'beam-default'])
 def test_pipeline_alerts_equal_duckdb_rows(dataset, tmp_path, engine):
     _, directory, _ = dataset
     paths = bench.table_paths(directory)
@@ -97,3 +97,13 @@ def test_duckdb_sql_matches_the_oracle_golden_results(data_set, case, period_us,
     rows = bench.duckdb_rows(bench.table_paths(os.path.join(GOLDEN, 'data', data_set)), period_us, offset_us)
     equal, description = bench.compare(bench.read_jsonl(expected_path), rows)
     assert equal, description
+
+
+def test_engine_commands_say_how_many_processes():
+    paths = {table: table + '.jsonl' for table in bench.TABLE_OPTIONS}
+    default, _ = bench.engine_command('beam-default', paths, 'w')
+    assert not any(arg.startswith(('--scan', '--direct_')) for arg in default)
+    full, _ = bench.engine_command('beam-full', paths, 'w')
+    assert full[-3:] == ['--scan', 'full', '--direct_num_workers=1']
+    mp2, _ = bench.engine_command('beam-relevant-mp2', paths, 'w')
+    assert mp2[-2:] == ['--direct_running_mode=multi_processing', '--direct_num_workers=2']

@@ -32,10 +32,12 @@ class RelevantTo:
 
 
 def read_filters(table, semantics, scan='relevant'):
-    """(needles, keep) of the read step for `table`: the byte prefilter (None with ``scan='full'``,
-    or when no literal search is exact) and the relevance predicate applied after parsing."""
-    needles = None
-    if scan == 'relevant':
-        needles = relevance_needles(table, semantics.operations, semantics.process_names,
-                                    semantics.folds_process_names)
+    """(needles, keep) of the read step for `table`: the byte prefilter (None when no literal search
+    is exact) and the relevance predicate applied after parsing. With ``scan='full'`` the read step
+    must be given ``validate_skipped=True`` too: the records the needles skip are then validated and
+    counted, not skipped (`transforms.read.sources.ExportSource`)."""
+    if scan not in ('relevant', 'full'):
+        raise ValueError(scan)
+    needles = relevance_needles(table, semantics.operations, semantics.process_names,
+                                semantics.folds_process_names)
     return needles, RelevantTo(table, semantics)

@@ -20,11 +20,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from transforms.read import bulk as bulk_validation
 from transforms.read import dead_letter as reasons
 from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.formats import FORMAT_READERS, LINE_FORMATS, choose_format
 from transforms.read.formats.compressed import CompressedDataError, DecompressedStream, kind_of
-from transforms.read.formats.lines import LineReader
+from transforms.read.formats.lines import BLOCK_BYTES, LineReader
 from transforms.read.formats.records import Undecodable
 from transforms.read import progress
 from transforms.read.ingest import typed_row
@@ -52,15 +53,33 @@ class ExportSource(filebasedsource.FileBasedSource):
     {query window: rows}). With `windows`, rows that no window in range holds are counted and
     dropped, and the others are counted per query window; with `keep`, only the rows it accepts are
     produced (after being parsed, validated and counted).
+
+    With `validate_skipped` the records that `needles` skip are still validated and counted
+    (``--scan full``): in JSON lines files a block at a time natively (`transforms.read.bulk`,
+    which hands any block it cannot vouch for back to the per-line reader), in every other format
+    (and without msgspec) by reading every record as without `needles`.
     """
 
-    def __init__(self, pattern, table, input_format='auto', needles=None, keep=None, windows=None):
+    block_bytes = BLOCK_BYTES  # how much of a file the line readers take at a time
+
+    def __init__(self, pattern, table, input_format='auto', needles=None, keep=None, windows=None,
+                 validate_skipped=False):
         super().__init__(pattern, compression_type=CompressionTypes.AUTO, splittable=True, validate=False)
         self._table = table
         self._input_format = input_format
         self._needles = needles
         self._keep = keep
         self._windows = windows
+        self._validate_skipped = validate_skipped
+
+    def _line_filters(self, fmt):
+        """(needles, bulk) of the LineReader of a file of format `fmt`."""
+        if not self._validate_skipped:
+            return self._needles, None
+        if (self._needles is None or self._keep is None or fmt != 'jsonl' or self._input_format not in (None, 'auto', 'jsonl')
+                or not bulk_validation.available()):
+            return None, None  # every record read one by one
+        return self._needles, bulk_validation.BulkValidator(self._windows)
 
     def open_file(self, file_name):
         """The file's bytes, decompressed here when its name says so (see the module docstring)."""
@@ -85,8 +104,10 @@ class ExportSource(filebasedsource.FileBasedSource):
                 else:
                     claim = range_tracker.try_claim
                 stop = range_tracker.stop_position() if fmt in LINE_FORMATS else None
-                lines = LineReader(stream, start, claim, self._needles, stop=stop)
-                yield from self._read(file_name, FORMAT_READERS[fmt], stream, lines, counts)
+                needles, bulk = self._line_filters(fmt)
+                lines = LineReader(stream, start, claim, needles, block_bytes=self.block_bytes, stop=stop,
+                                   bulk=bulk, stop_now=range_tracker.stop_position)
+                yield from self._read(file_name, FORMAT_READERS[fmt], stream, lines, counts, needles)
             except CompressedDataError as error:
                 # What was decompressed before is read; the rest of the file is this dead letter.
                 yield DEAD_LETTER, reasons.dead_letter(
@@ -99,6 +120,8 @@ class ExportSource(filebasedsource.FileBasedSource):
                 logging.warning('%s: reading %s failed: %s', self._table, file_name, traceback.format_exc())
                 yield DEAD_LETTER, reasons.dead_letter(
                     self._table, file_name, {}, '%s: %s: %s' % (reasons.READER_ERROR, type(error).__name__, error))
+        for result in lines.bulk_counts if lines else ():
+            bulk_validation.add(result, counts)
         # A reader stopped by an error counts the lines it produced, not always the block they were in.
         read = max(lines.lines_seen, lines.lines_produced) if lines else 0
         skipped = read - lines.lines_produced if lines else 0
@@ -107,11 +130,11 @@ class ExportSource(filebasedsource.FileBasedSource):
                       'outside_range': counts['outside_range'], 'windows': counts['windows'],
                       'file': file_name, 'format': fmt}
 
-    def _read(self, file_name, decoder, stream, lines, counts):
+    def _read(self, file_name, decoder, stream, lines, counts, needles):
         keep, windows, per_window, batch = self._keep, self._windows, counts['windows'], []
         key_columns = KEY_COLUMNS[self._table]
         try:
-            for item in decoder(lines, stream=stream, table=self._table, needles=self._needles):
+            for item in decoder(lines, stream=stream, table=self._table, needles=needles):
                 if isinstance(item, Undecodable):
                     yield DEAD_LETTER, reasons.dead_letter(
                         self._table, file_name, _in_file(item.position, lines), item.reason, item.raw)
@@ -240,12 +263,14 @@ class ReadTable(beam.PTransform):
     every query window inside --start/--end that holds the row's TimeGenerated, as the detection's
     stages take them), ``.dead_letter`` and ``.window_counts`` (((start, end) in microseconds, rows)
     per query window, when `windows` is given). A pattern that matches no file reads as an empty
-    table; one whose files cannot be listed raises `UnreadableInput`. `needles`, `keep` and
-    `windows`: see `ExportSource`.
+    table; one whose files cannot be listed raises `UnreadableInput`. `needles`, `keep`,
+    `windows` and `validate_skipped`: see `ExportSource`.
     """
 
-    def __init__(self, table, pattern, input_format='auto', needles=None, keep=None, windows=None):
+    def __init__(self, table, pattern, input_format='auto', needles=None, keep=None, windows=None,
+                 validate_skipped=False):
         super().__init__(label=None)
+        self._validate_skipped = validate_skipped
         self._table = table
         self._pattern = pattern
         self._input_format = input_format
@@ -257,7 +282,7 @@ class ReadTable(beam.PTransform):
         if self._pattern and matches_any_file(self._table, self._pattern):
             records = pbegin | 'ReadExports' >> beam.io.Read(
                 ExportSource(self._pattern, self._table, self._input_format, self._needles, self._keep,
-                             self._windows))
+                             self._windows, self._validate_skipped))
         else:
             logging.warning('%s: no file matches %r; the table is read as empty.', self._table, self._pattern)
             records = pbegin | 'NoExports' >> beam.Create([])

@@ -26,20 +26,31 @@ class LineReader:
     Line numbers are counted from the range's first line (1); `absolute_line(n)` turns one into
     the line number in the file, counting the newlines before the range once, only when asked
     (for a dead letter), so that reading a split never re-reads the file before it.
+
+    With `bulk` (and `needles`), the lines the needles skip are not skipped unread:
+    ``bulk(text, lines)`` gets them a block at a time (whole lines, each ending with a newline)
+    and validates and counts them (`transforms.read.bulk`); they count as produced, and its
+    result is appended to `bulk_counts` once the block's lines are claimed. When it returns
+    None, every line of that block is produced instead, for the per-line reader to decide. `stop_now()` (the range tracker's current end) says which lines of a block are still
+    the range's when a dynamic split cuts it inside the block.
     """
 
-    def __init__(self, stream, start, claim, needles=None, block_bytes=BLOCK_BYTES, stop=None):
+    def __init__(self, stream, start, claim, needles=None, block_bytes=BLOCK_BYTES, stop=None, bulk=None,
+                 stop_now=None):
         self._stream = stream
         self._start = start
         self._claim = claim
         self._needles = needles
         self._block_bytes = block_bytes
         self._stop = stop
+        self._bulk = bulk if needles is not None else None
+        self._stop_now = stop_now
         self._first_offset = start
         self._base = None
         self._block_lines = 0
         self.lines_seen = 0
         self.lines_produced = 0
+        self.bulk_counts = []
 
     def absolute_line(self, number):
         """The line number in the whole file of the range's line `number`."""
@@ -86,15 +97,48 @@ class LineReader:
                 return start
             position += len(block)
 
+    def _all_lines(self, complete):
+        # (index of line in block, start, end) of every line of `complete`.
+        lines = complete.split(b'\n')[:-1]
+        self._block_lines = len(lines)
+        start = 0
+        for index, line in enumerate(lines):
+            yield index, start, start + len(line)
+            start += len(line) + 1
+
+    def _bulk_block(self, complete):
+        """The lines of `complete` for the per-line reader, after the others were given to `bulk`:
+        a list of (index, start, end), the number of lines `bulk` took (0: none) and its result."""
+        matching = list(self._matching_lines(complete))
+        taken = self._block_lines - len(matching)
+        if not taken:
+            return matching, 0, None
+        if matching:
+            parts, previous = [], 0
+            for _, line_start, line_end in matching:
+                parts.append(complete[previous:line_start])
+                previous = line_end + 1
+            parts.append(complete[previous:])
+            text = b''.join(parts)
+        else:
+            text = complete
+        result = self._bulk(text, taken) if len(text) <= MAX_RECORD_BYTES else None
+        if result is not None:
+            return matching, taken, result
+        return list(self._all_lines(complete)), 0, None
+
+    def _claim_failed_in_bulk_block(self, complete, buffer_offset, produced):
+        """The lines of `complete` that a dynamic split left to this range after `bulk` took some of
+        them: every line before the range's new end that was not produced, for the per-line reader
+        (`bulk`'s counts of the block are then wrong, so the block is read line by line)."""
+        stop = self._stop_now() if self._stop_now is not None else buffer_offset
+        return [(index, line_start, line_end) for index, line_start, line_end in self._all_lines(complete)
+                if buffer_offset + line_start < stop and line_start not in produced]
+
     def _matching_lines(self, complete):
         # (index of line in block, start, end) of the lines of `complete` matching the needles.
         if self._needles is None:
-            lines = complete.split(b'\n')[:-1]
-            self._block_lines = len(lines)
-            start = 0
-            for index, line in enumerate(lines):
-                yield index, start, start + len(line)
-                start += len(line) + 1
+            yield from self._all_lines(complete)
             return
         search = self._needles.search
         position = index = 0
@@ -111,6 +155,17 @@ class LineReader:
             yield index, line_start, line_end
             index += 1
             position = line_end + 1
+
+    def _after_failed_claim(self, complete, buffer_offset, first_number, produced):
+        # A dynamic split inside a block whose other lines went to `bulk`: bulk's result for the
+        # block is dropped, and the lines still this range's are read one by one.
+        lines = self._claim_failed_in_bulk_block(complete, buffer_offset, produced)
+        self.lines_seen += len(produced) + len(lines)
+        for index, line_start, line_end in lines:
+            line = complete[line_start:line_end]
+            self.lines_produced += 1
+            yield (buffer_offset + line_start, first_number + index,
+                   line if len(line) <= MAX_RECORD_BYTES else None)
 
     def __iter__(self):
         """Yields (offset, line_number, line bytes, or None for a line over MAX_RECORD_BYTES)."""
@@ -158,14 +213,32 @@ class LineReader:
                 # Keep the lines that start before the range's end; the rest is the next range's.
                 cut = complete.find(b'\n', max(0, self._stop - buffer_offset - 1)) + 1
                 complete, last_block = complete[:cut], True
-            for index, line_start, line_end in self._matching_lines(complete):
+            if self._bulk is None:
+                spans, taken = self._matching_lines(complete), 0
+            else:
+                spans, taken, result = self._bulk_block(complete)
+            produced = set() if taken else None
+            for index, line_start, line_end in spans:
                 if not self._claim(buffer_offset + line_start):
-                    self.lines_seen += index
+                    if not taken:
+                        self.lines_seen += index
+                        return
+                    yield from self._after_failed_claim(complete, buffer_offset, first_line + lines_before, produced)
                     return
                 line = complete[line_start:line_end]
                 self.lines_produced += 1
+                if taken:
+                    produced.add(line_start)
                 yield (buffer_offset + line_start, first_line + lines_before + index,
                        line if len(line) <= MAX_RECORD_BYTES else None)
+            if taken:
+                # The lines `bulk` took are this range's only once the block's last line is claimed.
+                last_start = complete.rfind(b'\n', 0, len(complete) - 1) + 1
+                if last_start not in produced and not self._claim(buffer_offset + last_start):
+                    yield from self._after_failed_claim(complete, buffer_offset, first_line + lines_before, produced)
+                    return
+                self.lines_produced += taken
+                self.bulk_counts.append(result)
             total = self._block_lines
             self.lines_seen += total
             lines_before += total

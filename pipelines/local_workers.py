@@ -1,0 +1,63 @@
+"""How many processes a local (in-process runner) batch run uses when the command line does not say.
+
+A run reads its inputs in parallel when there are enough of them to pay for the start of the worker
+processes (each imports Beam, about 2 s, and every stage's elements then cross process
+boundaries): with at least `PARALLEL_INPUT_BYTES` of input, the run uses one worker process per
+core (``--direct_running_mode=multi_processing --direct_num_workers=<cores>``); below it, or on
+one core, one process. ``--direct_num_workers`` or ``--direct_running_mode`` on the command line
+always win. benchmarks/README.md gives the measurements behind the threshold.
+"""
+
+import logging
+import os
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions
+
+# Inputs of at least this many bytes (all tables) are read by one worker process per core.
+PARALLEL_INPUT_BYTES = 1 << 30
+_OWN_FLAGS = ('--direct_num_workers', '--direct_running_mode')
+
+
+def cores():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def input_bytes(patterns):
+    """The total size of the files matching `patterns` (None when a pattern cannot be listed)."""
+    total = 0
+    try:
+        for result in FileSystems.match([pattern for pattern in patterns if pattern]):
+            total += sum(metadata.size_in_bytes for metadata in result.metadata_list)
+    except Exception:  # pylint: disable=broad-except  # the read step reports unlistable patterns
+        return None
+    return total
+
+
+def choose_workers(argv, patterns, available_cores=None, size=None):
+    """The number of worker processes of a local run of `argv` over `patterns`: None when the
+    command line chose (or one process is best), else the number of cores."""
+    if any(arg.split('=', 1)[0] in _OWN_FLAGS for arg in argv):
+        return None
+    available_cores = cores() if available_cores is None else available_cores
+    if available_cores < 2:
+        return None
+    size = input_bytes(patterns) if size is None else size
+    if size is None or size < PARALLEL_INPUT_BYTES:
+        return None
+    return available_cores
+
+
+def apply_default_workers(options, argv, patterns):
+    """Sets `options` to one worker process per core when `choose_workers` says so."""
+    workers = choose_workers(argv, patterns)
+    if workers:
+        direct = options.view_as(DirectOptions)
+        direct.direct_running_mode = 'multi_processing'
+        direct.direct_num_workers = workers
+        logging.info('%d worker processes (the input is large; --direct_num_workers sets another number)', workers)
+    return workers

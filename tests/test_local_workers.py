@@ -1,0 +1,38 @@
+"""The number of worker processes of a local run when the command line does not choose it."""
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+from pipelines import local_workers
+from pipelines.local_workers import PARALLEL_INPUT_BYTES, apply_default_workers, choose_workers, input_bytes
+
+
+def test_a_large_input_uses_every_core_and_a_small_one_one_process():
+    assert choose_workers([], [], available_cores=4, size=PARALLEL_INPUT_BYTES) == 4
+    assert choose_workers([], [], available_cores=2, size=10 * PARALLEL_INPUT_BYTES) == 2
+    assert choose_workers([], [], available_cores=4, size=PARALLEL_INPUT_BYTES - 1) is None
+    assert choose_workers([], [], available_cores=1, size=10 * PARALLEL_INPUT_BYTES) is None
+
+
+def test_the_command_line_chooses_first():
+    for argv in (['--direct_num_workers=1'], ['--direct_num_workers', '3'], ['--direct_running_mode=in_memory']):
+        assert choose_workers(argv, [], available_cores=4, size=10 * PARALLEL_INPUT_BYTES) is None
+
+
+def test_input_bytes_sums_every_matching_file_and_an_unlistable_pattern_decides_nothing(tmp_path):
+    (tmp_path / 'a.jsonl').write_bytes(b'x' * 10)
+    (tmp_path / 'b.jsonl').write_bytes(b'x' * 5)
+    assert input_bytes([str(tmp_path / '*.jsonl'), None, str(tmp_path / 'none*')]) == 15
+    assert input_bytes(['nosuchscheme://bucket/*']) is None
+    assert choose_workers([], ['nosuchscheme://bucket/*'], available_cores=4) is None
+
+
+def test_the_options_get_one_worker_process_per_core(monkeypatch):
+    monkeypatch.setattr(local_workers, 'cores', lambda: 3)
+    monkeypatch.setattr(local_workers, 'input_bytes', lambda patterns: 2 * PARALLEL_INPUT_BYTES)
+    options = PipelineOptions([])
+    assert apply_default_workers(options, [], ['x']) == 3
+    direct = options.view_as(DirectOptions)
+    assert (direct.direct_running_mode, direct.direct_num_workers) == ('multi_processing', 3)
+    options = PipelineOptions(['--direct_num_workers=1'])
+    assert apply_default_workers(options, ['--direct_num_workers=1'], ['x']) is None
+    assert options.view_as(DirectOptions).direct_num_workers == 1
