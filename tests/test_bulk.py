@@ -26,7 +26,7 @@ from transforms.detect.windows import QueryWindows
 from transforms.read import bulk
 from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.ingest import format_datetime_us, parse_datetime_us
-from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, KEY_COLUMNS
 from transforms.read.sources import STATS, ExportSource
 
 from tests.test_prefilter import export_lines
@@ -364,3 +364,22 @@ def test_the_validator_pickles_and_counts_the_same_after():
     before = validator(text, 5)
     copy = pickle.loads(pickle.dumps(validator))
     assert before is not None and copy(text, 5) == before
+
+
+def test_a_block_without_the_tables_first_key_column_goes_to_the_per_line_reader():
+    # Another table's rows (a DeviceEvents export given as AzureActivity): the per-line reader makes
+    # them dead letters of their own, so the validator must not count them as parsed.
+    rnd = random.Random(7)
+    lines = [clean_line(rnd, DEVICE_EVENTS) for _ in range(20)]
+    text = b'\n'.join(lines) + b'\n'
+    assert bulk.BulkValidator(WINDOWS['daily'])(text, len(lines)) is not None
+    assert bulk.BulkValidator(WINDOWS['daily'], KEY_COLUMNS[AZURE_ACTIVITY])(text, len(lines)) is None
+    assert bulk.BulkValidator(WINDOWS['daily'], KEY_COLUMNS[DEVICE_EVENTS])(text, len(lines)) is not None
+
+
+def test_another_tables_export_gives_the_same_dead_letters_with_native_validation(tmp_path):
+    rnd = random.Random(11)
+    path = tmp_path / 'DeviceEvents-as-AzureActivity.jsonl'
+    path.write_bytes(b'\n'.join(clean_line(rnd, DEVICE_EVENTS) for _ in range(300)) + b'\n')
+    reference = check_file(str(path), AZURE_ACTIVITY, SENTINEL, WINDOWS['daily'], 5000, 17)
+    assert len(reference[1]) == 300 and reference[2]['parsed'] == 0

@@ -9,6 +9,8 @@ For them `BulkValidator` does in a few native calls per block what the per-line 
 * ``msgspec`` decodes every line of the block in one call (``Decoder.decode_lines``) into a struct
   holding only ``TimeGenerated`` (a required string), and fails on any key that would make the line
   something else than a plain row (``properties``, ``Type``, ``$table``);
+* with ``key_columns`` (the table's, `transforms.read.schema.KEY_COLUMNS`), every line must hold
+  one of them, else the per-line reader decides (a record of another table is a dead letter there);
 * byte-level checks cover what msgspec does not check as Python's JSON decoder does: every line
   holds exactly one object (each line starts with ``{`` and ends with ``}``), the block is UTF-8,
   no line has more than 64 opening brackets (the bound of `transforms.read.bounded_json`);
@@ -57,13 +59,15 @@ def available():
     return msgspec is not None
 
 
-if msgspec is not None:
-    class PlainRow(msgspec.Struct, gc=False):
-        """The columns a plain row must have and must not have (any of these keys: not plain)."""
-        TimeGenerated: str
-        properties: msgspec.UnsetType = msgspec.UNSET
-        Type: msgspec.UnsetType = msgspec.UNSET
-        table: msgspec.UnsetType = msgspec.field(name='$table', default=msgspec.UNSET)
+def plain_row_type(key_columns=()):
+    """The struct of a plain row: the columns it must have and must not have (any of these keys: not
+    plain); and `key_columns`, kept undecoded (empty when the line lacks them)."""
+    fields = [('TimeGenerated', str),
+              ('properties', msgspec.UnsetType, msgspec.UNSET),
+              ('Type', msgspec.UnsetType, msgspec.UNSET),
+              ('table', msgspec.UnsetType, msgspec.field(name='$table', default=msgspec.UNSET))]
+    fields.extend((column, msgspec.Raw, msgspec.Raw()) for column in key_columns)
+    return msgspec.defstruct('PlainRow', fields, gc=False)
 
 
 # (characters of a canonical datetime, what completes them into the first instant they name, unit).
@@ -94,16 +98,17 @@ class BulkValidator:
     decoder is built where it is first used.
     """
 
-    def __init__(self, windows=None):
+    def __init__(self, windows=None, key_columns=()):
         self._windows = windows
+        self._key_columns = tuple(key_columns)
         self._prefix = _prefix(windows)
         self._decoder = None
 
     def __getstate__(self):
-        return {'windows': self._windows}
+        return {'windows': self._windows, 'key_columns': self._key_columns}
 
     def __setstate__(self, state):
-        self.__init__(state['windows'])
+        self.__init__(state['windows'], state['key_columns'])
 
     def times(self, text, lines):
         """The ``TimeGenerated`` texts of the `lines` lines of `text` (bytes of whole lines, each
@@ -119,19 +124,27 @@ class BulkValidator:
                 or not _utf8(text) or _TOO_MANY_BRACKETS.search(text.translate(None, _NOT_BRACKET))):
             return None
         if self._decoder is None:
-            self._decoder = msgspec.json.Decoder(PlainRow)
+            self._decoder = msgspec.json.Decoder(plain_row_type(self._key_columns))
         try:
             rows = self._decoder.decode_lines(text)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None
         if len(rows) != lines:
             return None  # cannot happen after the checks above; kept as a guard
+        if self._key_columns and not self._all_have_a_key_column(rows):
+            return None  # a row with none of the table's key columns: the per-line reader decides
         times = [row.TimeGenerated for row in rows]
         joined = '\n'.join(times) + '\n'
         same_shape = _same_canonical_shape(times[0], joined, lines)
         if not same_shape and _CANONICAL_LINES.fullmatch(joined) is None:
             return None
         return times, joined, same_shape
+
+    def _all_have_a_key_column(self, rows):
+        if all(map(len, map(operator.attrgetter(self._key_columns[0]), rows))):
+            return True  # exports hold the first in every row: one pass at C speed
+        getters = [operator.attrgetter(column) for column in self._key_columns]
+        return all(any(len(getter(row)) for getter in getters) for row in rows)
 
     def __call__(self, text, lines):
         """The block's counts, ``(parsed, outside_range, {window label: rows})`` (see `add`), or

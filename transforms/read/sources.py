@@ -79,7 +79,7 @@ class ExportSource(filebasedsource.FileBasedSource):
         if (self._needles is None or self._keep is None or fmt != 'jsonl' or self._input_format not in (None, 'auto', 'jsonl')
                 or not bulk_validation.available()):
             return None, None  # every record read one by one
-        return self._needles, bulk_validation.BulkValidator(self._windows)
+        return self._needles, bulk_validation.BulkValidator(self._windows, KEY_COLUMNS[self._table])
 
     def open_file(self, file_name):
         """The file's bytes, decompressed here when its name says so (see the module docstring)."""
