@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -91,3 +92,27 @@ def cancel_job(job_id):
     request = urllib.request.Request(REST + '/jobs/%s?mode=cancel' % job_id, method='PATCH')
     with urllib.request.urlopen(request, timeout=10):
         pass
+
+
+def wait_for(condition, timeout, what, process):
+    """Polls `condition` until it gives a value, waiting on `process` between polls (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, 'timed out waiting for ' + what
+        try:
+            process.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def taskmanager_running_a_task(job_id):
+    """A TaskManager (its resource id, taskmanager-<n>) running a task of the job (not one holding only
+    finished ones, such as an Impulse's: killing that one would not fail the job); else None."""
+    for vertex in rest('/jobs/%s' % job_id)['vertices']:
+        for manager in rest('/jobs/%s/vertices/%s/taskmanagers' % (job_id, vertex['id']))['taskmanagers']:
+            if manager.get('status') == 'RUNNING' and manager.get('taskmanager-id', '').startswith('taskmanager-'):
+                return manager['taskmanager-id']
+    return None

@@ -13,12 +13,12 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 
 from flink_support import (FLINK_ARGS, FLINK_LOCAL_DIR, ROOT, RUN_TIMEOUT, cluster, detection_command,
-                           detection_counters, finished_jobs, outputs, rest, run_in_process, run_on_flink)
+                           detection_counters, finished_jobs, outputs, rest, run_in_process, run_on_flink,
+                           taskmanager_running_a_task, wait_for)
 from tools import generate
 
 GOLDEN = ROOT / 'tests' / 'golden'
@@ -118,25 +118,7 @@ def _taskmanager_with_running_tasks(job_id):
     counts = job['status-counts']
     if counts.get('FINISHED', 0) * 5 < sum(counts.values()):
         return None
-    for vertex in job['vertices']:
-        for manager in rest('/jobs/%s/vertices/%s/taskmanagers' % (job_id, vertex['id']))['taskmanagers']:
-            if manager.get('status') == 'RUNNING' and manager.get('taskmanager-id', '').startswith('taskmanager-'):
-                return manager['taskmanager-id']
-    return None
-
-
-def _wait(process, condition, timeout, what):
-    """Polls `condition` until it gives a value, waiting on the run's process between polls."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, 'timed out waiting for ' + what
-        try:
-            process.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            pass
+    return taskmanager_running_a_task(job_id)
 
 
 @pytest.mark.flink
@@ -147,9 +129,9 @@ def test_a_taskmanager_killed_mid_run_loses_and_repeats_nothing(flink_cluster, g
     process = subprocess.Popen(detection_command(generated_inputs, tmp_path, *FLINK_ARGS), cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        job_id = _wait(process, lambda: _job_of(process, known), RUN_TIMEOUT, 'the job to be submitted')
-        victim = _wait(process, lambda: _taskmanager_with_running_tasks(job_id), RUN_TIMEOUT,
-                       'a TaskManager to run a task of the job')
+        job_id = wait_for(lambda: _job_of(process, known), RUN_TIMEOUT, 'the job to be submitted', process)
+        victim = wait_for(lambda: _taskmanager_with_running_tasks(job_id), RUN_TIMEOUT,
+                          'a TaskManager to run a task of the job', process)
         pid = int((FLINK_LOCAL_DIR / (victim + '.pid')).read_text())
         os.kill(pid, signal.SIGKILL)
         _, stderr = process.communicate(timeout=RUN_TIMEOUT)

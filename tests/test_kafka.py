@@ -10,7 +10,6 @@ Flink cluster, alerts published to a Kafka topic.
 The broker (templates/kafka/local_broker.sh) and the cluster start once per session (conftest.py).
 """
 
-import collections
 import io
 import json
 import os
@@ -18,13 +17,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import pytest
 
 from flink_support import (BOOTSTRAP, FLINK_LOCAL_DIR, ROOT, RUN_TIMEOUT, cluster, rest, run_in_process,
-                           running_jobs, cancel_job)
+                           running_jobs, cancel_job, taskmanager_running_a_task, wait_for)
 from pipelines import replay
 from pipelines.rare_runcommand import read_json_lines_output
 
@@ -112,20 +110,6 @@ class StreamingJob:
             self._log.close()
 
 
-def wait_for(condition, timeout, what, process):
-    """Polls `condition` until it gives a value, waiting on `process` between polls (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, 'timed out waiting for ' + what
-        try:
-            process.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
 class TopicReader:
     """Reads a topic from its start in a thread; `messages` grows as they arrive."""
 
@@ -204,17 +188,6 @@ def test_a_replay_gives_the_batch_alerts_and_bad_messages_reach_the_dead_letter_
     assert {r['reason'] for r in records} == {'not JSON', 'TimeGenerated missing or unparsable'}
 
 
-def _taskmanager_of(job_id):
-    """The TaskManager running the most of the job's running subtasks (an Impulse's finished subtask on a
-    TaskManager does not make killing that TaskManager fail the job)."""
-    running = collections.Counter()
-    for vertex in rest('/jobs/%s' % job_id)['vertices']:
-        for manager in rest('/jobs/%s/vertices/%s/taskmanagers' % (job_id, vertex['id']))['taskmanagers']:
-            if manager.get('taskmanager-id', '').startswith('taskmanager-'):
-                running[manager['taskmanager-id']] += manager.get('status-counts', {}).get('RUNNING', 0)
-    return running.most_common(1)[0][0] if running and running.most_common(1)[0][1] else None
-
-
 def test_a_taskmanager_killed_mid_stream_loses_no_alert(flink_cluster, kafka_broker, batch_alerts, tmp_path):
     topics = Topics()
     job = StreamingJob(topics, tmp_path / 'launcher.log')
@@ -226,7 +199,7 @@ def test_a_taskmanager_killed_mid_stream_loses_no_alert(flink_cluster, kafka_bro
         # Once a checkpoint holds some of the stream and an alert is out: kill the TaskManager running it.
         wait_for(lambda: rest('/jobs/%s/checkpoints' % job.job_id)['counts']['completed'] >= 2 and alerts.messages,
                  RUN_TIMEOUT, 'a completed checkpoint and a first alert', job.process)
-        victim = _taskmanager_of(job.job_id)
+        victim = taskmanager_running_a_task(job.job_id)
         os.kill(int((FLINK_LOCAL_DIR / (victim + '.pid')).read_text()), signal.SIGKILL)
         wait_for(lambda: final_alerts(alerts.messages)[0] == batch_alerts, ALERT_WAIT,
                  'the stream to give the batch alerts after the restore', job.process)
