@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import uuid
 import warnings
@@ -240,6 +241,7 @@ def run(argv=None):
     if standard.streaming:
         from pipelines.stream_detection import build_streaming
         build_streaming(pipeline, options)
+        exit_on_sigterm()
         result = pipeline.run()
         # A streaming job runs until it is cancelled; on Flink the job server lives in this process,
         # so it stays attached (stopping it leaves the job running on the cluster).
@@ -281,6 +283,15 @@ def run(argv=None):
             raise
     print_outcome(summary, output_dir)
     return result
+
+
+def exit_on_sigterm():
+    """Make SIGTERM (how schedulers and supervisors stop a process) end this process the way Ctrl-C
+    or a normal exit does, with its exit handlers: Beam stops the job server it started in one of
+    them, which SIGTERM's default action would leave running."""
+    def _exit(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def reads_in_this_process(options):

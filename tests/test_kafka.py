@@ -98,16 +98,43 @@ class StreamingJob:
         return None
 
     def stop(self):
+        """Cancels the job and stops the launcher with SIGTERM; checks that the launcher exits by its
+        own handler (143) and stops the job server it started."""
         try:
             if self.job_id in running_jobs():
                 cancel_job(self.job_id)
         finally:
+            job_servers = [pid for pid in child_pids(self.process.pid) if 'job-server' in command_line(pid)]
             self.process.terminate()
             try:
-                self.process.wait(timeout=60)
+                returncode = self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                returncode = None
             self._log.close()
+            left = [pid for pid in job_servers if 'job-server' in command_line(pid)]
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+        assert returncode == 128 + signal.SIGTERM, 'the launcher did not exit by its SIGTERM handler'
+        assert job_servers and not left, 'job servers left running after SIGTERM: %s' % left
+
+
+def child_pids(pid):
+    """The pids of a process's children (Linux /proc)."""
+    pids = []
+    for task in os.listdir('/proc/%d/task' % pid):
+        with open('/proc/%d/task/%s/children' % (pid, task), encoding='ascii') as children:
+            pids.extend(int(child) for child in children.read().split())
+    return pids
+
+
+def command_line(pid):
+    """A live process's command line, or '' once it is gone (or a zombie)."""
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as cmdline:
+            return cmdline.read().replace(b'\0', b' ').decode('utf-8', 'replace')
+    except OSError:
+        return ''
 
 
 class TopicReader:
