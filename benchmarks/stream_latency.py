@@ -21,6 +21,7 @@ Results go to ``benchmarks/results/<name>.json``.
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,42 @@ class AlertReader(threading.Thread):
         self._consumer.close()
 
 
+class WatermarkSampler(threading.Thread):
+    """Samples every vertex's smallest input watermark (Flink's REST API) every `period` seconds while
+    the job runs: where the watermark is held, if it is."""
+
+    def __init__(self, job_id, period=2.0):
+        super().__init__(daemon=True)
+        self._job_id = job_id
+        self._period = period
+        self.samples = []   # (wall time, {vertex name: smallest input watermark in ms, or None})
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.wait(self._period):
+            try:
+                vertices = rest('/jobs/%s' % self._job_id)['vertices']
+                sample = {}
+                for vertex in vertices:
+                    marks = [float(mark['value']) for mark in
+                             rest('/jobs/%s/vertices/%s/watermarks' % (self._job_id, vertex['id']))]
+                    sample[vertex['name'][:80]] = min(marks) if marks else None
+                self.samples.append((time.time(), sample))
+            except OSError:
+                continue
+
+
+def watermark_lags(samples, replay_start):
+    """Per vertex, its input watermark (as event time) at each sample, in seconds after the replay
+    started: [(seconds, {vertex: ISO time or None})], vertices by their first sample's order."""
+    def iso(millis):
+        if millis is None or millis < 0 or millis > 253402300799000:
+            return None if millis is None else ('-inf' if millis < 0 else '+inf')
+        return datetime.fromtimestamp(millis / 1000.0, timezone.utc).strftime('%Y-%m-%dT%H:%M')
+    return [[round(wall - replay_start, 1), {name: iso(mark) for name, mark in sample.items()}]
+            for wall, sample in samples]
+
+
 def final(messages):
     alerts = {}
     for _, record in messages:
@@ -97,14 +134,14 @@ def window_end_us(alert):
     return int(datetime.fromisoformat(alert['QueryPeriodEnd'].replace('Z', '+00:00')).timestamp() * 1e6)
 
 
-def measure(paths, speed, expected, work_dir, timeout):
+def measure(paths, speed, expected, work_dir, timeout, extra_args=()):
     suffix = uuid.uuid4().hex[:8]
     topics = {table: '%s-%s' % (option.replace('_', '-'), suffix) for table, option in replay.TABLE_OPTIONS.items()}
     alerts_topic = 'alerts-' + suffix
     replay.ensure_topics({'bootstrap.servers': BOOTSTRAP}, list(topics.values()) + [alerts_topic], 2)
     argv = [sys.executable, '-m', 'pipelines.rare_runcommand', '--streaming'] + FLINK + [
         '--kafka_bootstrap_servers', BOOTSTRAP, '--kafka_alerts_topic', alerts_topic,
-        '--kafka_consumer_group', 'bench-' + suffix]
+        '--kafka_consumer_group', 'bench-' + suffix] + list(extra_args)
     for table, option in replay.TABLE_OPTIONS.items():
         argv += ['--kafka_topic_' + option, topics[table]]
     known = running_jobs()
@@ -112,7 +149,7 @@ def measure(paths, speed, expected, work_dir, timeout):
     launcher = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     reader = AlertReader(alerts_topic)
     reader.start()
-    job_id = None
+    job_id = sampler = None
     try:
         deadline = time.monotonic() + 600
         while job_id is None:
@@ -124,6 +161,8 @@ def measure(paths, speed, expected, work_dir, timeout):
             if launcher.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError('the streaming job did not start; see %s' % log.name)
             time.sleep(1)
+        sampler = WatermarkSampler(job_id)
+        sampler.start()
         argv = ['--bootstrap_servers', BOOTSTRAP, '--speed', str(speed), '--report',
                 os.path.join(work_dir, 'replay-%s.json' % suffix)]
         for table, option in replay.TABLE_OPTIONS.items():
@@ -137,6 +176,9 @@ def measure(paths, speed, expected, work_dir, timeout):
     finally:
         reader.stopping.set()
         reader.join(timeout=10)
+        if sampler is not None:
+            sampler.stopping.set()
+            sampler.join(timeout=10)
         if job_id and job_id in running_jobs():
             urllib.request.urlopen(urllib.request.Request(REST + '/jobs/%s?mode=cancel' % job_id,
                                                           method='PATCH'), timeout=10)
@@ -176,6 +218,7 @@ def measure(paths, speed, expected, work_dir, timeout):
             'n': len(latencies),
         },
         'windows': windows,
+        'watermarks': watermark_lags(sampler.samples, replay_start),
     }
 
 
@@ -187,6 +230,8 @@ def main(argv=None):
     parser.add_argument('--speeds', default='3600,14400')
     parser.add_argument('--timeout', type=float, default=600, help='seconds to wait for the alerts after the replay')
     parser.add_argument('--name', default=None)
+    parser.add_argument('--pipeline-args', default='',
+                        help='more options of the streaming detection, as one string (e.g. "--kafka_read_seconds 2")')
     parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT)
     args = parser.parse_args(argv)
     directory, info = ensure_dataset(args.data_root, 'realistic', args.rows, args.seed, args.days)
@@ -197,7 +242,8 @@ def main(argv=None):
     print('batch: %d alerts over %d rows' % (len(expected), info['total_rows']))
     runs = []
     for speed in [float(value) for value in args.speeds.split(',')]:
-        result = measure(paths, speed, expected, work_dir, args.timeout)
+        result = measure(paths, speed, expected, work_dir, args.timeout, shlex.split(args.pipeline_args))
+        result['pipeline_args'] = args.pipeline_args
         runs.append(result)
         print(json.dumps(result))
     name = args.name or 'stream-latency-%d' % args.rows
