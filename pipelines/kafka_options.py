@@ -14,6 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 JAVA_ENVIRONMENTS = ('EMBEDDED', 'DOCKER', 'PROCESS')
 EVENT_HUBS_USERNAME = '$ConnectionString'
 KAFKA_IO_EXPANSION_TARGET = 'sdks:java:io:expansion-service:shadowJar'
+KAFKA_TIMESTAMPS = ('enqueue', 'event')
 
 
 class KafkaOptions(PipelineOptions):
@@ -53,6 +54,16 @@ class KafkaOptions(PipelineOptions):
         kafka.add_argument('--checkpointing_interval', type=int, default=None,
                            help="Beam's Flink option: milliseconds between checkpoints of the streaming job "
                                 '(default with --runner FlinkRunner --streaming: 10000).')
+        kafka.add_argument('--kafka_timestamps', choices=KAFKA_TIMESTAMPS, default='enqueue',
+                           help="What the messages' timestamps are, which the watermark follows: 'enqueue' "
+                                '(the default: when each message was sent or enqueued, as Event Hubs sets them; '
+                                'a partition read to its end moves to the wall clock) or '
+                                "'event' (the producer set the events' own times, as pipelines.replay does; a "
+                                'partition that receives nothing holds the watermark until it does).')
+        kafka.add_argument('--finish_bundle_before_checkpointing', action='store_true', default=None,
+                           help="Beam's Flink option: a checkpoint finishes the open bundles before its barrier "
+                                'instead of buffering their output past it, which the watermark could overtake '
+                                '(on by default with --runner FlinkRunner --streaming).')
         kafka.add_argument('--kafka_read_seconds', type=int, default=None,
                            help='On Flink: seconds one run of the Kafka read of a partition passes records on '
                                 'before it checkpoints, so that the watermark advances while the topics keep '

@@ -197,9 +197,10 @@ def print_help(stream=None, prog='python -m pipelines.rare_runcommand'):
     parser.print_help(stream or sys.stdout)
 
 
-# Streaming on Flink: checkpoints every 10 s (Beam's Flink option; state and Kafka offsets survive a
-# lost TaskManager), unless the command line says otherwise.
-FLINK_STREAMING_DEFAULTS = ('--checkpointing_interval=10000',)
+# Streaming on Flink, unless the command line says otherwise: checkpoints every 10 s (Beam's Flink
+# option; state and Kafka offsets survive a lost TaskManager), each finishing the open bundles before its
+# barrier (else their output is buffered past it, and a watermark emitted meanwhile makes it late).
+FLINK_STREAMING_DEFAULTS = ('--checkpointing_interval=10000', '--finish_bundle_before_checkpointing')
 
 
 def with_stream_defaults(argv):

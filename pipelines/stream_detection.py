@@ -45,7 +45,8 @@ def read_streams(pipeline, options):
             raise PreflightError(str(error)) from None
         service = kafka_options.expansion_service(options)
         return [(table, pipeline | 'Stream' + table >> ReadKafkaTable(
-            table, getattr(kafka, option), config, service)) for table, option in KAFKA_TOPIC_OPTIONS.items()]
+            table, getattr(kafka, option), config, service, event_timestamps=kafka.kafka_timestamps == 'event'))
+                for table, option in KAFKA_TOPIC_OPTIONS.items()]
     detection = options.view_as(DetectionOptions)
     missing = _missing(detection, PUBSUB_OPTIONS.values())
     if missing:

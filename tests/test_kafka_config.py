@@ -12,7 +12,7 @@ from apache_beam.transforms import window
 from pipelines import kafka_options, replay
 from pipelines.kafka_options import KafkaOptions
 from transforms.read.dead_letter import DEAD_LETTER
-from transforms.read.stream_sources import HEARTBEAT_KEY, DecodeKafkaRecords
+from transforms.read.stream_sources import HEARTBEAT_KEY, PRODUCER_TIME_READ_URN, DecodeKafkaRecords, ReadKafkaTable
 from transforms.write.kafka import keyed_json
 
 SECRET = ('Endpoint=sb://acme-sec.servicebus.windows.net/;SharedAccessKeyName=detector;'
@@ -82,12 +82,44 @@ def test_on_flink_each_read_of_a_partition_is_bounded_in_time_unless_turned_off(
     assert 'interceptor.classes' not in kafka_options.consumer_config(flink.view_as(KafkaOptions), read_for_seconds=0)
 
 
+JAVA_SOURCES = os.path.join(REPO, 'templates', 'kafka', 'java', 'src', 'main', 'java')
+
+
+def java_source(class_name):
+    with open(os.path.join(JAVA_SOURCES, *class_name.split('.')) + '.java', encoding='utf-8') as handle:
+        return handle.read()
+
+
 def test_the_interceptor_class_is_built_into_the_job_server_under_the_name_the_consumer_is_given():
-    source = os.path.join(REPO, 'templates', 'flink', 'job-server', 'src', 'main', 'java',
-                          *kafka_options.BOUNDED_POLL_INTERCEPTOR.split('.')) + '.java'
-    with open(source, encoding='utf-8') as handle:
-        text = handle.read()
+    text = java_source(kafka_options.BOUNDED_POLL_INTERCEPTOR)
     assert 'public static final String READ_MILLIS = "rarerun.read.millis";' in text
+    for pom in (('flink', 'job-server'), ('kafka', 'expansion-service')):
+        with open(os.path.join(REPO, 'templates', *pom, 'pom.xml'), encoding='utf-8') as handle:
+            assert '/kafka/java/src/main/java</source>' in handle.read().replace('/../java/', '/../kafka/java/')
+
+
+def test_event_timestamps_choose_the_producer_time_read_under_the_urn_its_java_registrar_gives():
+    enqueue = ReadKafkaTable('AzureActivity', 'azure-activity', {'bootstrap.servers': 'b:9092'}, 'localhost:1')
+    assert type(enqueue.kafka_read()).__name__ == 'ReadFromKafka'
+    event = ReadKafkaTable('AzureActivity', 'azure-activity', {'bootstrap.servers': 'b:9092'}, 'localhost:1',
+                           event_timestamps=True).kafka_read()
+    assert event._urn == PRODUCER_TIME_READ_URN  # pylint: disable=protected-access
+    from apache_beam.portability.api import external_transforms_pb2
+    payload = external_transforms_pb2.ExternalConfigurationPayload.FromString(
+        event._payload)  # pylint: disable=protected-access
+    assert sorted(field.name for field in payload.schema.fields) == ['consumer_config', 'topics']
+    assert 'public static final String URN = "%s";' % PRODUCER_TIME_READ_URN in java_source('rarerun.kafka.ProducerTimeRead')
+    services = os.path.join(REPO, 'templates', 'kafka', 'java', 'src', 'main', 'resources', 'META-INF', 'services',
+                            'org.apache.beam.sdk.expansion.ExternalTransformRegistrar')
+    with open(services, encoding='utf-8') as handle:
+        assert handle.read().split() == ['rarerun.kafka.ProducerTimeRead']
+
+
+def test_kafka_timestamps_are_enqueue_times_unless_told_they_are_the_events_own():
+    assert PipelineOptions([]).view_as(KafkaOptions).kafka_timestamps == 'enqueue'
+    assert PipelineOptions(['--kafka_timestamps', 'event']).view_as(KafkaOptions).kafka_timestamps == 'event'
+    with pytest.raises(SystemExit):
+        PipelineOptions(['--kafka_timestamps', 'producer']).view_as(KafkaOptions)
 
 
 KafkaRecord = collections.namedtuple('KafkaRecord', 'topic partition offset timestamp key value')
@@ -147,3 +179,16 @@ def test_the_watermark_moment_of_an_hour_is_when_the_last_partition_reaches_it()
     assert moments.moments() == {5 * hour: 101.0}        # partition 1 still in hour 5
     moments.sent('t', 1, 8 * hour, wall=103.0)
     assert moments.moments() == {5 * hour: 101.0, 6 * hour: 103.0, 7 * hour: 103.0}
+
+
+def test_streaming_on_flink_checkpoints_every_10s_and_finishes_bundles_before_each_barrier_by_default():
+    from pipelines.rare_runcommand import with_stream_defaults  # pylint: disable=import-outside-toplevel
+    flink = ['--streaming', '--runner', 'FlinkRunner']
+    options = PipelineOptions(with_stream_defaults(flink)).get_all_options()
+    assert options['checkpointing_interval'] == 10000
+    assert options['finish_bundle_before_checkpointing'] is True
+    given = PipelineOptions(with_stream_defaults(flink + ['--checkpointing_interval=2000'])).get_all_options()
+    assert given['checkpointing_interval'] == 2000
+    assert with_stream_defaults(['--runner', 'FlinkRunner']) == ['--runner', 'FlinkRunner']
+    assert with_stream_defaults(['--streaming', '--runner', 'DataflowRunner']) == ['--streaming', '--runner',
+                                                                                  'DataflowRunner']

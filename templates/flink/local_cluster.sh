@@ -130,9 +130,10 @@ fetch_job_server() {
   version=$(beam_version)
   jar_name=beam-runners-flink-$flink_minor-job-server-$version.jar
   built=$FLINK_LOCAL_DIR/jars/$jar_name
-  digest=$(find "$here/job-server" -type f \( -name pom.xml -o -name '*.java' \) | LC_ALL=C sort \
+  digest=$(find "$here/job-server" "$here/../kafka/java" -type f | LC_ALL=C sort \
     | xargs cat | sha256sum | cut -d' ' -f1)
-  # Built again when the pom or its Java sources changed since (their sha256 is kept beside the jar).
+  # Built again when the pom or the Java sources it compiles (templates/kafka/java) changed since
+  # (their sha256 is kept beside the jar).
   if [ ! -f "$built" ] || [ "$(cat "$built.pom-sha256" 2> /dev/null)" != "$digest" ]; then
     command -v mvn > /dev/null || die "mvn not found: the Flink job server is built with Maven"
     say "building Beam's Flink $flink_minor job server $version (Maven Central)"

@@ -65,7 +65,8 @@ fetch_expansion_service() {
     || die "$PYTHON cannot import apache_beam: install the project first (pip install -e .)"
   jar_name=beam-sdks-java-io-expansion-service-$version.jar
   built=$KAFKA_LOCAL_DIR/jars/$jar_name
-  digest=$(pom_digest "$here/expansion-service/pom.xml")
+  # The pom and the Java sources it compiles (templates/kafka/java).
+  digest=$(find "$here/expansion-service" "$here/java" -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
   if [ ! -f "$built" ] || [ "$(cat "$built.pom-sha256" 2> /dev/null)" != "$digest" ]; then
     command -v mvn > /dev/null || die "mvn not found: the expansion service is built with Maven"
     say "building Beam's Java I/O expansion service $version (Maven Central)"

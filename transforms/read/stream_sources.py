@@ -6,12 +6,19 @@ export and diagnostic settings send them to Event Hubs), an Activity Log record 
 streaming record; the rows are decoded and typed exactly as in batch (`transforms.read.formats.records`,
 `transforms.read.ingest`) and timestamped with their TimeGenerated.
 
-Kafka messages are read with Beam's cross-language ``ReadFromKafka`` (Java's KafkaIO) with the
-``CreateTime`` timestamp policy: each partition's watermark is the largest message timestamp it has
-read (Event Hubs sets it to the enqueue time; a producer may set the event time, as
-``pipelines.replay`` does). A partition that has received nothing holds the watermark back. A message
-keyed `HEARTBEAT_KEY` carries no row: it only moves its partition's watermark to its timestamp (a
-replay ends with one on every partition, so that the last windows close); it is counted, not decoded.
+Kafka messages are read with Java's KafkaIO (cross-language). Each partition's watermark is the
+largest message timestamp it has read; what happens when a partition has been read to its end depends
+on what the timestamps are:
+
+* enqueue times (Event Hubs sets them; the default): Beam's ``ReadFromKafka`` with its ``CreateTime``
+  policy, which then moves the partition's watermark to the wall clock, as no later message can be
+  older than now;
+* the events' own times, stamped by the producer (``pipelines.replay``, at N times real speed): the
+  wall clock says nothing about them, so the read of this project's Java classes
+  (``PRODUCER_TIME_READ_URN``) follows the timestamps only, and a partition that receives nothing
+  holds the watermark back. A message keyed `HEARTBEAT_KEY` carries no row: it only moves its
+  partition's watermark to its timestamp (a replay ends with one on every partition, so that the last
+  windows close); it is counted, not decoded.
 """
 
 import apache_beam as beam
@@ -26,6 +33,9 @@ from transforms.read.ingest import typed_row
 
 
 HEARTBEAT_KEY = b'rare-runcommand:heartbeat'
+# The Kafka read of this project's Java classes (templates/kafka/java/.../ProducerTimeRead.java), in its
+# expansion service and Flink job server jars.
+PRODUCER_TIME_READ_URN = 'rarerun:kafka:read_producer_time:v1'
 STREAM = 'stream'   # metrics namespace of the stream sources
 
 
@@ -95,20 +105,36 @@ class ReadKafkaTable(beam.PTransform):
       consumer_config: Kafka consumer properties (bootstrap servers, group id, security).
       expansion_service: the Java expansion service of ReadFromKafka (an address or a
         ``BeamJarExpansionService``).
+      event_timestamps: the producer stamped the messages with the events' own times (a replay): the
+        read whose watermark follows the message timestamps only (``PRODUCER_TIME_READ_URN``), instead
+        of KafkaIO's ``CreateTime`` policy, which moves a partition read to its end to the wall clock.
     """
 
-    def __init__(self, table, topic, consumer_config, expansion_service):
+    def __init__(self, table, topic, consumer_config, expansion_service, event_timestamps=False):
         super().__init__()
         self._table = table
         self._topic = topic
         self._consumer_config = consumer_config
         self._expansion_service = expansion_service
+        self._event_timestamps = event_timestamps
 
-    def expand(self, pbegin):
+    def kafka_read(self):
+        """The cross-language read of the topic (expanded when applied): rows with topic, partition,
+        offset, key and value."""
+        if self._event_timestamps:
+            from apache_beam.transforms.external import ExternalTransform, ImplicitSchemaPayloadBuilder
+            return ExternalTransform(
+                PRODUCER_TIME_READ_URN,
+                ImplicitSchemaPayloadBuilder({'topics': [self._topic],
+                                              'consumer_config': dict(self._consumer_config)}),
+                self._expansion_service)
         from apache_beam.io.kafka import ReadFromKafka
-        records = pbegin | 'ReadFromKafka' >> ReadFromKafka(
+        return ReadFromKafka(
             consumer_config=self._consumer_config, topics=[self._topic], with_metadata=True,
             timestamp_policy=ReadFromKafka.create_time_policy, expansion_service=self._expansion_service)
+
+    def expand(self, pbegin):
+        records = pbegin | 'ReadFromKafka' >> self.kafka_read()
         return records | 'DecodeKafkaRecords' >> beam.ParDo(
             DecodeKafkaRecords(self._table)).with_outputs(DEAD_LETTER, main=ROWS)
 
