@@ -140,7 +140,7 @@ def measure(paths, speed, expected, work_dir, timeout, extra_args=()):
     alerts_topic = 'alerts-' + suffix
     replay.ensure_topics({'bootstrap.servers': BOOTSTRAP}, list(topics.values()) + [alerts_topic], 2)
     argv = [sys.executable, '-m', 'pipelines.rare_runcommand', '--streaming'] + FLINK + [
-        '--kafka_bootstrap_servers', BOOTSTRAP, '--kafka_alerts_topic', alerts_topic,
+        '--kafka_bootstrap_servers', BOOTSTRAP, '--kafka_timestamps', 'event', '--kafka_alerts_topic', alerts_topic,
         '--kafka_consumer_group', 'bench-' + suffix] + list(extra_args)
     for table, option in replay.TABLE_OPTIONS.items():
         argv += ['--kafka_topic_' + option, topics[table]]

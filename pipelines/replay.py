@@ -8,7 +8,9 @@
 Each row (a JSON-lines file of Log Analytics rows: an export or ``tools/generate.py``'s output) becomes
 one message on its table's topic, shaped as Log Analytics data export sends rows to Event Hubs
 (``{"records": [row]}``; ``--shape row`` sends the bare row), with the row's TimeGenerated as the
-message timestamp (CreateTime): the streaming detection's watermark follows it.
+message timestamp (CreateTime): the streaming detection's watermark follows it when told that the
+timestamps are the events' own (``--kafka_timestamps event``; with Event Hubs' enqueue times, the
+default, a partition read to its end would move the watermark to the wall clock, years past the rows).
 
 Rows are sent in the order of their event time plus a random delay of up to ``--disorder`` (out of order
 within that span), and a ``--late_fraction`` share of them ``--late_by`` later still (late data); the
