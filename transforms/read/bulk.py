@@ -126,10 +126,15 @@ class BulkValidator:
 
     def _checked_times(self, text, lines):
         # (times, their text joined with a newline after each, whether all have one shape) or None.
-        if not lines:
+        # `lines` None: the newlines of `text` are counted in the bracket pass's small output.
+        if lines == 0 or not text:
             return [], '', False
-        if (text[:1] != b'{' or not text.endswith(b'}\n') or text.count(_LINE_BREAK) != lines - 1
-                or not _utf8(text) or _TOO_MANY_BRACKETS.search(text.translate(None, _NOT_BRACKET))):
+        if text[:1] != b'{' or not text.endswith(b'}\n'):
+            return None
+        brackets = text.translate(None, _NOT_BRACKET)
+        if lines is None:
+            lines = brackets.count(b'\n')
+        if text.count(_LINE_BREAK) != lines - 1 or not _utf8(text) or _TOO_MANY_BRACKETS.search(brackets):
             return None
         if self._decoder is None:
             self._decoder = msgspec.json.Decoder(plain_row_type(self._key_columns, first_required=True))
@@ -164,9 +169,11 @@ class BulkValidator:
             return rows
         return None  # a row with none of the table's key columns: the per-line reader decides
 
-    def __call__(self, text, lines):
+    def __call__(self, text, lines=None):
         """The block's counts, ``(parsed, outside_range, {window label: rows})`` (see `add`), or
-        None when any line of the block needs the per-line reader."""
+        None when any line of the block needs the per-line reader. `lines`: the number of lines of
+        `text`, counted here when None (every line of an accepted block is parsed: ``parsed`` is
+        their number)."""
         checked = self._checked_times(text, lines)
         if checked is None:
             return None

@@ -28,10 +28,11 @@ class LineReader:
     (for a dead letter), so that reading a split never re-reads the file before it.
 
     With `bulk` (and `needles`), the lines the needles skip are not skipped unread:
-    ``bulk(text, lines)`` gets them a block at a time (whole lines, each ending with a newline)
-    and validates and counts them (`transforms.read.bulk`); they count as produced, and its
-    result is appended to `bulk_counts` once the block's lines are claimed. When it returns
-    None, every line of that block is produced instead, for the per-line reader to decide. `stop_now()` (the range tracker's current end) says which lines of a block are still
+    ``bulk(text, None)`` gets them a block at a time (whole lines, each ending with a newline)
+    and validates, counts them (its result's first item is their number) and counts their rows
+    (`transforms.read.bulk`); they count as produced, and its result is appended to `bulk_counts`
+    once the block's lines are claimed. When it returns None, every line of that block is produced
+    instead, for the per-line reader to decide. `stop_now()` (the range tracker's current end) says which lines of a block are still
     the range's when a dynamic split cuts it inside the block.
     """
 
@@ -108,11 +109,10 @@ class LineReader:
 
     def _bulk_block(self, complete):
         """The lines of `complete` for the per-line reader, after the others were given to `bulk`:
-        a list of (index, start, end), the number of lines `bulk` took (0: none) and its result."""
-        matching = list(self._matching_lines(complete))
-        taken = self._block_lines - len(matching)
-        if not taken:
-            return matching, 0, None
+        a list of (index, start, end), the number of lines `bulk` took (0: none) and its result.
+        `bulk` counts the lines it is given (its result's first item), so that the block's
+        newlines are not counted here too."""
+        matching = list(self._matching_lines(complete, count_rest=False))
         if matching:
             parts, previous = [], 0
             for _, line_start, line_end in matching:
@@ -122,8 +122,13 @@ class LineReader:
             text = b''.join(parts)
         else:
             text = complete
-        result = self._bulk(text, taken) if len(text) <= MAX_RECORD_BYTES else None
+        if not text:
+            self._block_lines = len(matching)
+            return matching, 0, None
+        result = self._bulk(text, None) if len(text) <= MAX_RECORD_BYTES else None
         if result is not None:
+            taken = result[0]
+            self._block_lines = len(matching) + taken
             return matching, taken, result
         return list(self._all_lines(complete)), 0, None
 
@@ -135,8 +140,9 @@ class LineReader:
         return [(index, line_start, line_end) for index, line_start, line_end in self._all_lines(complete)
                 if buffer_offset + line_start < stop and line_start not in produced]
 
-    def _matching_lines(self, complete):
+    def _matching_lines(self, complete, count_rest=True):
         # (index of line in block, start, end) of the lines of `complete` matching the needles.
+        # With count_rest, the block's lines are counted (in _block_lines), else the caller counts them.
         if self._needles is None:
             yield from self._all_lines(complete)
             return
@@ -145,8 +151,9 @@ class LineReader:
         while True:
             match = search(complete, position)
             if match is None:
-                # The block's lines, counted in the same single pass as the line indexes.
-                self._block_lines = index + complete.count(b'\n', position)
+                if count_rest:
+                    # The block's lines, counted in the same single pass as the line indexes.
+                    self._block_lines = index + complete.count(b'\n', position)
                 return
             line_start = complete.rfind(b'\n', 0, match.start()) + 1
             # The line holding the match's start (a match spanning a raw newline is not a line's).
