@@ -6,9 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TypeOptions
 
+from apache_beam.transforms import userstate
+
+from pipelines import beam_overheads
 from pipelines.beam_overheads import OptionsWithViews
 from pipelines.options import DetectionOptions
 
@@ -51,3 +55,36 @@ def test_building_a_pipeline_does_not_import_ipython():
     done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr
+
+
+class _Stateful(beam.DoFn):
+    STATE = userstate.BagStateSpec('seen', beam.coders.StrUtf8Coder())
+    TIMER = userstate.TimerSpec('flush', beam.TimeDomain.WATERMARK)
+
+    def process(self, element, seen=beam.DoFn.StateParam(STATE), flush=beam.DoFn.TimerParam(TIMER)):
+        yield element
+
+    @userstate.on_timer(TIMER)
+    def on_flush(self):
+        yield None
+
+
+def test_the_specs_of_a_dofn_are_computed_once_per_object_and_stay_what_beam_says(monkeypatch):
+    stateful, plain = _Stateful(), beam.Map(str).fn
+    calls = []
+    original = userstate.get_dofn_specs
+
+    def counted(dofn):
+        calls.append(dofn)
+        return original(dofn)
+    monkeypatch.setattr(userstate, 'get_dofn_specs', counted)
+    beam_overheads.cache_dofn_specs()
+    for dofn in (stateful, plain, stateful, plain, stateful):
+        specs = userstate.get_dofn_specs(dofn)
+        assert specs == original(dofn)
+        specs[0].clear()  # the caller's own sets
+    assert calls == [stateful, plain]
+    assert userstate.is_stateful_dofn(stateful) and not userstate.is_stateful_dofn(plain)
+    assert len(calls) == 2
+    copy = pickle.loads(pickle.dumps(stateful))
+    assert userstate.get_dofn_specs(copy) == original(stateful) and calls[-1] is copy
