@@ -201,10 +201,10 @@ class _Taken:
         self.lines = 0
         call = bulk.BulkValidator.__call__
 
-        def counted(validator, text, lines):
+        def counted(validator, text, lines=None):
             result = call(validator, text, lines)
             if result is not None:
-                self.lines += lines
+                self.lines += result[0]  # every line of a block taken is parsed
             return result
         monkeypatch.setattr(bulk.BulkValidator, '__call__', counted)
 
@@ -383,3 +383,19 @@ def test_another_tables_export_gives_the_same_dead_letters_with_native_validatio
     path.write_bytes(b'\n'.join(clean_line(rnd, DEVICE_EVENTS) for _ in range(300)) + b'\n')
     reference = check_file(str(path), AZURE_ACTIVITY, SENTINEL, WINDOWS['daily'], 5000, 17)
     assert len(reference[1]) == 300 and reference[2]['parsed'] == 0
+
+
+@pytest.mark.parametrize('block_bytes', [2000, 8192, None])
+def test_a_candidate_dead_letter_among_lines_taken_natively_has_its_line_number(tmp_path, monkeypatch, block_bytes):
+    # Candidate lines of a block whose other lines the validator takes are numbered only when one
+    # becomes a dead letter: its number must be the per-line reader's.
+    taken = _Taken(monkeypatch)
+    rnd = random.Random(5)
+    lines = [clean_line(rnd, AZURE_ACTIVITY) for _ in range(120)]
+    lines[56] = b'{"OperationNameValue":"RunCommand",'  # a candidate (the prefilter's literal), not JSON
+    lines[90] = relevant_line(rnd, AZURE_ACTIVITY)
+    path = tmp_path / 'AzureActivity.jsonl'
+    path.write_bytes(b'\n'.join(lines) + b'\n')
+    reference = check_file(str(path), AZURE_ACTIVITY, SENTINEL, WINDOWS['daily'], 40_000, 3, block_bytes)
+    assert [json.loads(dead)['line'] for dead in reference[1]] == [57]
+    assert taken.lines > 100

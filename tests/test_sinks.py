@@ -274,3 +274,25 @@ def test_a_rerun_replaces_every_output_series_of_the_previous_run_and_nothing_el
     (staging / 'alerts-00000-of-00001.jsonl').write_text('{"new": 1}\n')
     output_folder.publish(str(tmp_path), str(staging))
     assert sorted(os.listdir(tmp_path)) == sorted(not_ours + ['alerts-00000-of-00001.jsonl'])
+
+
+def test_json_lines_files_take_five_transforms_and_write_one_empty_shard_for_no_records(tmp_path):
+    pipeline = in_process_pipeline(options('--sinks=jsonl'))
+    _ = pipeline | 'Nothing' >> beam.Create([]) | 'Write' >> files.WriteJsonLines(str(tmp_path), 'empty')
+    _ = (pipeline | 'Some' >> beam.Create([{'a': 'é'}, {'b': [1, None]}])
+         | 'WriteSome' >> files.WriteJsonLines(str(tmp_path), 'some'))
+
+    class Leaves(beam.pipeline.PipelineVisitor):
+        labels = []
+
+        def visit_transform(self, node):
+            self.labels.append(node.full_label)
+
+    visitor = Leaves()
+    pipeline.visit(visitor)
+    assert len([label for label in visitor.labels if label.startswith('Write/')]) == 5
+    pipeline.run().wait_until_finish()
+    assert sorted(os.listdir(tmp_path)) == ['empty-00000-of-00001.jsonl', 'some-00000-of-00001.jsonl']
+    assert (tmp_path / 'empty-00000-of-00001.jsonl').read_bytes() == b''
+    assert sorted((tmp_path / 'some-00000-of-00001.jsonl').read_text(encoding='utf-8').splitlines()) == [
+        '{"a":"é"}', '{"b":[1,null]}']

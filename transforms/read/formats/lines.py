@@ -13,6 +13,25 @@ BOM = b'\xef\xbb\xbf'
 UNDECODABLE_BYTES = re.compile('[\udc80-\udcff]')
 
 
+class LineInBlock:
+    """The number of a line of a block, counted only when asked (`LineReader.absolute_line`): the
+    lines given to the native validator with a block's candidate lines need no numbers, so the
+    newlines before each candidate are counted only if its record turns out to be a dead letter."""
+
+    __slots__ = ('_before', '_block', '_start')
+
+    def __init__(self, before, block, start):
+        self._before = before  # the number of the block's first line
+        self._block = block
+        self._start = start
+
+    def __int__(self):
+        return self._before + self._block.count(b'\n', 0, self._start)
+
+    def __repr__(self):
+        return 'LineInBlock(%d)' % int(self)
+
+
 class LineReader:
     """Lines of a byte stream from `start` (after the first newline at or after it, unless 0)
     whose first byte lies before the end of the range, with their offsets and 1-based numbers.
@@ -25,13 +44,16 @@ class LineReader:
 
     Line numbers are counted from the range's first line (1); `absolute_line(n)` turns one into
     the line number in the file, counting the newlines before the range once, only when asked
-    (for a dead letter), so that reading a split never re-reads the file before it.
+    (for a dead letter), so that reading a split never re-reads the file before it. The candidate
+    lines of a block whose other lines `bulk` took are numbered lazily (`LineInBlock`), for the
+    same reason.
 
     With `bulk` (and `needles`), the lines the needles skip are not skipped unread:
-    ``bulk(text, lines)`` gets them a block at a time (whole lines, each ending with a newline)
-    and validates and counts them (`transforms.read.bulk`); they count as produced, and its
-    result is appended to `bulk_counts` once the block's lines are claimed. When it returns
-    None, every line of that block is produced instead, for the per-line reader to decide. `stop_now()` (the range tracker's current end) says which lines of a block are still
+    ``bulk(text, None)`` gets them a block at a time (whole lines, each ending with a newline)
+    and validates, counts them (its result's first item is their number) and counts their rows
+    (`transforms.read.bulk`); they count as produced, and its result is appended to `bulk_counts`
+    once the block's lines are claimed. When it returns None, every line of that block is produced
+    instead, for the per-line reader to decide. `stop_now()` (the range tracker's current end) says which lines of a block are still
     the range's when a dynamic split cuts it inside the block.
     """
 
@@ -56,7 +78,7 @@ class LineReader:
         """The line number in the whole file of the range's line `number`."""
         if self._base is None:
             self._base = self._line_number_at(self._first_offset) - 1
-        return self._base + number
+        return self._base + int(number)
 
     def _line_number_at(self, offset):
         # 1 + the number of newlines before `offset`; read only when a split starts mid-file.
@@ -108,11 +130,10 @@ class LineReader:
 
     def _bulk_block(self, complete):
         """The lines of `complete` for the per-line reader, after the others were given to `bulk`:
-        a list of (index, start, end), the number of lines `bulk` took (0: none) and its result."""
-        matching = list(self._matching_lines(complete))
-        taken = self._block_lines - len(matching)
-        if not taken:
-            return matching, 0, None
+        a list of (index, start, end), the number of lines `bulk` took (0: none) and its result.
+        `bulk` counts the lines it is given (its result's first item), so that the block's
+        newlines are not counted here too."""
+        matching = list(self._matching_lines(complete, count=False))
         if matching:
             parts, previous = [], 0
             for _, line_start, line_end in matching:
@@ -122,9 +143,13 @@ class LineReader:
             text = b''.join(parts)
         else:
             text = complete
-        result = self._bulk(text, taken) if len(text) <= MAX_RECORD_BYTES else None
+        if not text:
+            return list(self._all_lines(complete)), 0, None  # every line is a candidate
+        result = self._bulk(text, None) if len(text) <= MAX_RECORD_BYTES else None
         if result is not None:
-            return matching, taken, result
+            taken = result[0]
+            self._block_lines = len(matching) + taken
+            return matching, taken, result  # their indexes are None: numbered lazily
         return list(self._all_lines(complete)), 0, None
 
     def _claim_failed_in_bulk_block(self, complete, buffer_offset, produced):
@@ -135,8 +160,10 @@ class LineReader:
         return [(index, line_start, line_end) for index, line_start, line_end in self._all_lines(complete)
                 if buffer_offset + line_start < stop and line_start not in produced]
 
-    def _matching_lines(self, complete):
+    def _matching_lines(self, complete, count=True):
         # (index of line in block, start, end) of the lines of `complete` matching the needles.
+        # With count, the block's lines are counted (in _block_lines); else nothing is counted, the
+        # indexes are None and the caller counts the lines.
         if self._needles is None:
             yield from self._all_lines(complete)
             return
@@ -145,15 +172,19 @@ class LineReader:
         while True:
             match = search(complete, position)
             if match is None:
-                # The block's lines, counted in the same single pass as the line indexes.
-                self._block_lines = index + complete.count(b'\n', position)
+                if count:
+                    # The block's lines, counted in the same single pass as the line indexes.
+                    self._block_lines = index + complete.count(b'\n', position)
                 return
             line_start = complete.rfind(b'\n', 0, match.start()) + 1
             # The line holding the match's start (a match spanning a raw newline is not a line's).
             line_end = complete.find(b'\n', match.start())
-            index += complete.count(b'\n', position, line_start)
-            yield index, line_start, line_end
-            index += 1
+            if count:
+                index += complete.count(b'\n', position, line_start)
+                yield index, line_start, line_end
+                index += 1
+            else:
+                yield None, line_start, line_end
             position = line_end + 1
 
     def _after_failed_claim(self, complete, buffer_offset, first_number, produced):
@@ -229,8 +260,9 @@ class LineReader:
                 self.lines_produced += 1
                 if taken:
                     produced.add(line_start)
-                yield (buffer_offset + line_start, first_line + lines_before + index,
-                       line if len(line) <= MAX_RECORD_BYTES else None)
+                number = (first_line + lines_before + index if index is not None
+                          else LineInBlock(first_line + lines_before, complete, line_start))
+                yield (buffer_offset + line_start, number, line if len(line) <= MAX_RECORD_BYTES else None)
             if taken:
                 # The lines `bulk` took are this range's only once the block's last line is claimed.
                 last_start = complete.rfind(b'\n', 0, len(complete) - 1) + 1

@@ -1,0 +1,90 @@
+"""The two Beam overheads `pipelines.beam_overheads` avoids, and that avoiding them changes nothing."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TypeOptions
+
+from apache_beam.transforms import userstate
+
+from pipelines import beam_overheads
+from pipelines.beam_overheads import OptionsWithViews
+from pipelines.options import DetectionOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGV = ['--azure_activity', 'a/*.jsonl', '--output_dir', 'out', '--runner', 'DirectRunner']
+
+
+def test_each_view_is_built_once_and_shares_the_values_of_every_other():
+    options = OptionsWithViews(ARGV)
+    standard = options.view_as(StandardOptions)
+    assert options.view_as(StandardOptions) is standard
+    assert options.view_as(DetectionOptions).azure_activity == 'a/*.jsonl'
+    options.view_as(DirectOptions).direct_num_workers = 3
+    assert options.view_as(DirectOptions).direct_num_workers == 3
+    assert PipelineOptions.view_as(options, DirectOptions).direct_num_workers == 3  # a view built anew
+    standard.runner = 'Other'
+    assert options.view_as(StandardOptions).runner == 'Other'
+
+
+def test_the_options_read_as_plain_options_do_and_pickle_without_their_views():
+    options, plain = OptionsWithViews(ARGV), PipelineOptions(ARGV)
+    for cls in (StandardOptions, TypeOptions, DetectionOptions):
+        options.view_as(cls)
+    assert options.get_all_options() == plain.get_all_options()
+    copy = pickle.loads(pickle.dumps(options))
+    assert '_views' not in copy.__dict__
+    assert copy.view_as(DetectionOptions).output_dir == 'out'
+
+
+def test_building_a_pipeline_does_not_import_ipython():
+    pytest.importorskip('IPython')  # without IPython there is nothing to avoid
+    code = ('import sys\n'
+            'import apache_beam as beam\n'
+            'from pipelines.beam_overheads import skip_ipython_probe\n'
+            'skip_ipython_probe()\n'
+            'pipeline = beam.Pipeline()\n'
+            '_ = pipeline | beam.Create([1]) | beam.Map(str)\n'
+            'assert "IPython" not in sys.modules, "IPython was imported"\n')
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+
+
+class _Stateful(beam.DoFn):
+    STATE = userstate.BagStateSpec('seen', beam.coders.StrUtf8Coder())
+    TIMER = userstate.TimerSpec('flush', beam.TimeDomain.WATERMARK)
+
+    def process(self, element, seen=beam.DoFn.StateParam(STATE), flush=beam.DoFn.TimerParam(TIMER)):
+        yield element
+
+    @userstate.on_timer(TIMER)
+    def on_flush(self):
+        yield None
+
+
+def test_the_specs_of_a_dofn_are_computed_once_per_object_and_stay_what_beam_says(monkeypatch):
+    stateful, plain = _Stateful(), beam.Map(str).fn
+    calls = []
+    original = userstate.get_dofn_specs
+
+    def counted(dofn):
+        calls.append(dofn)
+        return original(dofn)
+    monkeypatch.setattr(userstate, 'get_dofn_specs', counted)
+    beam_overheads.cache_dofn_specs()
+    for dofn in (stateful, plain, stateful, plain, stateful):
+        specs = userstate.get_dofn_specs(dofn)
+        assert specs == original(dofn)
+        specs[0].clear()  # the caller's own sets
+    assert calls == [stateful, plain]
+    assert userstate.is_stateful_dofn(stateful) and not userstate.is_stateful_dofn(plain)
+    assert len(calls) == 2
+    copy = pickle.loads(pickle.dumps(stateful))
+    assert userstate.get_dofn_specs(copy) == original(stateful) and calls[-1] is copy
