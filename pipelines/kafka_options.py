@@ -133,7 +133,7 @@ def read_seconds(options):
 
 def consumer_config(options, environ=None, read_for_seconds=0):
     """The consumer properties; with `read_for_seconds`, each run of KafkaIO's read of a partition ends
-    after that long (templates/flink/job-server/src/main/java/rarerun/kafka/BoundedPollInterceptor.java:
+    after that long (templates/kafka/java/src/main/java/rarerun/kafka/BoundedPollInterceptor.java:
     Flink's portable runner never makes the read checkpoint, and the watermark moves only when it does)."""
     config = dict(client_config(options, environ), **{
         'group.id': options.kafka_consumer_group,
