@@ -201,8 +201,8 @@ class _Taken:
         self.lines = 0
         call = bulk.BulkValidator.__call__
 
-        def counted(validator, text, lines=None):
-            result = call(validator, text, lines)
+        def counted(validator, text):
+            result = call(validator, text)
             if result is not None:
                 self.lines += result[0]  # every line of a block taken is parsed
             return result
@@ -253,21 +253,21 @@ def test_every_hostile_line_is_handed_back_and_clean_blocks_are_taken(table):
     validator = bulk.BulkValidator(WINDOWS['daily'])
     clean = [clean_line(rnd, table) for _ in range(50)]
     text = b'\n'.join(clean) + b'\n'
-    result = validator(text, len(clean))
+    result = validator(text)
     assert result is not None and result[0] == 50 and sum(result[2].values()) == 50 - result[1]
     for line in valid_lines():
         block = b'\n'.join(clean[:10] + [line] + clean[10:]) + b'\n'
-        assert validator(block, block.count(b'\n'))[0] == 51, line[:80]
+        assert validator(block)[0] == 51, line[:80]
     for line in hostile_lines(table):
         block = b'\n'.join(clean[:10] + [line] + clean[10:]) + b'\n'
-        assert validator(block, block.count(b'\n')) is None, line[:80]
+        assert validator(block) is None, line[:80]
 
 
 def test_counts_per_window_equal_the_rows_windows():
     windows = WINDOWS['sliding-minutes']
     texts = ['2024-03-01T00:06:59.9999999Z', '2024-03-01T00:07:00Z', '2024-03-01T00:37:00.5Z', '2024-03-01T01:59:00Z']
     text = ''.join('{"TimeGenerated":"%s"}\n' % t for t in texts).encode()
-    parsed, outside, per_window = bulk.BulkValidator(windows)(text, len(texts))
+    parsed, outside, per_window = bulk.BulkValidator(windows)(text)
     expected = {}
     for t in texts:
         for label in windows.windows_in_range(parse_datetime_us(t)):
@@ -347,7 +347,7 @@ def test_blocks_of_one_shape_count_as_each_value_parsed(seed, size, windows, mut
         index = rnd.randrange(size)
         texts[index] = _mutated(texts[index], mutation)
     block = ''.join(json.dumps({'TimeGenerated': text, 'a': 1}, ensure_ascii=False) + '\n' for text in texts)
-    result = bulk.BulkValidator(WINDOWS[windows])(block.encode('utf-8'), size)
+    result = bulk.BulkValidator(WINDOWS[windows])(block.encode('utf-8'))
     expected = _expected_counts(texts, WINDOWS[windows])
     if expected is None:
         assert result is None
@@ -361,9 +361,9 @@ def test_the_validator_pickles_and_counts_the_same_after():
     import pickle  # pylint: disable=import-outside-toplevel
     validator = bulk.BulkValidator(WINDOWS['sliding-minutes'])
     text = ''.join('{"TimeGenerated":"2024-03-01T0%d:10:00Z"}\n' % hour for hour in range(5)).encode()
-    before = validator(text, 5)
+    before = validator(text)
     copy = pickle.loads(pickle.dumps(validator))
-    assert before is not None and copy(text, 5) == before
+    assert before is not None and copy(text) == before
 
 
 def test_a_block_without_the_tables_first_key_column_goes_to_the_per_line_reader():
@@ -372,9 +372,9 @@ def test_a_block_without_the_tables_first_key_column_goes_to_the_per_line_reader
     rnd = random.Random(7)
     lines = [clean_line(rnd, DEVICE_EVENTS) for _ in range(20)]
     text = b'\n'.join(lines) + b'\n'
-    assert bulk.BulkValidator(WINDOWS['daily'])(text, len(lines)) is not None
-    assert bulk.BulkValidator(WINDOWS['daily'], KEY_COLUMNS[AZURE_ACTIVITY])(text, len(lines)) is None
-    assert bulk.BulkValidator(WINDOWS['daily'], KEY_COLUMNS[DEVICE_EVENTS])(text, len(lines)) is not None
+    assert bulk.BulkValidator(WINDOWS['daily'])(text) is not None
+    assert bulk.BulkValidator(WINDOWS['daily'], KEY_COLUMNS[AZURE_ACTIVITY])(text) is None
+    assert bulk.BulkValidator(WINDOWS['daily'], KEY_COLUMNS[DEVICE_EVENTS])(text) is not None
 
 
 def test_another_tables_export_gives_the_same_dead_letters_with_native_validation(tmp_path):

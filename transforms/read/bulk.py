@@ -100,7 +100,7 @@ def _prefix(windows):
 
 
 class BulkValidator:
-    """``validator(text, lines)``: validate and count a block of irrelevant JSON lines natively.
+    """``validator(text)``: validate and count a block of irrelevant JSON lines natively.
 
     `windows`: the run's `QueryWindows` (None: rows are only counted as parsed). Picklable; the
     decoder is built where it is first used.
@@ -118,22 +118,15 @@ class BulkValidator:
     def __setstate__(self, state):
         self.__init__(state['windows'], state['key_columns'])
 
-    def times(self, text, lines):
-        """The ``TimeGenerated`` texts of the `lines` lines of `text` (bytes of whole lines, each
-        ending with a newline), or None when any line needs the per-line reader."""
-        checked = self._checked_times(text, lines)
-        return None if checked is None else checked[0]
-
-    def _checked_times(self, text, lines):
+    def _checked_times(self, text):
         # (times, their text joined with a newline after each, whether all have one shape) or None.
-        # `lines` None: the newlines of `text` are counted in the bracket pass's small output.
-        if lines == 0 or not text:
+        # The lines of `text` are counted in the bracket pass's small output.
+        if not text:
             return [], '', False
         if text[:1] != b'{' or not text.endswith(b'}\n'):
             return None
         brackets = text.translate(None, _NOT_BRACKET)
-        if lines is None:
-            lines = brackets.count(b'\n')
+        lines = brackets.count(b'\n')
         if text.count(_LINE_BREAK) != lines - 1 or not _utf8(text) or _TOO_MANY_BRACKETS.search(brackets):
             return None
         if self._decoder is None:
@@ -169,12 +162,11 @@ class BulkValidator:
             return rows
         return None  # a row with none of the table's key columns: the per-line reader decides
 
-    def __call__(self, text, lines=None):
+    def __call__(self, text):
         """The block's counts, ``(parsed, outside_range, {window label: rows})`` (see `add`), or
-        None when any line of the block needs the per-line reader. `lines`: the number of lines of
-        `text`, counted here when None (every line of an accepted block is parsed: ``parsed`` is
-        their number)."""
-        checked = self._checked_times(text, lines)
+        None when any line of the block needs the per-line reader (every line of an accepted block
+        is parsed: ``parsed`` is their number)."""
+        checked = self._checked_times(text)
         if checked is None:
             return None
         times, joined, same_shape = checked

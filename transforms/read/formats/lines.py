@@ -49,7 +49,7 @@ class LineReader:
     same reason.
 
     With `bulk` (and `needles`), the lines the needles skip are not skipped unread:
-    ``bulk(text, None)`` gets them a block at a time (whole lines, each ending with a newline)
+    ``bulk(text)`` gets them a block at a time (whole lines, each ending with a newline)
     and validates, counts them (its result's first item is their number) and counts their rows
     (`transforms.read.bulk`); they count as produced, and its result is appended to `bulk_counts`
     once the block's lines are claimed. When it returns None, every line of that block is produced
@@ -145,7 +145,7 @@ class LineReader:
             text = complete
         if not text:
             return list(self._all_lines(complete)), 0, None  # every line is a candidate
-        result = self._bulk(text, None) if len(text) <= MAX_RECORD_BYTES else None
+        result = self._bulk(text) if len(text) <= MAX_RECORD_BYTES else None
         if result is not None:
             taken = result[0]
             self._block_lines = len(matching) + taken
