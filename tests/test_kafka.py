@@ -20,10 +20,10 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime
 
 import pytest
 
+from benchmarks.stream_latency import window_end_us
 from flink_support import (BOOTSTRAP, FLINK_LOCAL_DIR, ROOT, RUN_TIMEOUT, cluster, rest, run_in_process,
                            running_jobs, cancel_job, taskmanager_running_a_task, wait_for)
 from pipelines import replay
@@ -202,7 +202,7 @@ def first_alert_times(messages):
         record = json.loads(message.value())
         if record.get('AlertStatus') == 'Withdrawn':
             continue
-        end = int(datetime.fromisoformat(record['QueryPeriodEnd'].replace('Z', '+00:00')).timestamp() * 1e6)
+        end = window_end_us(record)
         first[end] = min(first.get(end, float('inf')), message.timestamp()[1] / 1000.0)
     return first
 
