@@ -36,6 +36,12 @@ setuptools.setup(
         'gcp': ['apache-beam[gcp]==2.62.0'],
         'bench': ['duckdb>=1.1'],
     },
+    # The read step's one-pass block scanner (prefilter, validation, TimeGenerated counts) in C: about
+    # one byte pass instead of eight to ten in CPython (benchmarks/README.md). Optional: where it cannot
+    # be compiled, the reader uses its Python and msgspec path, which tests/test_blockscan.py compares
+    # it with.
+    ext_modules=[setuptools.Extension('transforms.read._blockscan', ['transforms/read/_blockscan.c'],
+                                      optional=True, extra_compile_args=['-O3'])],
     entry_points={
         'console_scripts': [
             'rare-runcommand=pipelines.cli:main',

@@ -23,7 +23,7 @@ from apache_beam.io.range_trackers import OffsetRangeTracker
 from transforms.detect.relevance import read_filters
 from transforms.detect.semantics import Semantics
 from transforms.detect.windows import QueryWindows
-from transforms.read import bulk
+from transforms.read import blockscan, bulk
 from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.ingest import format_datetime_us, parse_datetime_us
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, KEY_COLUMNS
@@ -194,19 +194,38 @@ def check_file(path, table, semantics, windows, split_at, split_after, block_byt
     return reference
 
 
+@pytest.fixture(autouse=True, params=['blockscan', 'msgspec'])
+def native_path(request, monkeypatch):
+    """Every test runs with each native path of the read step: the compiled one-pass scanner
+    (`transforms.read.blockscan`) and the msgspec validator it replaces where it is built."""
+    if request.param == 'msgspec':
+        monkeypatch.setattr(blockscan, '_blockscan', None)
+    elif not blockscan.available():
+        pytest.skip('the compiled scanner is not built')
+    return request.param
+
+
 class _Taken:
-    """Counts the lines the native validator took (to check that the tests exercise it)."""
+    """Counts the lines the native path took (to check that the tests exercise it)."""
 
     def __init__(self, monkeypatch):
         self.lines = 0
         call = bulk.BulkValidator.__call__
+        scan_block = blockscan.BlockScanner.scan_block
 
         def counted(validator, text):
             result = call(validator, text)
             if result is not None:
                 self.lines += result[0]  # every line of a block taken is parsed
             return result
+
+        def scanned(scanner, block):
+            result = scan_block(scanner, block)
+            if result is not None:
+                self.lines += result[2][0]
+            return result
         monkeypatch.setattr(bulk.BulkValidator, '__call__', counted)
+        monkeypatch.setattr(blockscan.BlockScanner, 'scan_block', scanned)
 
 
 @settings(max_examples=int(os.environ.get('BULK_EXAMPLES', '40')), deadline=None,

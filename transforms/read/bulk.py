@@ -170,12 +170,10 @@ class BulkValidator:
         if checked is None:
             return None
         times, joined, same_shape = checked
-        windows, per_window, outside = self._windows, {}, 0
         if self._prefix is None:
             groups = collections.Counter(times)
-            suffix = ''
         else:
-            length, suffix = self._prefix
+            length = self._prefix[0]
             first = times[0][:length] if times else ''
             # Texts of one canonical shape hold their prefix only at their start: one count says
             # whether the whole block lies in one hour (minute, second), as sorted exports mostly do.
@@ -183,10 +181,21 @@ class BulkValidator:
                 groups = {first: len(times)}
             else:
                 groups = collections.Counter(map(operator.itemgetter(slice(0, length)), times))
+        counted = self.window_counts(groups)
+        if counted is None:
+            return None
+        return (len(times),) + counted
+
+    def window_counts(self, groups):
+        """(outside_range, {window label: rows}) of `groups`, {canonical TimeGenerated text, or its
+        prefix of `prefix_length` characters: rows}, each completed into the first instant it names
+        and parsed once; None when one is not a date (2024-02-30) or outside Kusto's range."""
+        suffix = self._prefix[1] if self._prefix else ''
+        windows, per_window, outside = self._windows, {}, 0
         for key, rows in groups.items():
             micros = _parse_canonical(key + suffix)
             if micros is None:
-                return None  # not a date (2024-02-30), or outside Kusto's range
+                return None
             if windows is None:
                 continue
             labels = windows.windows_in_range(micros)
@@ -194,7 +203,12 @@ class BulkValidator:
                 outside += rows
             for label in labels:
                 per_window[label] = per_window.get(label, 0) + rows
-        return len(times), outside, per_window
+        return outside, per_window
+
+    @property
+    def prefix_length(self):
+        """How many leading characters of TimeGenerated decide the windows (0: the whole text)."""
+        return self._prefix[0] if self._prefix else 0
 
 
 def add(result, counts):

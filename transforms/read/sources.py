@@ -20,6 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from transforms.read import blockscan
 from transforms.read import bulk as bulk_validation
 from transforms.read import dead_letter as reasons
 from transforms.read.dead_letter import DEAD_LETTER, ROWS
@@ -55,9 +56,10 @@ class ExportSource(filebasedsource.FileBasedSource):
     produced (after being parsed, validated and counted).
 
     With `validate_skipped` the records that `needles` skip are still validated and counted
-    (``--scan full``): in JSON lines files a block at a time natively (`transforms.read.bulk`,
-    which hands any block it cannot vouch for back to the per-line reader), in every other format
-    (and without msgspec) by reading every record as without `needles`.
+    (``--scan full``): in JSON lines files a block at a time natively (`transforms.read.blockscan`
+    in one pass, else `transforms.read.bulk`; each hands any block it cannot vouch for back to the
+    per-line reader), in every other format (and without either) by reading every record as without
+    `needles`.
     """
 
     block_bytes = BLOCK_BYTES  # how much of a file the line readers take at a time
@@ -76,9 +78,13 @@ class ExportSource(filebasedsource.FileBasedSource):
         """(needles, bulk) of the LineReader of a file of format `fmt`."""
         if not self._validate_skipped:
             return self._needles, None
-        if (self._needles is None or self._keep is None or fmt != 'jsonl' or self._input_format not in (None, 'auto', 'jsonl')
-                or not bulk_validation.available()):
+        if self._needles is None or self._keep is None or fmt != 'jsonl' or self._input_format not in (None, 'auto', 'jsonl'):
             return None, None  # every record read one by one
+        specs = blockscan.needle_specs(self._needles) if blockscan.available() else None
+        if specs is not None:
+            return self._needles, blockscan.BlockScanner(specs, self._windows, KEY_COLUMNS[self._table])
+        if not bulk_validation.available():
+            return None, None
         return self._needles, bulk_validation.BulkValidator(self._windows, KEY_COLUMNS[self._table])
 
     def open_file(self, file_name):

@@ -132,7 +132,15 @@ class LineReader:
         """The lines of `complete` for the per-line reader, after the others were given to `bulk`:
         a list of (index, start, end), the number of lines `bulk` took (0: none) and its result.
         `bulk` counts the lines it is given (its result's first item), so that the block's
-        newlines are not counted here too."""
+        newlines are not counted here too. A `bulk` with ``scan_block`` (`transforms.read.blockscan`)
+        finds the candidate lines and validates the others in one call."""
+        scan_block = getattr(self._bulk, 'scan_block', None)
+        if scan_block is not None:
+            scanned = scan_block(complete)
+            if scanned is None or len(scanned[0]) == scanned[1]:
+                return list(self._all_lines(complete)), 0, None
+            candidates, self._block_lines, result = scanned
+            return [(None, start, end) for start, end in candidates], result[0], result
         matching = list(self._matching_lines(complete, count=False))
         if matching:
             parts, previous = [], 0

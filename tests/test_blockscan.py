@@ -1,0 +1,200 @@
+"""The compiled one-pass block scanner (transforms/read/blockscan.py, _blockscan.c) against its references.
+
+* its candidate lines are exactly the prefilter's (`LineReader` with `LiteralNeedles`), on the
+  prefilter's random export files (case variants, Unicode look-alikes, escapes, cut lines);
+* a line it accepts is one Python's JSON decoder reads as an object with the same TimeGenerated,
+  and that the msgspec validator accepts with the same counts: on valid rows and on mutations of
+  them (bytes flipped, inserted, deleted), and it refuses every hostile line;
+* nothing an attacker writes makes it crash or take more than linear time.
+
+The read step's outputs with the scanner equal the per-line reader's in tests/test_bulk.py.
+"""
+
+import io
+import pickle
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from transforms.detect.relevance import read_filters
+from transforms.read import blockscan, bulk
+from transforms.read.formats.lines import LineReader
+from transforms.read.prefilter import LiteralNeedles
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, KEY_COLUMNS
+
+from tests.test_bulk import (SENTINEL, STRICT, WINDOWS, clean_line, hostile_lines, read, relevant_line, summarize,
+                              valid_lines)
+from tests.test_prefilter import export_lines
+
+TABLES = [AZURE_ACTIVITY, DEVICE_FILE_EVENTS, DEVICE_EVENTS]
+
+
+def test_the_compiled_scanner_is_built():
+    # The project's installation compiles it (setup.py); where a machine cannot, the reader falls
+    # back, but the machine that runs these tests must exercise it.
+    assert blockscan.available()
+
+
+pytestmark = pytest.mark.skipif(not blockscan.available(), reason='the compiled scanner is not built')
+
+
+def _needles(table, strict):
+    return read_filters(table, STRICT if strict else SENTINEL, 'full')[0]
+
+
+def _prefilter_candidates(needles, block):
+    reader = LineReader(io.BytesIO(b''), 0, None, needles)
+    spans = [(start, end) for _, start, end in reader._matching_lines(block)]  # pylint: disable=protected-access
+    return spans, reader._block_lines  # pylint: disable=protected-access
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), table=st.sampled_from(TABLES), strict=st.booleans())
+def test_candidates_are_the_prefilters(data, table, strict):
+    needles = _needles(table, strict)
+    specs = blockscan.needle_specs(needles)
+    assert specs is not None
+    lines = data.draw(export_lines(table))
+    rnd = random.Random(data.draw(st.integers(0, 2 ** 32 - 1)))
+    lines += [clean_line(rnd, table) for _ in range(rnd.randrange(3))] + [relevant_line(rnd, table)]
+    rnd.shuffle(lines)
+    block = b'\n'.join(lines) + b'\n'
+    assert blockscan.candidate_lines(specs, block) == _prefilter_candidates(needles, block)
+
+
+@pytest.mark.parametrize('table', TABLES)
+@pytest.mark.parametrize('strict', [False, True])
+def test_a_scanned_block_gives_the_candidates_and_counts_of_the_python_path(table, strict):
+    rnd = random.Random(3)
+    needles = _needles(table, strict)
+    lines = [clean_line(rnd, table) for _ in range(300)] + [relevant_line(rnd, table) for _ in range(20)]
+    rnd.shuffle(lines)
+    block = b'\n'.join(lines) + b'\n'
+    for name, windows in WINDOWS.items():
+        scanner = blockscan.BlockScanner(blockscan.needle_specs(needles), windows, KEY_COLUMNS[table])
+        candidates, count, result = scanner.scan_block(block)
+        spans, python_count = _prefilter_candidates(needles, block)
+        assert (candidates, count) == (spans, python_count) and len(spans) >= 20, name
+        others = b''.join(line + b'\n' for line in block.split(b'\n')[:-1]
+                          if not any(start <= block.find(line) < end for start, end in spans))
+        assert result == bulk.BulkValidator(windows, KEY_COLUMNS[table])(others), name
+        assert result[0] == count - len(spans)
+
+
+def _scan_one(line, key_columns=()):
+    scanner = blockscan.BlockScanner(blockscan.needle_specs(LiteralNeedles(exact=[b'\x00\x01'])),
+                                     WINDOWS['odd'], key_columns)
+    return scanner.scan_block(line + b'\n')
+
+
+@pytest.mark.parametrize('table', TABLES)
+def test_every_hostile_line_is_refused(table):
+    for line in hostile_lines(table):
+        if line.startswith(b'{"a":"[[['):
+            continue  # brackets in a string: too many for the msgspec path's count, a valid row here
+        assert _scan_one(line) is None, line[:80]
+    for line in (b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":01}', b'{"TimeGenerated":"2024-03-02T10:00:00Z",}',
+                 b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":[1,]}', b'{"TimeGenerated":"2024-03-02T10:00:00Z" "a":1}',
+                 b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":"\x01"}', b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":tru}',
+                 b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":1.}', b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":.5}',
+                 b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":"\\x"}', b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":"\\u12"}',
+                 b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":"\xc0\x80"}', b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":"\xf4\x90\x80\x80"}',
+                 b'{"TimeGenerated":"2024-03-02T10:00:00Z","TimeGenerated":"2024-03-02T10:00:00Z"}',
+                 b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":1' + b'0' * 5000 + b'}',
+                 b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":{"b":1]}', b'{"TimeGenerated":"2024-03-02T10:00:00Z"]'):
+        assert _scan_one(line) is None, line[:80]
+
+
+def test_a_line_without_any_key_column_is_refused():
+    line = b'{"TimeGenerated":"2024-03-02T10:00:00Z","Other":1}'
+    assert _scan_one(line) is not None
+    assert _scan_one(line, KEY_COLUMNS[DEVICE_EVENTS]) is None
+    assert _scan_one(line[:-1] + b',"AdditionalFields":null}', KEY_COLUMNS[DEVICE_EVENTS]) is not None
+    assert _scan_one(b'{"x":{"DeviceName":1},"TimeGenerated":"2024-03-02T10:00:00Z"}', KEY_COLUMNS[DEVICE_EVENTS]) is None
+
+
+def _per_line_reader(tmp_path, table, line):
+    """(rows, dead letters, counts) of the per-line reader (the reference) over a file of `line`."""
+    path = tmp_path / (table + '.jsonl')
+    path.write_bytes(line + b'\n')
+    return summarize(read(str(path), table, SENTINEL, WINDOWS['odd'], False)[0])
+
+
+def _check_accepted_line(tmp_path, table, line):
+    """Whether the scanner accepts `line`; if so, the per-line reader must read it as a valid row
+    with the same counts, and so must the msgspec validator unless the line holds more brackets
+    than it counts."""
+    scanned = _scan_one(line, KEY_COLUMNS[table])
+    if scanned is None:
+        return False
+    rows, dead, counts = _per_line_reader(tmp_path, table, line)
+    assert not dead, line[:200]
+    assert scanned[2] == (counts['parsed'], counts['outside_range'], counts['windows']), line[:200]
+    msgspec_path = bulk.BulkValidator(WINDOWS['odd'], KEY_COLUMNS[table])(line + b'\n')
+    assert msgspec_path == scanned[2] or line.count(b'[') + line.count(b'{') > 64, line[:200]
+    return True
+
+
+def _with_key_column(table, line):
+    return line if b'"%s"' % KEY_COLUMNS[table][0].encode() in line else (
+        b'{"%s":"x",' % KEY_COLUMNS[table][-1].encode() + line[1:])
+
+
+def test_valid_lines_are_taken_as_the_per_line_reader_takes_them(tmp_path):
+    rnd = random.Random(1)
+    for table in TABLES:
+        refused = [line for line in valid_lines()
+                   if not _check_accepted_line(tmp_path, table, _with_key_column(table, line))]
+        # What the scanner leaves to the reader: a number longer than it reads, TimeGenerated
+        # spelled with escapes (its key or its text) or given twice.
+        assert [line[:30] for line in refused] == [
+            b'{"a":1' + b'0' * 24, b'{"TimeGenerated":"2024-03-02T1', b'{"TimeGenerated":"\\u0032024-03',
+            b'{"TimeGenerated":"2024-02-29T2']
+    assert all(_check_accepted_line(tmp_path, table, clean_line(rnd, table)) for table in TABLES for _ in range(30))
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2 ** 32 - 1), table=st.sampled_from(TABLES),
+       edits=st.lists(st.tuples(st.sampled_from(['flip', 'insert', 'delete']), st.integers(0, 10 ** 6),
+                                st.sampled_from(list(b'{}[]",:\\-.0123456789eEtrufalsn u\x00\x1f\x7f\x80\xbf\xc3\xed\xf0\xff'))),
+                      min_size=1, max_size=3))
+def test_a_mutated_line_is_accepted_only_if_the_per_line_reader_reads_it_so(tmp_path_factory, seed, table, edits):
+    rnd = random.Random(seed)
+    line = bytearray(_with_key_column(table, rnd.choice([clean_line(rnd, table)] + valid_lines())))
+    for kind, where, byte in edits:
+        where %= len(line) + (kind == 'insert')
+        if kind == 'flip' and where < len(line):
+            line[where] = byte
+        elif kind == 'insert':
+            line[where:where] = bytes([byte])
+        elif where < len(line):
+            del line[where]
+    _check_accepted_line(tmp_path_factory.mktemp('line'), table, bytes(line).replace(b'\n', b' '))
+
+
+@pytest.mark.parametrize('line', [
+    b'{"a":' + b'[' * 200_000 + b'}', b'{"a":"' + b'x' * 3_000_000, b'{"a":"' + b'\\' * 1_000_001 + b'"}',
+    b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":' + b'{"b":' * 100_000, b'{' * 500_000,
+    b'{"a":' + b'1' * 2_000_000 + b'}', b'{"' + b'\xf0\x9f\x98\x80' * 500_000 + b'":1}'])
+def test_hostile_lines_end_quickly_and_are_refused(line):
+    assert _scan_one(line) is None
+
+
+def test_the_scanner_pickles():
+    scanner = blockscan.BlockScanner(blockscan.needle_specs(_needles(DEVICE_EVENTS, False)), WINDOWS['hours'],
+                                     KEY_COLUMNS[DEVICE_EVENTS])
+    rnd = random.Random(2)
+    block = b''.join(clean_line(rnd, DEVICE_EVENTS) + b'\n' for _ in range(40)) + relevant_line(rnd, DEVICE_EVENTS) + b'\n'
+    before = scanner.scan_block(block)
+    assert before is not None and before[0] and before[2][0] == 41 - len(before[0])
+    assert pickle.loads(pickle.dumps(scanner)).scan_block(block) == before
+
+
+def test_needles_it_cannot_express_keep_the_python_path():
+    import re  # pylint: disable=import-outside-toplevel
+    assert blockscan.needle_specs(re.compile(b'runcommand')) is None
+    assert blockscan.needle_specs(LiteralNeedles(exact=[b'-File'], confirm={b'-File': re.compile(b'-File x')})) is None
+    assert blockscan.needle_specs(LiteralNeedles(exact=[b'x'])) == ((b'x', False, 0),)

@@ -1,0 +1,586 @@
+/*
+ * One pass in C over a block of JSON lines: the prefilter's candidate lines, and the validation and
+ * TimeGenerated counts of every other line (transforms/read/blockscan.py holds the Python side and
+ * the contract; transforms/read/prefilter.py and transforms/read/bulk.py are the references).
+ *
+ * scan(block, needles, validate, key_columns, max_depth, prefix_length)
+ *
+ *   block:         bytes, whole lines, each ending with "\n".
+ *   needles:       tuple of (literal: bytes, folded: bool, confirm: int). A line is a candidate when a
+ *                  needle starts in it: `folded` literals (given lower-cased) match ignoring ASCII
+ *                  case (as the block lower-cased by bytes.lower() would), the others as they are; confirm 1 requires what follows an
+ *                  occurrence to be one JSON whitespace (raw " \t\n\f\r" or escaped "\t\n\f\r") and
+ *                  "script" (prefilter.SCRIPT_FILE_ARGUMENT).
+ *   validate:      False: only the candidates are found; the result's counts are None.
+ *   key_columns:   tuple of bytes: every other line must hold one of them as a top-level key
+ *                  (empty: no such requirement).
+ *   max_depth:     arrays and objects nest at most this deep (the line's object is level 1).
+ *   prefix_length: rows are counted per this many leading characters of TimeGenerated (0: the
+ *                  whole text).
+ *
+ * Returns None when some other line is not a plain row this scanner can vouch for (the caller then
+ * reads the block line by line), else (candidates, lines, counts): the (start, end) offsets of the
+ * candidate lines (end: the offset of their newline), the number of lines in the block, and
+ * {TimeGenerated prefix: rows} of the other lines (None without validate).
+ *
+ * A plain row, as accepted here: a line that is exactly one JSON object (RFC 8259; no NaN or
+ * Infinity; no \u escape of a surrogate; no raw control character in a string; UTF-8 without
+ * overlong forms, surrogates or code points past U+10FFFF; whitespace only between tokens) nested at
+ * most max_depth deep, with no number longer than 4,000 characters, whose top-level keys hold no
+ * backslash, include "TimeGenerated" once, with a string value in the canonical export form
+ * YYYY-MM-DDThh:mm:ss[.fff...]Z (hour below 24, minutes and seconds below 60; the calendar date is
+ * checked by the caller, once per prefix), include none of "properties", "Type" and "$table", and
+ * include one of key_columns. Everything else makes the block go back to the line reader, which
+ * decides; so accepting less than the reader accepts is always safe, accepting more never is.
+ *
+ * The scan itself runs without the GIL on an immutable bytes object.
+ */
+#define PY_SSIZE_T_CLEAN
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#define MAX_NEEDLES 16
+#define MAX_KEYS 16
+#define MAX_NUMBER_CHARS 4000
+#define CONFIRM_SCRIPT_FILE 1
+
+typedef struct {
+    const unsigned char *bytes;
+    Py_ssize_t length;
+    int folded;
+    int confirm;
+    Py_ssize_t next; /* the next confirmed occurrence at or after `from`, -1: none left */
+    Py_ssize_t from;
+} Needle;
+
+typedef struct {
+    const unsigned char *bytes;
+    Py_ssize_t length;
+} Key;
+
+typedef struct {
+    Py_ssize_t *items;
+    Py_ssize_t size, capacity;
+} Offsets;
+
+static int offsets_push(Offsets *list, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, int width) {
+    if (list->size + 3 > list->capacity) {
+        Py_ssize_t capacity = list->capacity ? list->capacity * 2 : 64;
+        Py_ssize_t *items = realloc(list->items, (size_t)capacity * sizeof(Py_ssize_t));
+        if (items == NULL) return 0;
+        list->items = items;
+        list->capacity = capacity;
+    }
+    list->items[list->size++] = a;
+    list->items[list->size++] = b;
+    if (width == 3) list->items[list->size++] = c;
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Needles
+ */
+
+static inline unsigned char lower_ascii(unsigned char c) { return (unsigned)(c - 'A') < 26u ? c | 0x20 : c; }
+
+/* Whether `literal` (lower-cased when `folded`) is at `at`, ignoring ASCII case when `folded`. */
+static int literal_at(const unsigned char *at, const unsigned char *literal, Py_ssize_t length, int folded) {
+    if (!folded) return memcmp(at, literal, (size_t)length) == 0;
+    for (Py_ssize_t i = 0; i < length; i++)
+        if (lower_ascii(at[i]) != literal[i]) return 0;
+    return 1;
+}
+
+/* The first occurrence of `literal` in data[from:size], or -1. Sixteen places at a time, by its first
+ * and last bytes (W. Mula's SIMD-friendly substring search), each place where both match checked
+ * whole. Folded: a letter of the literal matches either case (x | 0x20 equals a lower-case ASCII
+ * letter only for that letter in either case), as bytes.lower() then find does. */
+static Py_ssize_t find(const unsigned char *data, Py_ssize_t size, Py_ssize_t from, const unsigned char *literal,
+                       Py_ssize_t length, int folded) {
+    if (from < 0) from = 0;
+    if (length == 0 || from > size - length) return -1;
+    unsigned char first = literal[0], last = literal[length - 1];
+    unsigned char first_fold = folded && first >= 'a' && first <= 'z' ? 0x20 : 0;
+    unsigned char last_fold = folded && last >= 'a' && last <= 'z' ? 0x20 : 0;
+    Py_ssize_t i = from;
+#if defined(__SSE2__)
+    const __m128i f = _mm_set1_epi8((char)first), l = _mm_set1_epi8((char)last);
+    const __m128i ff = _mm_set1_epi8((char)first_fold), lf = _mm_set1_epi8((char)last_fold);
+    for (; i + length - 1 + 16 <= size; i += 16) {
+        __m128i a = _mm_or_si128(_mm_loadu_si128((const __m128i *)(data + i)), ff);
+        __m128i b = _mm_or_si128(_mm_loadu_si128((const __m128i *)(data + i + length - 1)), lf);
+        unsigned mask = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, f), _mm_cmpeq_epi8(b, l)));
+        while (mask) {
+            Py_ssize_t at = i + __builtin_ctz(mask);
+            if (literal_at(data + at, literal, length, folded)) return at;
+            mask &= mask - 1;
+        }
+    }
+#endif
+    for (; i <= size - length; i++) {
+        if ((data[i] | first_fold) == first && (data[i + length - 1] | last_fold) == last &&
+            literal_at(data + i, literal, length, folded))
+            return i;
+    }
+    return -1;
+}
+
+static int is_confirmed(const Needle *needle, const unsigned char *data, Py_ssize_t size, Py_ssize_t at) {
+    if (needle->confirm != CONFIRM_SCRIPT_FILE) return 1;
+    Py_ssize_t p = at + needle->length;
+    if (p >= size) return 0;
+    unsigned char c = data[p];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r') {
+        p += 1;
+    } else if (c == '\\' && p + 1 < size &&
+               (data[p + 1] == 't' || data[p + 1] == 'n' || data[p + 1] == 'f' || data[p + 1] == 'r')) {
+        p += 2;
+    } else {
+        return 0;
+    }
+    return size - p >= 6 && memcmp(data + p, "script", 6) == 0;
+}
+
+/* The first confirmed occurrence of `needle` at or after `from`. */
+static Py_ssize_t next_occurrence(const Needle *needle, const unsigned char *data, Py_ssize_t size, Py_ssize_t from) {
+    Py_ssize_t found = find(data, size, from, needle->bytes, needle->length, needle->folded);
+    while (found >= 0 && !is_confirmed(needle, data, size, found))
+        found = find(data, size, found + 1, needle->bytes, needle->length, needle->folded);
+    return found;
+}
+
+/* Whether a needle starts in [start, end). */
+static int line_is_candidate(Needle *needles, int count, const unsigned char *data, Py_ssize_t size,
+                             Py_ssize_t start, Py_ssize_t end) {
+    int candidate = 0;
+    for (int i = 0; i < count; i++) {
+        Needle *needle = &needles[i];
+        if (needle->next >= 0 && needle->next < start) {
+            needle->next = next_occurrence(needle, data, size, start);
+        }
+        if (needle->next >= 0 && needle->next < end) candidate = 1;
+    }
+    return candidate;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Validation of one line
+ */
+
+typedef struct {
+    const Key *keys;
+    int key_count;
+    int max_depth;
+    const unsigned char *time; /* TimeGenerated's text, set by validate_line */
+    Py_ssize_t time_length;
+} Checks;
+
+static const unsigned char *skip_space(const unsigned char *p, const unsigned char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
+    return p;
+}
+
+static int hex(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* One UTF-8 sequence starting with a byte >= 0x80 at p: its length, 0 when invalid. */
+static int utf8_sequence(const unsigned char *p, const unsigned char *end) {
+    unsigned char c = p[0];
+    Py_ssize_t left = end - p;
+    if (c >= 0xC2 && c <= 0xDF) {
+        return left >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (left < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && p[1] < 0xA0) return 0; /* overlong */
+        if (c == 0xED && p[1] > 0x9F) return 0; /* surrogate */
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (left < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
+        if (c == 0xF0 && p[1] < 0x90) return 0; /* overlong */
+        if (c == 0xF4 && p[1] > 0x8F) return 0; /* past U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+/* A string from its opening quote at p: the position after its closing quote, or NULL. Sets
+ * *escaped when it holds a backslash. */
+static const unsigned char *string_end(const unsigned char *p, const unsigned char *end, int *escaped) {
+    p++;
+    for (;;) {
+#if defined(__SSE2__)
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)p);
+            /* signed: below 0x20, and every byte >= 0x80 */
+            __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                           _mm_cmplt_epi8(v, space));
+            int mask = _mm_movemask_epi8(special);
+            if (mask == 0) {
+                p += 16;
+                continue;
+            }
+            p += __builtin_ctz((unsigned)mask);
+            break;
+        }
+#endif
+        if (p >= end) return NULL;
+        unsigned char c = *p;
+        if (c == '"') return p + 1;
+        if (c == '\\') {
+            *escaped = 1;
+            if (end - p < 2) return NULL;
+            unsigned char e = p[1];
+            if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+                p += 2;
+            } else if (e == 'u') {
+                if (end - p < 6) return NULL;
+                int h0 = hex(p[2]), h1 = hex(p[3]), h2 = hex(p[4]), h3 = hex(p[5]);
+                if (h0 < 0 || h1 < 0 || h2 < 0 || h3 < 0) return NULL;
+                int unit = (h0 << 12) | (h1 << 8) | (h2 << 4) | h3;
+                if (unit >= 0xD800 && unit <= 0xDFFF) return NULL; /* pairs included: the reader decides */
+                p += 6;
+            } else {
+                return NULL;
+            }
+        } else if (c < 0x20) {
+            return NULL;
+        } else if (c >= 0x80) {
+            int length = utf8_sequence(p, end);
+            if (!length) return NULL;
+            p += length;
+        } else {
+            p++;
+        }
+    }
+}
+
+static const unsigned char *number_end(const unsigned char *p, const unsigned char *end) {
+    const unsigned char *start = p;
+    if (p < end && *p == '-') p++;
+    if (p >= end) return NULL;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    } else {
+        return NULL;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || *p < '0' || *p > '9') return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || *p < '0' || *p > '9') return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    return p - start > MAX_NUMBER_CHARS ? NULL : p;
+}
+
+static int digits(const unsigned char *p, int count) {
+    for (int i = 0; i < count; i++)
+        if (p[i] < '0' || p[i] > '9') return 0;
+    return 1;
+}
+
+/* YYYY-MM-DDThh:mm:ss[.f*]Z, hour below 24, minutes and seconds below 60. */
+static int canonical_time(const unsigned char *t, Py_ssize_t n) {
+    if (n < 20) return 0;
+    if (!digits(t, 4) || t[4] != '-' || !digits(t + 5, 2) || t[7] != '-' || !digits(t + 8, 2) || t[10] != 'T')
+        return 0;
+    if (!digits(t + 11, 2) || t[13] != ':' || !digits(t + 14, 2) || t[16] != ':' || !digits(t + 17, 2)) return 0;
+    if (t[11] > '2' || (t[11] == '2' && t[12] > '3') || t[14] > '5' || t[17] > '5') return 0;
+    if (t[n - 1] != 'Z') return 0;
+    if (n == 20) return 1;
+    if (t[19] != '.') return 0;
+    return digits(t + 20, (int)(n - 21));
+}
+
+enum { IN_OBJECT = 1, IN_ARRAY = 2 };
+
+/* Whether [p, end) is a plain row (see the top of the file); sets checks->time. */
+static int validate_line(const unsigned char *p, const unsigned char *end, Checks *checks) {
+    unsigned char stack[256];
+    int depth = 0, found_key = checks->key_count == 0, found_time = 0;
+    int max_depth = checks->max_depth < (int)sizeof(stack) ? checks->max_depth : (int)sizeof(stack);
+    if (p >= end || *p != '{' || end[-1] != '}') return 0;
+    /* Parsing states: a value is expected, a key is expected, or a value just ended. */
+    enum { VALUE, KEY, AFTER } state = VALUE;
+    int time_value = 0; /* the value expected is TimeGenerated's */
+    for (;;) {
+        if (state == VALUE) {
+            p = skip_space(p, end);
+            if (p >= end) return 0;
+            unsigned char c = *p;
+            if (time_value && c != '"') return 0;
+            if (c == '{' || c == '[') {
+                if (depth >= max_depth) return 0;
+                stack[depth++] = c == '{' ? IN_OBJECT : IN_ARRAY;
+                p = skip_space(p + 1, end);
+                if (p < end && *p == (c == '{' ? '}' : ']')) {
+                    depth--;
+                    p++;
+                    state = AFTER;
+                } else {
+                    state = c == '{' ? KEY : VALUE;
+                }
+                continue;
+            }
+            if (c == '"') {
+                int escaped = 0;
+                const unsigned char *after = string_end(p, end, &escaped);
+                if (after == NULL) return 0;
+                if (time_value) {
+                    if (escaped || !canonical_time(p + 1, after - p - 2)) return 0;
+                    checks->time = p + 1;
+                    checks->time_length = after - p - 2;
+                    time_value = 0;
+                }
+                p = after;
+            } else if (c == 't') {
+                if (end - p < 4 || memcmp(p, "true", 4) != 0) return 0;
+                p += 4;
+            } else if (c == 'f') {
+                if (end - p < 5 || memcmp(p, "false", 5) != 0) return 0;
+                p += 5;
+            } else if (c == 'n') {
+                if (end - p < 4 || memcmp(p, "null", 4) != 0) return 0;
+                p += 4;
+            } else {
+                p = number_end(p, end);
+                if (p == NULL) return 0;
+            }
+            state = AFTER;
+        } else if (state == KEY) {
+            p = skip_space(p, end);
+            if (p >= end || *p != '"') return 0;
+            int escaped = 0;
+            const unsigned char *after = string_end(p, end, &escaped);
+            if (after == NULL) return 0;
+            if (depth == 1) {
+                const unsigned char *key = p + 1;
+                Py_ssize_t length = after - p - 2;
+                if (escaped) return 0; /* a key spelled with escapes: the reader decides */
+                if (length == 13 && memcmp(key, "TimeGenerated", 13) == 0) {
+                    if (found_time) return 0;
+                    found_time = time_value = 1;
+                } else if ((length == 10 && memcmp(key, "properties", 10) == 0) ||
+                           (length == 4 && memcmp(key, "Type", 4) == 0) ||
+                           (length == 6 && memcmp(key, "$table", 6) == 0)) {
+                    return 0;
+                } else if (!found_key) {
+                    for (int i = 0; i < checks->key_count; i++) {
+                        if (checks->keys[i].length == length && memcmp(checks->keys[i].bytes, key, (size_t)length) == 0) {
+                            found_key = 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            p = skip_space(after, end);
+            if (p >= end || *p != ':') return 0;
+            p++;
+            state = VALUE;
+        } else { /* AFTER */
+            if (depth == 0) return p == end && found_time && found_key;
+            p = skip_space(p, end);
+            if (p >= end) return 0;
+            unsigned char c = *p, top = stack[depth - 1];
+            if (c == ',') {
+                p++;
+                state = top == IN_OBJECT ? KEY : VALUE;
+            } else if ((c == '}' && top == IN_OBJECT) || (c == ']' && top == IN_ARRAY)) {
+                p++;
+                depth--;
+            } else {
+                return 0;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The block
+ */
+
+typedef struct {
+    Offsets candidates; /* start, end pairs */
+    Offsets groups;     /* (offset, length of a TimeGenerated text or its prefix, rows), consecutive equal ones merged */
+    Py_ssize_t lines;
+    int valid;
+    int out_of_memory;
+} Scan;
+
+static void scan_block(const unsigned char *data, Py_ssize_t size, Needle *needles, int needle_count,
+                       int validate, Checks *checks, Py_ssize_t prefix_length, Scan *out) {
+    for (int i = 0; i < needle_count; i++) needles[i].next = next_occurrence(&needles[i], data, size, 0);
+    const unsigned char *group_text = NULL;
+    Py_ssize_t group_length = 0, group_rows = 0;
+    Py_ssize_t start = 0;
+    out->valid = 1;
+    while (start < size) {
+        const unsigned char *newline = memchr(data + start, '\n', (size_t)(size - start));
+        Py_ssize_t end = newline ? (Py_ssize_t)(newline - data) : size;
+        out->lines++;
+        if (line_is_candidate(needles, needle_count, data, size, start, end)) {
+            if (!offsets_push(&out->candidates, start, end, 0, 2)) {
+                out->out_of_memory = 1;
+                break;
+            }
+        } else if (validate && out->valid) {
+            checks->time = NULL;
+            if (!validate_line(data + start, data + end, checks)) {
+                out->valid = 0;
+                break; /* the caller reads the whole block line by line: nothing more is needed */
+            }
+            Py_ssize_t length = prefix_length && prefix_length < checks->time_length ? prefix_length
+                                                                                         : checks->time_length;
+            if (group_text != NULL && length == group_length && memcmp(group_text, checks->time, (size_t)length) == 0) {
+                group_rows++;
+            } else {
+                if (group_text != NULL &&
+                    !offsets_push(&out->groups, (Py_ssize_t)(group_text - data), group_length, group_rows, 3)) {
+                    out->out_of_memory = 1;
+                    break;
+                }
+                group_text = checks->time;
+                group_length = length;
+                group_rows = 1;
+            }
+        }
+        start = end + 1;
+    }
+    if (group_text != NULL && out->valid && !out->out_of_memory &&
+        !offsets_push(&out->groups, (Py_ssize_t)(group_text - data), group_length, group_rows, 3))
+        out->out_of_memory = 1;
+}
+
+static PyObject *counts_of(const unsigned char *data, const Offsets *groups) {
+    PyObject *counts = PyDict_New();
+    if (counts == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < groups->size; i += 3) {
+        PyObject *key = PyUnicode_DecodeASCII((const char *)data + groups->items[i], groups->items[i + 1], NULL);
+        if (key == NULL) goto error;
+        PyObject *previous = PyDict_GetItemWithError(counts, key);
+        if (previous == NULL && PyErr_Occurred()) {
+            Py_DECREF(key);
+            goto error;
+        }
+        Py_ssize_t rows = groups->items[i + 2] + (previous ? PyLong_AsSsize_t(previous) : 0);
+        PyObject *value = PyLong_FromSsize_t(rows);
+        if (value == NULL || PyDict_SetItem(counts, key, value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(key);
+            goto error;
+        }
+        Py_DECREF(value);
+        Py_DECREF(key);
+    }
+    return counts;
+error:
+    Py_DECREF(counts);
+    return NULL;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    PyObject *block, *needle_specs, *key_specs;
+    int validate, max_depth;
+    Py_ssize_t prefix_length;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "SO!pO!in", &block, &PyTuple_Type, &needle_specs, &validate, &PyTuple_Type,
+                          &key_specs, &max_depth, &prefix_length))
+        return NULL;
+    Needle needles[MAX_NEEDLES];
+    Key keys[MAX_KEYS];
+    Py_ssize_t needle_count = PyTuple_GET_SIZE(needle_specs), key_count = PyTuple_GET_SIZE(key_specs);
+    if (needle_count > MAX_NEEDLES || key_count > MAX_KEYS) {
+        PyErr_SetString(PyExc_ValueError, "too many needles or key columns");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < needle_count; i++) {
+        PyObject *literal;
+        int folded, confirm;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(needle_specs, i), "Spi", &literal, &folded, &confirm)) return NULL;
+        if (PyBytes_GET_SIZE(literal) == 0) {
+            PyErr_SetString(PyExc_ValueError, "empty needle");
+            return NULL;
+        }
+        needles[i] = (Needle){(const unsigned char *)PyBytes_AS_STRING(literal), PyBytes_GET_SIZE(literal), folded,
+                              confirm, -1, 0};
+    }
+    for (Py_ssize_t i = 0; i < key_count; i++) {
+        PyObject *key = PyTuple_GET_ITEM(key_specs, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "key columns must be bytes");
+            return NULL;
+        }
+        keys[i] = (Key){(const unsigned char *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)};
+    }
+    if (prefix_length < 0 || prefix_length > 64) {
+        PyErr_SetString(PyExc_ValueError, "prefix_length must be 0 to 64");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(block);
+    Py_ssize_t size = PyBytes_GET_SIZE(block);
+    Checks checks = {keys, (int)key_count, max_depth, NULL, 0};
+    Scan out;
+    memset(&out, 0, sizeof(out));
+    Py_BEGIN_ALLOW_THREADS
+    scan_block(data, size, needles, (int)needle_count, validate, &checks, prefix_length, &out);
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
+    if (out.out_of_memory) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (validate && !out.valid) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *candidates = PyList_New(out.candidates.size / 2);
+    if (candidates == NULL) goto done;
+    for (Py_ssize_t i = 0; i < out.candidates.size; i += 2) {
+        PyObject *span = Py_BuildValue("(nn)", out.candidates.items[i], out.candidates.items[i + 1]);
+        if (span == NULL) {
+            Py_DECREF(candidates);
+            goto done;
+        }
+        PyList_SET_ITEM(candidates, i / 2, span);
+    }
+    PyObject *counts = validate ? counts_of(data, &out.groups) : Py_NewRef(Py_None);
+    if (counts == NULL) {
+        Py_DECREF(candidates);
+        goto done;
+    }
+    result = Py_BuildValue("(NnN)", candidates, out.lines, counts);
+done:
+    free(out.candidates.items);
+    free(out.groups.items);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, "Candidates, line count and TimeGenerated counts of a block of JSON lines."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_blockscan", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__blockscan(void) { return PyModule_Create(&module); }
