@@ -85,7 +85,7 @@ def snapshot_source(ref='HEAD', root=None):
     """A private copy (``git archive``) of the project at commit `ref`; returns (directory, commit).
 
     The pipeline and the generator run from this copy, so that edits in progress in the working tree
-    do not change (or break) the code being measured. `ref='.'` means the working tree itself.
+    do not change (or break) the code being measured; its C extensions are built in it. `ref='.'` means the working tree itself.
     """
     if ref == '.':
         return REPO, 'working-tree'
@@ -98,6 +98,10 @@ def snapshot_source(ref='HEAD', root=None):
         os.makedirs(directory)
         archive = subprocess.run(['git', 'archive', commit], cwd=REPO, capture_output=True, check=True).stdout
         subprocess.run(['tar', '-x', '-C', directory], input=archive, check=True)
+        if os.path.exists(os.path.join(directory, 'transforms', 'read', '_blockscan.c')):
+            # The compiled extensions, in place, as an installation of that commit builds them.
+            subprocess.run([sys.executable, 'setup.py', '-q', 'build_ext', '--inplace'], cwd=directory,
+                           capture_output=True, check=True)
         open(os.path.join(directory, '.complete'), 'w').close()
     return directory, commit
 
@@ -548,6 +552,9 @@ def benchmark(mix, rows, seed=1, days=7, repeat=3, engines=DEFAULT_ENGINES, data
                     'platform': platform.platform(), 'memory_gib': _memory_gib()},
         'versions': _versions(),
         'pipeline_commit': commit,
+        # Whether the pipeline ran with the compiled block scanner (transforms/read/blockscan.py).
+        'native_scanner': any(not path.endswith('.c') for path in
+                              glob.glob(os.path.join(source, 'transforms', 'read', '_blockscan*'))),
         'dataset': dict(info, directory=directory),
         'repeat': repeat,
         'full_repeat': full_repeat,
