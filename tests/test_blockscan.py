@@ -198,3 +198,46 @@ def test_needles_it_cannot_express_keep_the_python_path():
     assert blockscan.needle_specs(re.compile(b'runcommand')) is None
     assert blockscan.needle_specs(LiteralNeedles(exact=[b'-File'], confirm={b'-File': re.compile(b'-File x')})) is None
     assert blockscan.needle_specs(LiteralNeedles(exact=[b'x'])) == ((b'x', False, 0),)
+
+
+_EVERY_PATH = r'''
+import hashlib, random, sys
+from transforms.detect.relevance import read_filters
+from transforms.detect.semantics import Semantics
+from transforms.read import _blockscan, blockscan
+from transforms.read.schema import KEY_COLUMNS
+from tests.test_bulk import WINDOWS, clean_line, hostile_lines, mixed_file, valid_lines
+digest, accepted = hashlib.sha256(), 0
+for table in KEY_COLUMNS:
+    for semantics in ('sentinel', 'strict'):
+        specs = blockscan.needle_specs(read_filters(table, Semantics.named(semantics), 'full')[0])
+        scanner = blockscan.BlockScanner(specs, WINDOWS['sliding-minutes'], KEY_COLUMNS[table])
+        blocks = [mixed_file(seed, table) for seed in range(40)]
+        rnd = random.Random(1)
+        clean = [clean_line(rnd, table) for _ in range(20)]
+        blocks += [b'\n'.join(clean + [line]) + b'\n' for line in hostile_lines(table) + valid_lines()]
+        for block in blocks:
+            block = block if block.endswith(b'\n') else block + b'\n'
+            result = scanner.scan_block(block)
+            accepted += result is not None
+            digest.update(repr((result, blockscan.candidate_lines(specs, block))).encode())
+print(_blockscan.SIMD, accepted, digest.hexdigest())
+'''
+
+
+def test_every_vector_path_gives_the_same_results():
+    # The processor decides the path (AVX2, SSE2, one byte at a time: arm64 and others); each must
+    # give what the others give, on blocks mixing clean, relevant, hostile and edge lines.
+    import os  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outputs = {}
+    for level in ('', 'sse2', 'none'):
+        env = dict(os.environ, RARERUN_BLOCKSCAN_SIMD=level, PYTHONPATH=root)
+        out = subprocess.run([sys.executable, '-c', _EVERY_PATH], env=env, cwd=root, capture_output=True, text=True,
+                             check=True, timeout=300).stdout.split()
+        outputs[out[0]] = out[1:]
+    assert 'none' in outputs and len(outputs) >= 2  # at least one vector path where the machine has one
+    assert len({tuple(value) for value in outputs.values()}) == 1, outputs
+    assert int(next(iter(outputs.values()))[0]) >= 40  # blocks without a hostile line taken: the validation ran

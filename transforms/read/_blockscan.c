@@ -156,8 +156,10 @@ __attribute__((target("avx2"))) static Py_ssize_t find_avx2(const unsigned char 
 }
 #endif
 
-/* Whether the processor runs the AVX2 path: set once when the module is imported. */
-static int use_avx2 = 0;
+/* The widest vector path the processor runs, chosen once when the module is imported (the
+ * environment variable RARERUN_BLOCKSCAN_SIMD=sse2 or none narrows it, for tests). */
+enum { SIMD_NONE, SIMD_SSE2, SIMD_AVX2 };
+static int simd = SIMD_NONE;
 
 static Py_ssize_t find(const unsigned char *data, Py_ssize_t size, Py_ssize_t from, const unsigned char *literal,
                        Py_ssize_t length, int folded) {
@@ -166,13 +168,12 @@ static Py_ssize_t find(const unsigned char *data, Py_ssize_t size, Py_ssize_t fr
     unsigned char first_fold = folded && literal[0] >= 'a' && literal[0] <= 'z' ? 0x20 : 0;
     unsigned char last_fold = folded && literal[length - 1] >= 'a' && literal[length - 1] <= 'z' ? 0x20 : 0;
 #if defined(HAVE_AVX2_PATH)
-    if (use_avx2) return find_avx2(data, size, from, literal, length, folded, first_fold, last_fold);
+    if (simd == SIMD_AVX2) return find_avx2(data, size, from, literal, length, folded, first_fold, last_fold);
 #endif
 #if defined(__SSE2__)
-    return find_sse2(data, size, from, literal, length, folded, first_fold, last_fold);
-#else
-    return find_scalar(data, size, from, literal, length, folded, first_fold, last_fold);
+    if (simd == SIMD_SSE2) return find_sse2(data, size, from, literal, length, folded, first_fold, last_fold);
 #endif
+    return find_scalar(data, size, from, literal, length, folded, first_fold, last_fold);
 }
 
 static int is_confirmed(const Needle *needle, const unsigned char *data, Py_ssize_t size, Py_ssize_t at) {
@@ -266,6 +267,7 @@ static const unsigned char *string_end(const unsigned char *p, const unsigned ch
     p++;
     for (;;) {
 #if defined(__SSE2__)
+        if (simd == SIMD_NONE) goto one_byte;
         const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
         while (end - p >= 16) {
             __m128i v = _mm_loadu_si128((const __m128i *)p);
@@ -280,6 +282,7 @@ static const unsigned char *string_end(const unsigned char *p, const unsigned ch
             p += __builtin_ctz((unsigned)mask);
             break;
         }
+    one_byte:
 #endif
         if (p >= end) return NULL;
         unsigned char c = *p;
@@ -627,9 +630,21 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_blockscan", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__blockscan(void) {
+#if defined(__SSE2__)
+    simd = SIMD_SSE2;
+#endif
 #if defined(HAVE_AVX2_PATH)
     __builtin_cpu_init();
-    use_avx2 = __builtin_cpu_supports("avx2") && !getenv("RARERUN_BLOCKSCAN_NO_AVX2");
+    if (__builtin_cpu_supports("avx2")) simd = SIMD_AVX2;
 #endif
-    return PyModule_Create(&module);
+    const char *narrower = getenv("RARERUN_BLOCKSCAN_SIMD");
+    if (narrower != NULL && strcmp(narrower, "none") == 0) simd = SIMD_NONE;
+    if (narrower != NULL && strcmp(narrower, "sse2") == 0 && simd > SIMD_SSE2) simd = SIMD_SSE2;
+    PyObject *module_object = PyModule_Create(&module);
+    if (module_object != NULL &&
+        PyModule_AddStringConstant(module_object, "SIMD", simd == SIMD_AVX2 ? "avx2" : simd == SIMD_SSE2 ? "sse2" : "none") < 0) {
+        Py_DECREF(module_object);
+        return NULL;
+    }
+    return module_object;
 }
