@@ -419,9 +419,12 @@ def test_setup_file_sdist_installed_in_a_fresh_venv_runs_the_sample(tmp_path):
 
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
+    # The read step's C extension is compiled from the sdist's source, as on a worker.
     where = subprocess.run([str(python), '-c', 'import pipelines, transforms; print(pipelines.__file__); '
-                            'print(transforms.__file__)'], check=True, env=env, cwd=elsewhere,
+                            'print(transforms.__file__); from transforms.read import _blockscan; '
+                            'print(_blockscan.__file__)'], check=True, env=env, cwd=elsewhere,
                            capture_output=True, text=True).stdout.split()
+    assert len(where) == 3
     for module_file in where:
         assert Path(module_file).resolve().is_relative_to(venv.resolve()), where
 
@@ -439,7 +442,7 @@ def test_setup_file_sdist_installed_in_a_fresh_venv_runs_the_sample(tmp_path):
 def _copy(source, target):
     import shutil  # pylint: disable=import-outside-toplevel
     if source.is_dir():
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns('__pycache__', '*.pyc', '*.so'))
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
