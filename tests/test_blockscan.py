@@ -46,7 +46,7 @@ def _needles(table, strict):
 
 def _prefilter_candidates(needles, block):
     reader = LineReader(io.BytesIO(b''), 0, None, needles)
-    spans = [(start, end) for _, start, end in reader._matching_lines(block)]  # pylint: disable=protected-access
+    spans = list(reader._matching_lines(block))  # pylint: disable=protected-access
     return spans, reader._block_lines  # pylint: disable=protected-access
 
 
@@ -77,8 +77,8 @@ def test_a_scanned_block_gives_the_candidates_and_counts_of_the_python_path(tabl
         candidates, count, result = scanner.scan_block(block)
         spans, python_count = _prefilter_candidates(needles, block)
         assert (candidates, count) == (spans, python_count) and len(spans) >= 20, name
-        others = b''.join(line + b'\n' for line in block.split(b'\n')[:-1]
-                          if not any(start <= block.find(line) < end for start, end in spans))
+        indexes = {index for index, _, _ in spans}
+        others = b''.join(line + b'\n' for index, line in enumerate(block.split(b'\n')[:-1]) if index not in indexes)
         assert result == bulk.BulkValidator(windows, KEY_COLUMNS[table])(others), name
         assert result[0] == count - len(spans)
 
@@ -190,6 +190,7 @@ def test_the_scanner_pickles():
     block = b''.join(clean_line(rnd, DEVICE_EVENTS) + b'\n' for _ in range(40)) + relevant_line(rnd, DEVICE_EVENTS) + b'\n'
     before = scanner.scan_block(block)
     assert before is not None and before[0] and before[2][0] == 41 - len(before[0])
+    assert before[0][-1][0] == 40  # the relevant line, the block's last: its index
     assert pickle.loads(pickle.dumps(scanner)).scan_block(block) == before
 
 
@@ -241,3 +242,73 @@ def test_every_vector_path_gives_the_same_results():
     assert 'none' in outputs and len(outputs) >= 2  # at least one vector path where the machine has one
     assert len({tuple(value) for value in outputs.values()}) == 1, outputs
     assert int(next(iter(outputs.values()))[0]) >= 40  # blocks without a hostile line taken: the validation ran
+
+
+def _read_relevant(path, table, semantics, start=0, stop=None, split_after=None):
+    """The outputs of the read step with ``--scan relevant`` (needles, no validation of skipped
+    records) over [start, stop), split dynamically after `split_after` outputs; (items, residual)."""
+    import os  # pylint: disable=import-outside-toplevel
+    from apache_beam.io.range_trackers import OffsetRangeTracker  # pylint: disable=import-outside-toplevel
+    from transforms.read.sources import ExportSource  # pylint: disable=import-outside-toplevel
+    needles, keep = read_filters(table, semantics, 'relevant')
+    source = ExportSource(path, table, 'auto', needles, keep, WINDOWS['daily'])
+    source.block_bytes = 1024
+    size = os.path.getsize(path)
+    tracker = OffsetRangeTracker(start, size if stop is None else stop)
+    items, residual = [], None
+    for number, item in enumerate(source.read_records(path, tracker)):
+        items.append(item)
+        if split_after is not None and number == split_after and residual is None:
+            at = tracker.last_record_start + 1
+            if tracker.try_split(at):
+                residual = at
+    return items, residual
+
+
+def _relevant_outputs(path, table, semantics, split_at, split_after):
+    import os  # pylint: disable=import-outside-toplevel
+    size = os.path.getsize(path)
+    whole = summarize(_read_relevant(path, table, semantics)[0])
+    at = min(split_at, size)
+    halves = summarize(_read_relevant(path, table, semantics, 0, at)[0] + _read_relevant(path, table, semantics, at)[0])
+    primary, residual = _read_relevant(path, table, semantics, split_after=split_after)
+    if residual is not None:
+        primary += _read_relevant(path, table, semantics, residual)[0]
+    return whole, halves, summarize(primary)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data(), table=st.sampled_from(TABLES), strict=st.booleans(), seed=st.integers(0, 2 ** 32 - 1),
+       split_at=st.integers(0, 60_000), split_after=st.integers(0, 20))
+def test_scan_relevant_reads_the_same_with_the_native_needles(tmp_path_factory, monkeypatch, data, table, strict,
+                                                             seed, split_at, split_after):
+    from tests.test_bulk import mixed_file  # pylint: disable=import-outside-toplevel
+    path = tmp_path_factory.mktemp('relevant') / (table + '.jsonl')
+    path.write_bytes(mixed_file(seed, table, data.draw(export_lines(table))))
+    semantics = STRICT if strict else SENTINEL
+    native = _relevant_outputs(str(path), table, semantics, split_at, split_after)
+    with monkeypatch.context() as patch:
+        patch.setattr(blockscan, '_blockscan', None)
+        python = _relevant_outputs(str(path), table, semantics, split_at, split_after)
+    assert native == python
+    assert native[0] == native[1] == native[2]
+    assert native[0][2]['skipped_irrelevant'] > 0 or native[0][2]['read'] < 5
+
+
+@pytest.mark.parametrize('native', [True, False])
+@pytest.mark.parametrize('seed, split_after', [(0, 0), (1, 0), (1, 1), (5, 0), (6, 0)])
+def test_scan_relevant_counts_each_line_once_across_a_dynamic_split(tmp_path, monkeypatch, native, seed,
+                                                                   split_after):
+    # The lines the needles skip after a range's last candidate are the next range's once a
+    # dynamic split ends the range there: counted (and read) by that range only.
+    from tests.test_bulk import mixed_file  # pylint: disable=import-outside-toplevel
+    if not native:
+        monkeypatch.setattr(blockscan, '_blockscan', None)
+    path = tmp_path / 'AzureActivity.jsonl'
+    path.write_bytes(mixed_file(seed, AZURE_ACTIVITY))
+    whole = summarize(_read_relevant(str(path), AZURE_ACTIVITY, SENTINEL)[0])
+    primary, residual = _read_relevant(str(path), AZURE_ACTIVITY, SENTINEL, split_after=split_after)
+    assert residual is not None
+    both = summarize(primary + _read_relevant(str(path), AZURE_ACTIVITY, SENTINEL, residual)[0])
+    assert both == whole and whole[2]['read'] == path.read_bytes().count(b'\n') + (not path.read_bytes().endswith(b'\n'))

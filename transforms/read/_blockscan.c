@@ -19,8 +19,9 @@
  *                  whole text).
  *
  * Returns None when some other line is not a plain row this scanner can vouch for (the caller then
- * reads the block line by line), else (candidates, lines, counts): the (start, end) offsets of the
- * candidate lines (end: the offset of their newline), the number of lines in the block, and
+ * reads the block line by line), else (candidates, lines, counts): the (index, start, end) of each
+ * candidate line (its 0-based number in the block, the offsets of its first byte and of its newline),
+ * the number of lines in the block, and
  * {TimeGenerated prefix: rows} of the other lines (None without validate).
  *
  * A plain row, as accepted here: a line that is exactly one JSON object (RFC 8259; no NaN or
@@ -467,7 +468,7 @@ static int validate_line(const unsigned char *p, const unsigned char *end, Check
  */
 
 typedef struct {
-    Offsets candidates; /* start, end pairs */
+    Offsets candidates; /* (line index, start, end) of each */
     Offsets groups;     /* (offset, length of a TimeGenerated text or its prefix, rows), consecutive equal ones merged */
     Py_ssize_t lines;
     int valid;
@@ -486,7 +487,7 @@ static void scan_block(const unsigned char *data, Py_ssize_t size, Needle *needl
         Py_ssize_t end = newline ? (Py_ssize_t)(newline - data) : size;
         out->lines++;
         if (line_is_candidate(needles, needle_count, data, size, start, end)) {
-            if (!offsets_push(&out->candidates, start, end, 0, 2)) {
+            if (!offsets_push(&out->candidates, out->lines - 1, start, end, 3)) {
                 out->out_of_memory = 1;
                 break;
             }
@@ -600,15 +601,16 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         result = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *candidates = PyList_New(out.candidates.size / 2);
+    PyObject *candidates = PyList_New(out.candidates.size / 3);
     if (candidates == NULL) goto done;
-    for (Py_ssize_t i = 0; i < out.candidates.size; i += 2) {
-        PyObject *span = Py_BuildValue("(nn)", out.candidates.items[i], out.candidates.items[i + 1]);
+    for (Py_ssize_t i = 0; i < out.candidates.size; i += 3) {
+        PyObject *span = Py_BuildValue("(nnn)", out.candidates.items[i], out.candidates.items[i + 1],
+                                       out.candidates.items[i + 2]);
         if (span == NULL) {
             Py_DECREF(candidates);
             goto done;
         }
-        PyList_SET_ITEM(candidates, i / 2, span);
+        PyList_SET_ITEM(candidates, i / 3, span);
     }
     PyObject *counts = validate ? counts_of(data, &out.groups) : Py_NewRef(Py_None);
     if (counts == NULL) {

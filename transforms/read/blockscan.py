@@ -57,11 +57,27 @@ def needle_specs(needles):
 
 
 def candidate_lines(needles, block):
-    """(the (start, end) offsets of the lines of `block` that `needles` finds, the block's number
-    of lines): what `LineReader` gets from the needles, in one native call. `needles`: from
-    `needle_specs`."""
+    """(the (index, start, end) of each line of `block` that `needles` finds, the block's number of
+    lines): what `LineReader` gets from the needles, in one native call (index: the line's 0-based
+    number in the block; end: the offset of its newline). `needles`: from `needle_specs`."""
     spans, lines, _ = _blockscan.scan(block, needles, False, (), MAX_JSON_DEPTH, 0)
     return spans, lines
+
+
+class NativeNeedles:
+    """The prefilter's `LiteralNeedles` with their block search done natively: ``lines(block)`` is
+    `candidate_lines`; ``search`` (for the record-at-a-time readers of other formats) is the
+    literal search's. Picklable."""
+
+    def __init__(self, needles, specs):
+        self.needles = needles
+        self._specs = tuple(specs)
+
+    def search(self, data, pos=0):
+        return self.needles.search(data, pos)
+
+    def lines(self, block):
+        return candidate_lines(self._specs, block)
 
 
 class BlockScanner:
@@ -69,8 +85,8 @@ class BlockScanner:
     of all the others, validated natively (see the module docstring).
 
     Returns None when some other line needs the per-line reader (the whole block then goes there),
-    else ``(candidates, lines, counts)``: the (start, end) offsets of the candidate lines, the
-    number of lines of the block, and ``(parsed, outside_range, {window label: rows})`` of the other
+    else ``(candidates, lines, counts)``: the (index, start, end) of each candidate line (as
+    `candidate_lines`), the number of lines of the block, and ``(parsed, outside_range, {window label: rows})`` of the other
     lines (`transforms.read.bulk.add`). `needles`: from `needle_specs`; `windows`, `key_columns`: as
     for `BulkValidator`. Picklable.
     """

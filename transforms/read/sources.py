@@ -77,7 +77,8 @@ class ExportSource(filebasedsource.FileBasedSource):
     def _line_filters(self, fmt):
         """(needles, bulk) of the LineReader of a file of format `fmt`."""
         if not self._validate_skipped:
-            return self._needles, None
+            specs = blockscan.needle_specs(self._needles) if blockscan.available() and fmt in LINE_FORMATS else None
+            return (self._needles if specs is None else blockscan.NativeNeedles(self._needles, specs)), None
         if self._needles is None or self._keep is None or fmt != 'jsonl' or self._input_format not in (None, 'auto', 'jsonl'):
             return None, None  # every record read one by one
         specs = blockscan.needle_specs(self._needles) if blockscan.available() else None

@@ -140,7 +140,7 @@ class LineReader:
             if scanned is None or len(scanned[0]) == scanned[1]:
                 return list(self._all_lines(complete)), 0, None
             candidates, self._block_lines, result = scanned
-            return [(None, start, end) for start, end in candidates], result[0], result
+            return candidates, result[0], result
         matching = list(self._matching_lines(complete, count=False))
         if matching:
             parts, previous = [], 0
@@ -168,12 +168,26 @@ class LineReader:
         return [(index, line_start, line_end) for index, line_start, line_end in self._all_lines(complete)
                 if buffer_offset + line_start < stop and line_start not in produced]
 
+    def _lines_before_stop(self, complete, buffer_offset, lines):
+        """How many lines of `complete` (a block starting at `buffer_offset`) start before the
+        range's current end, once a claim in it failed; `lines` without `stop_now`."""
+        if self._stop_now is None:
+            return lines
+        length = self._stop_now() - buffer_offset
+        return 1 + complete.count(b'\n', 0, length - 1) if length > 0 else 0
+
     def _matching_lines(self, complete, count=True):
         # (index of line in block, start, end) of the lines of `complete` matching the needles.
         # With count, the block's lines are counted (in _block_lines); else nothing is counted, the
         # indexes are None and the caller counts the lines.
         if self._needles is None:
             yield from self._all_lines(complete)
+            return
+        native = getattr(self._needles, 'lines', None)
+        if native is not None and count:
+            # `transforms.read.blockscan.NativeNeedles`: every candidate and the line count in one call.
+            candidates, self._block_lines = native(complete)
+            yield from candidates
             return
         search = self._needles.search
         position = index = 0
@@ -257,15 +271,17 @@ class LineReader:
             else:
                 spans, taken, result = self._bulk_block(complete)
             produced = set() if taken else None
+            claimed = None  # the start of the block's last line claimed
             for index, line_start, line_end in spans:
                 if not self._claim(buffer_offset + line_start):
                     if not taken:
-                        self.lines_seen += index
+                        self.lines_seen += self._lines_before_stop(complete, buffer_offset, index)
                         return
                     yield from self._after_failed_claim(complete, buffer_offset, first_line + lines_before, produced)
                     return
                 line = complete[line_start:line_end]
                 self.lines_produced += 1
+                claimed = line_start
                 if taken:
                     produced.add(line_start)
                 number = (first_line + lines_before + index if index is not None
@@ -279,6 +295,13 @@ class LineReader:
                     return
                 self.lines_produced += taken
                 self.bulk_counts.append(result)
+            elif self._needles is not None and self._stop_now is not None:
+                # Likewise the lines the needles skipped: a dynamic split after the block's last
+                # candidate leaves the lines after it to the next range, which reads them again.
+                last_start = complete.rfind(b'\n', 0, len(complete) - 1) + 1
+                if last_start != claimed and not self._claim(buffer_offset + last_start):
+                    self.lines_seen += self._lines_before_stop(complete, buffer_offset, self._block_lines)
+                    return
             total = self._block_lines
             self.lines_seen += total
             lines_before += total
