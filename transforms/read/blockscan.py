@@ -86,9 +86,9 @@ class BlockScanner:
 
     Returns None when some other line needs the per-line reader (the whole block then goes there),
     else ``(candidates, lines, counts)``: the (index, start, end) of each candidate line (as
-    `candidate_lines`), the number of lines of the block, and ``(parsed, outside_range, {window label: rows})`` of the other
-    lines (`transforms.read.bulk.add`). `needles`: from `needle_specs`; `windows`, `key_columns`: as
-    for `BulkValidator`. Picklable.
+    `candidate_lines`), the number of lines of the block, and ``(parsed, outside_range,
+    {window label: rows})`` of the other lines (`transforms.read.bulk.add`). `needles`: from
+    `needle_specs`; `windows`, `key_columns`: as for `BulkValidator`. Picklable.
     """
 
     def __init__(self, needles, windows=None, key_columns=()):

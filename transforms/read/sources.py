@@ -77,9 +77,11 @@ class ExportSource(filebasedsource.FileBasedSource):
     def _line_filters(self, fmt):
         """(needles, bulk) of the LineReader of a file of format `fmt`."""
         if not self._validate_skipped:
-            specs = blockscan.needle_specs(self._needles) if blockscan.available() and fmt in LINE_FORMATS else None
+            native = blockscan.available() and fmt in LINE_FORMATS
+            specs = blockscan.needle_specs(self._needles) if native else None
             return (self._needles if specs is None else blockscan.NativeNeedles(self._needles, specs)), None
-        if self._needles is None or self._keep is None or fmt != 'jsonl' or self._input_format not in (None, 'auto', 'jsonl'):
+        if (self._needles is None or self._keep is None or fmt != 'jsonl'
+                or self._input_format not in (None, 'auto', 'jsonl')):
             return None, None  # every record read one by one
         specs = blockscan.needle_specs(self._needles) if blockscan.available() else None
         if specs is not None:

@@ -38,23 +38,28 @@ class LineReader:
 
     `claim(offset)` is asked before each line is produced and ends the reading when it says no
     (the range tracker of a split); lines starting at or after `stop` (the range's end, when
-    given) are left to the next range and not read. With `needles` (a bytes regex, or
-    `LiteralNeedles`), only the lines matching them are produced; the others are skipped without
-    being split out of the block. `lines_seen` counts every line of the range passed over.
+    given) are left to the next range and not read. With `needles` (a bytes regex,
+    `LiteralNeedles`, or `transforms.read.blockscan.NativeNeedles`, which finds a block's lines in
+    one native call), only the lines matching them are produced; the others are skipped without
+    being split out of the block, and are the range's once the block's last line is claimed (a
+    dynamic split may end the range after its last candidate). `lines_seen` counts every line of
+    the range passed over.
 
     Line numbers are counted from the range's first line (1); `absolute_line(n)` turns one into
     the line number in the file, counting the newlines before the range once, only when asked
     (for a dead letter), so that reading a split never re-reads the file before it. The candidate
-    lines of a block whose other lines `bulk` took are numbered lazily (`LineInBlock`), for the
-    same reason.
+    lines of a block whose other lines the msgspec `bulk` took are numbered lazily (`LineInBlock`),
+    for the same reason.
 
     With `bulk` (and `needles`), the lines the needles skip are not skipped unread:
     ``bulk(text)`` gets them a block at a time (whole lines, each ending with a newline)
     and validates, counts them (its result's first item is their number) and counts their rows
-    (`transforms.read.bulk`); they count as produced, and its result is appended to `bulk_counts`
-    once the block's lines are claimed. When it returns None, every line of that block is produced
-    instead, for the per-line reader to decide. `stop_now()` (the range tracker's current end) says which lines of a block are still
-    the range's when a dynamic split cuts it inside the block.
+    (`transforms.read.bulk`), or ``bulk.scan_block(block)`` finds the candidates and does the same
+    for the others in one call (`transforms.read.blockscan`); they count as produced, and the
+    result is appended to `bulk_counts` once the block's lines are claimed. When it returns None,
+    every line of that block is produced instead, for the per-line reader to decide. `stop_now()`
+    (the range tracker's current end) says which lines of a block are still the range's when a
+    dynamic split cuts it inside the block.
     """
 
     def __init__(self, stream, start, claim, needles=None, block_bytes=BLOCK_BYTES, stop=None, bulk=None,
