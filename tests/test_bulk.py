@@ -418,3 +418,19 @@ def test_a_candidate_dead_letter_among_lines_taken_natively_has_its_line_number(
     reference = check_file(str(path), AZURE_ACTIVITY, SENTINEL, WINDOWS['daily'], 40_000, 3, block_bytes)
     assert [json.loads(dead)['line'] for dead in reference[1]] == [57]
     assert taken.lines > 100
+
+
+@pytest.mark.parametrize('block_bytes', [None, 1 << 20])
+def test_a_line_longer_than_the_record_limit_is_a_dead_letter_with_native_validation(tmp_path, block_bytes):
+    # A clean row over MAX_RECORD_BYTES that a block holds whole (after a partial line, or in a
+    # large block) is the per-line reader's dead letter, not a row the native path counts.
+    from transforms.read.formats.lines import MAX_RECORD_BYTES  # pylint: disable=import-outside-toplevel
+    rnd = random.Random(1)
+    lines = [clean_line(rnd, AZURE_ACTIVITY) for _ in range(50)]
+    row = json.loads(lines[10])
+    row['Note'] = 'x' * (MAX_RECORD_BYTES + 100_000)
+    lines[10] = json.dumps(row).encode()
+    path = tmp_path / 'AzureActivity.jsonl'
+    path.write_bytes(b'\n'.join(lines) + b'\n')
+    reference = check_file(str(path), AZURE_ACTIVITY, SENTINEL, WINDOWS['daily'], 3 << 20, 2, block_bytes)
+    assert [json.loads(dead)['line'] for dead in reference[1]] == [11] and reference[2]['parsed'] == 49

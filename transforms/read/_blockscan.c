@@ -3,7 +3,7 @@
  * TimeGenerated counts of every other line (transforms/read/blockscan.py holds the Python side and
  * the contract; transforms/read/prefilter.py and transforms/read/bulk.py are the references).
  *
- * scan(block, needles, validate, key_columns, max_depth, prefix_length)
+ * scan(block, needles, validate, key_columns, max_depth, prefix_length, max_line_bytes)
  *
  *   block:         bytes, whole lines, each ending with "\n".
  *   needles:       tuple of (literal: bytes, folded: bool, confirm: int). A line is a candidate when a
@@ -17,6 +17,7 @@
  *   max_depth:     arrays and objects nest at most this deep (the line's object is level 1).
  *   prefix_length: rows are counted per this many leading characters of TimeGenerated (0: the
  *                  whole text).
+ *   max_line_bytes: a longer line is not a plain row here (the line reader makes it a dead letter).
  *
  * Returns None when some other line is not a plain row this scanner can vouch for (the caller then
  * reads the block line by line), else (candidates, lines, counts): the (index, start, end) of each
@@ -24,7 +25,7 @@
  * the number of lines in the block, and
  * {TimeGenerated prefix: rows} of the other lines (None without validate).
  *
- * A plain row, as accepted here: a line that is exactly one JSON object (RFC 8259; no NaN or
+ * A plain row, as accepted here: a line of at most max_line_bytes that is exactly one JSON object (RFC 8259; no NaN or
  * Infinity; no \u escape of a surrogate; no raw control character in a string; UTF-8 without
  * overlong forms, surrogates or code points past U+10FFFF; whitespace only between tokens) nested at
  * most max_depth deep, with no number longer than 4,000 characters, whose top-level keys hold no
@@ -476,7 +477,8 @@ typedef struct {
 } Scan;
 
 static void scan_block(const unsigned char *data, Py_ssize_t size, Needle *needles, int needle_count,
-                       int validate, Checks *checks, Py_ssize_t prefix_length, Scan *out) {
+                       int validate, Checks *checks, Py_ssize_t prefix_length, Py_ssize_t max_line_bytes,
+                       Scan *out) {
     for (int i = 0; i < needle_count; i++) needles[i].next = next_occurrence(&needles[i], data, size, 0);
     const unsigned char *group_text = NULL;
     Py_ssize_t group_length = 0, group_rows = 0;
@@ -493,7 +495,7 @@ static void scan_block(const unsigned char *data, Py_ssize_t size, Needle *needl
             }
         } else if (validate && out->valid) {
             checks->time = NULL;
-            if (!validate_line(data + start, data + end, checks)) {
+            if (end - start > max_line_bytes || !validate_line(data + start, data + end, checks)) {
                 out->valid = 0;
                 break; /* the caller reads the whole block line by line: nothing more is needed */
             }
@@ -549,10 +551,10 @@ error:
 static PyObject *scan(PyObject *self, PyObject *args) {
     PyObject *block, *needle_specs, *key_specs;
     int validate, max_depth;
-    Py_ssize_t prefix_length;
+    Py_ssize_t prefix_length, max_line_bytes;
     (void)self;
-    if (!PyArg_ParseTuple(args, "SO!pO!in", &block, &PyTuple_Type, &needle_specs, &validate, &PyTuple_Type,
-                          &key_specs, &max_depth, &prefix_length))
+    if (!PyArg_ParseTuple(args, "SO!pO!inn", &block, &PyTuple_Type, &needle_specs, &validate, &PyTuple_Type,
+                          &key_specs, &max_depth, &prefix_length, &max_line_bytes))
         return NULL;
     Needle needles[MAX_NEEDLES];
     Key keys[MAX_KEYS];
@@ -590,7 +592,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Scan out;
     memset(&out, 0, sizeof(out));
     Py_BEGIN_ALLOW_THREADS
-    scan_block(data, size, needles, (int)needle_count, validate, &checks, prefix_length, &out);
+    scan_block(data, size, needles, (int)needle_count, validate, &checks, prefix_length, max_line_bytes, &out);
     Py_END_ALLOW_THREADS
     PyObject *result = NULL;
     if (out.out_of_memory) {

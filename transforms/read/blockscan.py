@@ -23,6 +23,7 @@ the reader keeps the Python and msgspec path.
 
 from transforms.read.bounded_json import MAX_JSON_DEPTH
 from transforms.read.bulk import BulkValidator
+from transforms.read.formats.lines import MAX_RECORD_BYTES
 from transforms.read.prefilter import SCRIPT_FILE_ARGUMENT, LiteralNeedles
 
 try:  # pragma: no cover - the fallback is tested by forcing it
@@ -60,7 +61,7 @@ def candidate_lines(needles, block):
     """(the (index, start, end) of each line of `block` that `needles` finds, the block's number of
     lines): what `LineReader` gets from the needles, in one native call (index: the line's 0-based
     number in the block; end: the offset of its newline). `needles`: from `needle_specs`."""
-    spans, lines, _ = _blockscan.scan(block, needles, False, (), MAX_JSON_DEPTH, 0)
+    spans, lines, _ = _blockscan.scan(block, needles, False, (), MAX_JSON_DEPTH, 0, MAX_RECORD_BYTES)
     return spans, lines
 
 
@@ -97,8 +98,9 @@ class BlockScanner:
         self._keys = tuple(column.encode('ascii') for column in key_columns)
 
     def scan_block(self, block):
+        # A line longer than MAX_RECORD_BYTES is the line reader's (a dead letter of its own).
         scanned = _blockscan.scan(block, self._needles, True, self._keys, MAX_JSON_DEPTH,
-                                  self._validator.prefix_length)
+                                  self._validator.prefix_length, MAX_RECORD_BYTES)
         if scanned is None:
             return None
         candidates, lines, groups = scanned
