@@ -85,7 +85,8 @@ def snapshot_source(ref='HEAD', root=None):
     """A private copy (``git archive``) of the project at commit `ref`; returns (directory, commit).
 
     The pipeline and the generator run from this copy, so that edits in progress in the working tree
-    do not change (or break) the code being measured; its C extensions are built in it. `ref='.'` means the working tree itself.
+    do not change (or break) the code being measured; its C extensions are built in it. `ref='.'`
+    means the working tree itself.
     """
     if ref == '.':
         return REPO, 'working-tree'

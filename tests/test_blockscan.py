@@ -24,8 +24,8 @@ from transforms.read.formats.lines import LineReader
 from transforms.read.prefilter import LiteralNeedles
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, KEY_COLUMNS
 
-from tests.test_bulk import (SENTINEL, STRICT, WINDOWS, clean_line, hostile_lines, read, relevant_line, summarize,
-                              valid_lines)
+from tests.test_bulk import (SENTINEL, STRICT, WINDOWS, clean_line, hostile_lines, read, read_source, read_three_ways,
+                              relevant_line, summarize, valid_lines)
 from tests.test_prefilter import export_lines
 
 TABLES = [AZURE_ACTIVITY, DEVICE_FILE_EVENTS, DEVICE_EVENTS]
@@ -246,35 +246,20 @@ def test_every_vector_path_gives_the_same_results():
 
 def _read_relevant(path, table, semantics, start=0, stop=None, split_after=None):
     """The outputs of the read step with ``--scan relevant`` (needles, no validation of skipped
-    records) over [start, stop), split dynamically after `split_after` outputs; (items, residual)."""
-    import os  # pylint: disable=import-outside-toplevel
-    from apache_beam.io.range_trackers import OffsetRangeTracker  # pylint: disable=import-outside-toplevel
+    records) over [start, stop): (items, residual) as `read_source` returns them."""
     from transforms.read.sources import ExportSource  # pylint: disable=import-outside-toplevel
     needles, keep = read_filters(table, semantics, 'relevant')
     source = ExportSource(path, table, 'auto', needles, keep, WINDOWS['daily'])
     source.block_bytes = 1024
-    size = os.path.getsize(path)
-    tracker = OffsetRangeTracker(start, size if stop is None else stop)
-    items, residual = [], None
-    for number, item in enumerate(source.read_records(path, tracker)):
-        items.append(item)
-        if split_after is not None and number == split_after and residual is None:
-            at = tracker.last_record_start + 1
-            if tracker.try_split(at):
-                residual = at
-    return items, residual
+    return read_source(source, path, start, stop, split_after)
 
 
 def _relevant_outputs(path, table, semantics, split_at, split_after):
     import os  # pylint: disable=import-outside-toplevel
-    size = os.path.getsize(path)
-    whole = summarize(_read_relevant(path, table, semantics)[0])
-    at = min(split_at, size)
-    halves = summarize(_read_relevant(path, table, semantics, 0, at)[0] + _read_relevant(path, table, semantics, at)[0])
-    primary, residual = _read_relevant(path, table, semantics, split_after=split_after)
-    if residual is not None:
-        primary += _read_relevant(path, table, semantics, residual)[0]
-    return whole, halves, summarize(primary)
+
+    def relevant(start, stop, split_after):
+        return _read_relevant(path, table, semantics, start, stop, split_after)
+    return read_three_ways(relevant, os.path.getsize(path), split_at, split_after)
 
 
 @settings(max_examples=40, deadline=None,

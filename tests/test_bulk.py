@@ -141,15 +141,10 @@ def mixed_file(seed, table, extra_lines=()):
     return b'\n'.join(lines) + (b'\n' if rnd.random() < 0.8 else b'')
 
 
-def read(path, table, semantics, windows, full_native, start=0, stop=None, split_after=None, block_bytes=None):
-    """(rows, dead letters, counts) of ExportSource.read_records over [start, stop), with
-    validate_skipped (native) or without needles (the reference); `split_after`: after that many
-    outputs, split the range dynamically at the tracker's last claimed position + 1."""
-    needles, keep = read_filters(table, semantics, 'full')
-    source = ExportSource(path, table, 'auto', needles if full_native else None, keep, windows,
-                          validate_skipped=full_native)
-    if block_bytes:
-        source.block_bytes = block_bytes
+def read_source(source, path, start=0, stop=None, split_after=None):
+    """(items, residual) of `source.read_records` over [start, stop) of `path`; `split_after`: after
+    that many outputs, split the range dynamically at the tracker's last claimed position + 1
+    (residual: where the split range starts, or None)."""
     size = os.path.getsize(path)
     tracker = OffsetRangeTracker(start, size if stop is None else stop)
     items, residual = [], None
@@ -160,6 +155,30 @@ def read(path, table, semantics, windows, full_native, start=0, stop=None, split
             if tracker.try_split(at):
                 residual = at
     return items, residual
+
+
+def read(path, table, semantics, windows, full_native, start=0, stop=None, split_after=None, block_bytes=None):
+    """(items, residual) of ExportSource.read_records over [start, stop) (`read_source`), with
+    validate_skipped (native) or without needles (the reference)."""
+    needles, keep = read_filters(table, semantics, 'full')
+    source = ExportSource(path, table, 'auto', needles if full_native else None, keep, windows,
+                          validate_skipped=full_native)
+    if block_bytes:
+        source.block_bytes = block_bytes
+    return read_source(source, path, start, stop, split_after)
+
+
+def read_three_ways(read_range, size, split_at, split_after):
+    """The summarized outputs of reading a file of `size` bytes whole, in two ranges split at
+    `split_at`, and split dynamically after `split_after` outputs; ``read_range(start, stop,
+    split_after)`` returns (items, residual) as `read_source` does."""
+    whole = summarize(read_range(0, None, None)[0])
+    at = min(split_at, size)
+    halves = summarize(read_range(0, at, None)[0] + read_range(at, None, None)[0])
+    primary, residual = read_range(0, None, split_after)
+    if residual is not None:
+        primary += read_range(residual, None, None)[0]
+    return whole, halves, summarize(primary)
 
 
 def summarize(items):
@@ -181,16 +200,10 @@ def summarize(items):
 def check_file(path, table, semantics, windows, split_at, split_after, block_bytes=None):
     reference = summarize(read(path, table, semantics, windows, False)[0])
     assert reference[2]['skipped_irrelevant'] == 0
-    assert summarize(read(path, table, semantics, windows, True, block_bytes=block_bytes)[0]) == reference
-    size = os.path.getsize(path)
-    at = min(split_at, size)
-    halves = (read(path, table, semantics, windows, True, 0, at, block_bytes=block_bytes)[0]
-              + read(path, table, semantics, windows, True, at, size, block_bytes=block_bytes)[0])
-    assert summarize(halves) == reference
-    primary, residual = read(path, table, semantics, windows, True, split_after=split_after, block_bytes=block_bytes)
-    if residual is not None:
-        primary += read(path, table, semantics, windows, True, residual, size, block_bytes=block_bytes)[0]
-    assert summarize(primary) == reference
+
+    def native(start, stop, split_after):
+        return read(path, table, semantics, windows, True, start, stop, split_after, block_bytes)
+    assert read_three_ways(native, os.path.getsize(path), split_at, split_after) == (reference,) * 3
     return reference
 
 
