@@ -45,7 +45,7 @@ def test_the_scanner_tests_pass_under_address_and_undefined_behavior_sanitizers(
     assert built and b'__asan' in built[0].read_bytes()
     run = subprocess.run(
         [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-x',
-         'tests/test_blockscan.py', 'tests/test_bulk.py'],
+         'tests/test_blockscan.py', 'tests/test_bulk.py', 'tests/test_ingest.py'],
         cwd=copy, capture_output=True, text=True, timeout=1200,
         # PYTHONMALLOC=malloc: every object its own allocation, so a read past a small bytes object
         # reaches a redzone instead of its neighbour in a pymalloc arena.

@@ -86,23 +86,42 @@ def _general_parse(text):
         ingest._parse_canonical = saved
 
 
-def test_canonical_datetime_shortcut_agrees_with_the_general_parser():
+def _datetime_texts(seed=11, count=5000):
+    # Near-canonical datetimes: valid ones, out-of-range fields, a character replaced, fractions, zones.
     import random
-    rnd = random.Random(11)
+    rnd = random.Random(seed)
     digits = '0123456789'
     texts = ['2024-03-01T06:16:29.4289583Z', '2024-02-29T23:59:59Z', '2023-02-29T00:00:00Z', '2024-03-01T24:00:00Z',
              '2024-13-01T00:00:00Z', '2024-03-01T06:16:29.Z', '2024-03-01T06:16:60Z', '0000-01-01T00:00:00Z',
-             '2024-03-01T06:16:29.12 Z', '2024-03-01T06:16:29+Z', '2024-03-01T06:16:29.\u0661Z', '2024-03-01T06:1a:29Z']
-    for _ in range(5000):
+             '2024-03-01T06:16:29.12 Z', '2024-03-01T06:16:29+Z', '2024-03-01T06:16:29.\u0661Z', '2024-03-01T06:1a:29Z',
+             '0001-01-01T00:00:00Z', '0000-12-31T23:59:59.999999Z', '9999-12-31T23:59:59.9999999Z', '1600-02-29T00:00:00Z',
+             '1700-02-29T00:00:00Z', '2000-02-29T12:00:00.000000000000000000000001Z', '2024-03-01T06:16:29Z\u00e9',
+             '\uff12024-03-01T06:16:29Z', '2024-03-01T06:16:29.1\u00e9Z', '', 'Z', '2024-03-01T06:16:29']
+    for _ in range(count):
         chars = list('%04d-%02d-%02dT%02d:%02d:%02d' % (
             rnd.randrange(0, 10000), rnd.randrange(0, 14), rnd.randrange(0, 33), rnd.randrange(0, 26),
             rnd.randrange(0, 62), rnd.randrange(0, 62)))
         if rnd.random() < 0.1:
-            chars[rnd.randrange(len(chars))] = rnd.choice('x9 /T:-')
+            chars[rnd.randrange(len(chars))] = rnd.choice('x9 /T:-\u0663')
         fraction = rnd.choice(['', '.', '.' + ''.join(rnd.choice(digits) for _ in range(rnd.randrange(1, 10)))])
         texts.append(''.join(chars) + fraction + rnd.choice(['Z', 'Z', 'z', '', ' Z']))
+    return texts
+
+
+def test_canonical_datetime_shortcut_agrees_with_the_general_parser():
     shortcut_used = 0
-    for text in texts:
+    for text in _datetime_texts():
         shortcut_used += ingest._parse_canonical(text) is not None
         assert ingest.parse_datetime_us(text) == _general_parse(text), text
     assert shortcut_used > 1000  # the shortcut is exercised, not only the fallback
+
+
+@pytest.mark.skipif(ingest._blockscan is None, reason='the compiled scanner is not built')
+def test_the_compiled_canonical_parser_is_the_python_one():
+    assert ingest._parse_canonical is ingest._blockscan.canonical_us
+    texts = _datetime_texts(seed=12, count=20000)
+    assert [ingest._blockscan.canonical_us(text) for text in texts] == [
+        ingest._parse_canonical_python(text) for text in texts]
+    assert sum(ingest._parse_canonical_python(text) is not None for text in texts) > 3000
+    with pytest.raises(TypeError):
+        ingest._blockscan.canonical_us(b'2024-03-01T06:16:29Z')

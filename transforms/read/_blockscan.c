@@ -36,6 +36,14 @@
  * decides; so accepting less than the reader accepts is always safe, accepting more never is.
  *
  * The scan itself runs without the GIL on an immutable bytes object.
+ *
+ * canonical_us(text)
+ *
+ * The microseconds since the Unix epoch of a str in the canonical export form
+ * YYYY-MM-DDThh:mm:ss[.f...]Z (ASCII; any number of fraction digits, the first six kept; hour below
+ * 24, minutes and seconds below 60; a valid proleptic Gregorian date; within Kusto's datetime range
+ * 0001-01-01 to 9999-12-31), else None: what transforms.read.ingest._parse_canonical_python returns,
+ * which tests/test_ingest.py compares it with.
  */
 #define PY_SSIZE_T_CLEAN
 #ifndef _GNU_SOURCE
@@ -626,8 +634,72 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * canonical_us
+ */
+
+#define US_PER_DAY 86400000000LL
+
+static int is_leap(long year) { return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0); }
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+static long long days_from_civil(long year, long month, long day) {
+    year -= month <= 2;
+    long era = (year >= 0 ? year : year - 399) / 400;
+    long yoe = year - era * 400;
+    long doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return (long long)era * 146097 + doe - 719468;
+}
+
+static int digits_at(const unsigned char *text, Py_ssize_t at, Py_ssize_t count, long *value) {
+    long result = 0;
+    for (Py_ssize_t i = at; i < at + count; i++) {
+        if (text[i] < '0' || text[i] > '9') return 0;
+        result = result * 10 + (text[i] - '0');
+    }
+    *value = result;
+    return 1;
+}
+
+static PyObject *canonical_us(PyObject *self, PyObject *arg) {
+    static const int days_in_month[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    static const long place[6] = {100000, 10000, 1000, 100, 10, 1};  /* of the first six fraction digits */
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "canonical_us takes a str");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
+    const unsigned char *text = PyUnicode_1BYTE_DATA(arg);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(arg);
+    if (size < 20 || text[size - 1] != 'Z' || text[10] != 'T' || text[4] != '-' || text[7] != '-' ||
+        text[13] != ':' || text[16] != ':')
+        Py_RETURN_NONE;
+    long micros = 0;
+    if (size > 20) {  /* text[19:-1] is "." followed by digits, or "." alone */
+        if (text[19] != '.') Py_RETURN_NONE;
+        for (Py_ssize_t i = 20; i < size - 1; i++) {
+            if (text[i] < '0' || text[i] > '9') Py_RETURN_NONE;
+            if (i < 26) micros += (text[i] - '0') * place[i - 20];
+        }
+    }
+    long year, month, day, hour, minute, second;
+    if (!digits_at(text, 11, 2, &hour) || !digits_at(text, 14, 2, &minute) || !digits_at(text, 17, 2, &second) ||
+        !digits_at(text, 0, 4, &year) || !digits_at(text, 5, 2, &month) || !digits_at(text, 8, 2, &day))
+        Py_RETURN_NONE;
+    if (hour > 23 || minute > 59 || second > 59) Py_RETURN_NONE;
+    if (month < 1 || month > 12 || day < 1 || day > (month == 2 && is_leap(year) ? 29 : days_in_month[month - 1]))
+        Py_RETURN_NONE;
+    long long value = days_from_civil(year, month, day) * US_PER_DAY +
+                      ((long long)(hour * 60 + minute) * 60 + second) * 1000000LL + micros;
+    if (value < days_from_civil(1, 1, 1) * US_PER_DAY || value > days_from_civil(10000, 1, 1) * US_PER_DAY - 1)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(value);
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Candidates, line count and TimeGenerated counts of a block of JSON lines."},
+    {"canonical_us", canonical_us, METH_O, "Microseconds since the epoch of a canonical export datetime, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,6 +24,11 @@ from fractions import Fraction
 from functools import lru_cache
 
 from transforms.read.dynamic import parse_json_text, tostring_dynamic
+
+try:  # pragma: no cover - the fallback is tested by forcing it
+    from transforms.read import _blockscan
+except ImportError:  # pragma: no cover
+    _blockscan = None
 from transforms.read.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING
 
 _DATETIME = re.compile(
@@ -62,9 +67,11 @@ def _days_of_date(date):
     return _days_from_civil(year, month, day)
 
 
-def _parse_canonical(text):
+def _parse_canonical_python(text):
     """``YYYY-MM-DDThh:mm:ss[.f...]Z`` (how the exports write TimeGenerated) -> microseconds, or None
-    for any other text (then the general parser decides). Same result as the general parser."""
+    for any other text (then the general parser decides). Same result as the general parser.
+    `_parse_canonical` is the compiled scanner's ``canonical_us`` where it imports, the same
+    function in C (a fifth of the time: it is called for every datetime of every candidate row)."""
     if (len(text) < 20 or text[-1] != 'Z' or text[10] != 'T' or text[4] != '-' or text[7] != '-'
             or text[13] != ':' or text[16] != ':' or not text.isascii()):
         return None
@@ -82,6 +89,9 @@ def _parse_canonical(text):
         return None
     micros = int(fraction[1:7].ljust(6, '0')) if len(fraction) > 1 else 0
     return _in_kusto_range(days * _US_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros)
+
+
+_parse_canonical = _parse_canonical_python if _blockscan is None else _blockscan.canonical_us
 
 
 def parse_datetime_us(text):
