@@ -1,12 +1,12 @@
 """transforms.read.bounded_json.loads: its msgspec path returns what Python's decoder does, or defers to it."""
 
-import json
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.read import bounded_json
+from tests.json_texts import json_texts
+
+from transforms.read import bounded_json, dynamic
 from transforms.read.bounded_json import DECODER, MAX_JSON_DEPTH, TooDeep, loads
 
 pytestmark = pytest.mark.skipif(bounded_json.FAST_DECODE is None, reason='msgspec does not import')
@@ -75,31 +75,44 @@ def test_without_msgspec_loads_is_pythons_decoder(monkeypatch):
         assert outcome(loads, text) == outcome(DECODER.decode, text)
 
 
-_NUMBERS = st.one_of(
-    st.integers(min_value=-10 ** 40, max_value=10 ** 40).map(str),
-    st.floats(allow_nan=False, allow_infinity=False).map(repr),
-    st.from_regex(r'-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,3})?', fullmatch=True),
-)
-_STRINGS = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=12).map(
-    lambda text: json.dumps(text, ensure_ascii=False).replace('\ud800', '\\ud800'))
-_ESCAPED = st.text(max_size=8).map(json.dumps)  # ASCII, with \\u escapes (lone surrogates among them)
-_LEAVES = st.one_of(_NUMBERS, _STRINGS, _ESCAPED, st.sampled_from(['true', 'false', 'null', 'NaN', '-Infinity']))
-_SPACE = st.sampled_from(['', ' ', '\n', '\t', '\r', ' \t'])
-
-
-def _json_texts():
-    def containers(children):
-        items = st.lists(st.tuples(_SPACE, children, _SPACE), max_size=4)
-        arrays = items.map(lambda parts: '[%s]' % ','.join(a + value + b for a, value, b in parts))
-        members = st.lists(st.tuples(st.one_of(_STRINGS, st.sampled_from(['"a"', '"b"'])), children), max_size=4)
-        objects = members.map(lambda parts: '{%s}' % ','.join('%s:%s' % pair for pair in parts))
-        return st.one_of(arrays, objects)
-    return st.recursive(_LEAVES, containers, max_leaves=12)
-
-
 @settings(max_examples=400, deadline=None)
-@given(text=_json_texts(), cut=st.integers(min_value=0, max_value=400), junk=st.sampled_from(['', '}', ',', 'x', '"']))
+@given(text=json_texts(), cut=st.integers(min_value=0, max_value=400), junk=st.sampled_from(['', '}', ',', 'x', '"']))
 def test_loads_gives_what_pythons_decoder_gives_on_generated_texts(text, cut, junk):
     assert outcome(loads, text) == outcome(DECODER.decode, text)
     broken = text[:cut] + junk + text[cut + 1:]  # one character replaced or removed
     assert outcome(loads, broken) == outcome(DECODER.decode, broken)
+
+
+# transforms.read.dynamic.parse_json_text (Kusto parse_json: the first of duplicate keys kept, NaN
+# not JSON, a text that is not JSON kept as the string): its msgspec path against Python's decoder.
+
+def parse_json_reference(text):
+    try:
+        return dynamic._JSON_DECODER.decode(text)
+    except ValueError:
+        return text
+
+
+PARSE_JSON_CASES = EDGE_CASES + [
+    '{"a":1,"a":2}', '{"a" :1, "a":2, "b":3}', '{"a":{"b":1,"b":2}}', '[{"a":1},{"a":2}]', '{"a":"x\\":y","a":2}',
+    '{"a:b":1,"a:b":2}', '"a:b"', '12', '"x"', 'abc', 'NaN', '{"Command":"Write-Log"}', ' [] ', '{}',
+]
+
+
+@pytest.mark.parametrize('text', PARSE_JSON_CASES)
+def test_parse_json_text_gives_what_pythons_decoder_gives_on_edge_cases(text):
+    assert _typed_repr(dynamic.parse_json_text(text)) == _typed_repr(parse_json_reference(text))
+
+
+def test_parse_json_text_decodes_plain_texts_natively_and_defers_duplicate_keys():
+    assert dynamic._fast_parse('{"Command":"Write-Log","a":[{"b":1}]}') == {'Command': 'Write-Log', 'a': [{'b': 1}]}
+    for text in ('{"a":1,"a":2}', '{"a":{"b":1,"b" : 2}}', '{"a":NaN}', '{"a":"\\udc00"}', 'x'):
+        assert dynamic._fast_parse(text) is dynamic._DEFERRED
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=json_texts(), cut=st.integers(min_value=0, max_value=400), junk=st.sampled_from(['', '}', ':', 'x', '"']))
+def test_parse_json_text_gives_what_pythons_decoder_gives_on_generated_texts(text, cut, junk):
+    assert _typed_repr(dynamic.parse_json_text(text)) == _typed_repr(parse_json_reference(text))
+    broken = text[:cut] + junk + text[cut + 1:]
+    assert _typed_repr(dynamic.parse_json_text(broken)) == _typed_repr(parse_json_reference(broken))
