@@ -107,3 +107,19 @@ def test_engine_commands_say_how_many_processes():
     assert full[-3:] == ['--scan', 'full', '--direct_num_workers=1']
     mp2, _ = bench.engine_command('beam-relevant-mp2', paths, 'w')
     assert mp2[-2:] == ['--direct_running_mode=multi_processing', '--direct_num_workers=2']
+
+
+def test_candidate_costs_report(dataset, capsys):
+    from benchmarks import candidates
+    from transforms.detect.relevance import read_filters
+    from transforms.detect.semantics import Semantics
+    _, directory, _ = dataset
+    report = candidates.main([directory, '--repeat', '1'])
+    assert json.loads(capsys.readouterr().out) == report
+    for table, figures in report['tables'].items():
+        needles, _ = read_filters(table, Semantics.named('sentinel'), 'full')
+        with open(os.path.join(directory, table + '.jsonl'), 'rb') as handle:
+            lines = handle.read().split(b'\n')
+        assert figures['candidates'] == sum(1 for line in lines if line and needles.search(line)), table
+        assert 0 < figures['relevant_rows'] <= figures['candidates'] < figures['lines'], table
+        assert figures['decode_us'] > 0 and figures['read_step_cpu_s'] >= 0
