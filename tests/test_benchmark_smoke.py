@@ -123,3 +123,18 @@ def test_candidate_costs_report(dataset, capsys):
         assert figures['candidates'] == sum(1 for line in lines if line and needles.search(line)), table
         assert 0 < figures['relevant_rows'] <= figures['candidates'] < figures['lines'], table
         assert figures['decode_us'] > 0 and figures['read_step_cpu_s'] >= 0
+
+
+def test_beam_rows_counts_every_row(capsys):
+    from benchmarks import beam_rows
+    report = beam_rows.main(['--rows', '600', '--repeat', '1'])
+    assert json.loads(capsys.readouterr().out) == report
+    assert report['rows'] == 600 and len(report['run_s']) == 1 and report['run_s'][0] > 0
+
+
+def test_beam_rows_fails_when_a_row_is_lost(monkeypatch):
+    from benchmarks import beam_rows
+    real = beam_rows.batches
+    monkeypatch.setattr(beam_rows, 'batches', lambda rows: (batch[1:] for batch in real(rows)))
+    with pytest.raises(Exception, match='Failed assert'):
+        beam_rows.run_once(600)
