@@ -125,9 +125,10 @@ def test_candidate_costs_report(dataset, capsys):
         assert figures['decode_us'] > 0 and figures['read_step_cpu_s'] >= 0
 
 
-def test_beam_rows_counts_every_row(capsys):
+@pytest.mark.parametrize('variant', ['rows', 'fused', 'preaggregated'])
+def test_beam_rows_counts_every_row(capsys, variant):
     from benchmarks import beam_rows
-    report = beam_rows.main(['--rows', '600', '--repeat', '1'])
+    report = beam_rows.main(['--rows', '600', '--repeat', '1', '--variant', variant, '--rows-per-key', '3'])
     assert json.loads(capsys.readouterr().out) == report
     assert report['rows'] == 600 and len(report['run_s']) == 1 and report['run_s'][0] > 0
 
@@ -135,6 +136,6 @@ def test_beam_rows_counts_every_row(capsys):
 def test_beam_rows_fails_when_a_row_is_lost(monkeypatch):
     from benchmarks import beam_rows
     real = beam_rows.batches
-    monkeypatch.setattr(beam_rows, 'batches', lambda rows: (batch[1:] for batch in real(rows)))
+    monkeypatch.setattr(beam_rows, 'batches', lambda *args: (batch[1:] for batch in real(*args)))
     with pytest.raises(Exception, match='Failed assert'):
         beam_rows.run_once(600)
