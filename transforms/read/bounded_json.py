@@ -16,7 +16,7 @@ The check costs two ``str.count`` calls for a text with at most `MAX_JSON_DEPTH`
 few regular-expression passes over the text's brackets otherwise.
 
 `loads` decodes a text of at most `MAX_JSON_DEPTH` brackets (which cannot nest too deep) with
-``msgspec`` first, four to five times faster than Python's decoder, and with Python's decoder
+``msgspec`` first, two to four times faster than Python's decoder, and with Python's decoder
 whenever msgspec refuses it. Where msgspec accepts a text it returns what Python's decoder does:
 the same values, floats rounded alike, the last of duplicate keys in the first one's place; what
 it refuses and Python accepts (``NaN`` and ``Infinity``, lone surrogate escapes, numbers out of the

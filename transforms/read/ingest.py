@@ -24,12 +24,12 @@ from fractions import Fraction
 from functools import lru_cache
 
 from transforms.read.dynamic import parse_json_text, tostring_dynamic
+from transforms.read.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING
 
-try:  # pragma: no cover - the fallback is tested by forcing it
+try:  # pragma: no cover - without the compiled scanner the Python parser below is used
     from transforms.read import _blockscan
 except ImportError:  # pragma: no cover
     _blockscan = None
-from transforms.read.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING
 
 _DATETIME = re.compile(
     r'\s*([0-9]+)[-/]([0-9]{1,2})[-/]([0-9]{1,2})'
@@ -71,7 +71,7 @@ def _parse_canonical_python(text):
     """``YYYY-MM-DDThh:mm:ss[.f...]Z`` (how the exports write TimeGenerated) -> microseconds, or None
     for any other text (then the general parser decides). Same result as the general parser.
     `_parse_canonical` is the compiled scanner's ``canonical_us`` where it imports, the same
-    function in C (a fifth of the time: it is called for every datetime of every candidate row)."""
+    function in C (about 60 ns against 3 µs: it is called for every datetime of every candidate row)."""
     if (len(text) < 20 or text[-1] != 'Z' or text[10] != 'T' or text[4] != '-' or text[7] != '-'
             or text[13] != ':' or text[16] != ':' or not text.isascii()):
         return None
