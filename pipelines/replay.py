@@ -111,8 +111,25 @@ def ensure_topics(admin_config, topics, partitions):
               for topic in topics if topic not in existing]
     for future in admin.create_topics(wanted).values() if wanted else ():
         future.result(timeout=30)
-    metadata = admin.list_topics(timeout=30).topics
-    return {topic: len(metadata[topic].partitions) for topic in topics}
+    return partitions_once_listed(lambda: admin.list_topics(timeout=30).topics, topics)
+
+
+def partitions_once_listed(list_topics, topics, timeout_s=30.0, pause_s=0.2, clock=time.monotonic,
+                           pause=time.sleep):
+    """{topic: partitions} from the broker's metadata (`list_topics()`: {name: TopicMetadata}), asked
+    again until every topic is listed with its partitions: a topic just created may be missing from
+    the metadata of a broker that has not caught up yet. RuntimeError after `timeout_s`."""
+    deadline = clock() + timeout_s
+    while True:
+        metadata = list_topics()
+        missing = [topic for topic in topics
+                   if topic not in metadata or metadata[topic].error is not None or not metadata[topic].partitions]
+        if not missing:
+            return {topic: len(metadata[topic].partitions) for topic in topics}
+        if clock() >= deadline:
+            raise RuntimeError('Kafka topics not listed with their partitions after %.0f s: %s'
+                               % (timeout_s, ', '.join(missing)))
+        pause(pause_s)
 
 
 def replay(args, out=sys.stdout):

@@ -195,3 +195,36 @@ def test_streaming_on_flink_checkpoints_every_10s_and_finishes_bundles_before_ea
     assert with_stream_defaults(['--runner', 'FlinkRunner']) == ['--runner', 'FlinkRunner']
     assert with_stream_defaults(['--streaming', '--runner', 'DataflowRunner']) == ['--streaming', '--runner',
                                                                                   'DataflowRunner']
+
+
+class _TopicMetadata:
+    def __init__(self, partitions, error=None):
+        self.partitions = {number: None for number in range(partitions)}
+        self.error = error
+
+
+def test_topic_partitions_are_asked_again_until_every_topic_is_listed():
+    answers = iter([{'a': _TopicMetadata(2)},  # 'b' just created, not listed yet
+                    {'a': _TopicMetadata(2), 'b': _TopicMetadata(0, error='LEADER_NOT_AVAILABLE')},
+                    {'a': _TopicMetadata(2), 'b': _TopicMetadata(3)}])
+    now, pauses = [0.0], []
+
+    def pause(seconds):
+        pauses.append(seconds)
+        now[0] += seconds
+
+    assert replay.partitions_once_listed(lambda: next(answers), ['a', 'b'], clock=lambda: now[0],
+                                         pause=pause) == {'a': 2, 'b': 3}
+    assert len(pauses) == 2
+
+
+def test_topic_partitions_give_up_after_the_timeout_with_the_missing_topics():
+    now = [0.0]
+
+    def pause(seconds):
+        now[0] += seconds
+
+    with pytest.raises(RuntimeError, match='after 5 s: b'):
+        replay.partitions_once_listed(lambda: {'a': _TopicMetadata(1)}, ['a', 'b'], timeout_s=5, pause_s=1,
+                                      clock=lambda: now[0], pause=pause)
+    assert now[0] == 5
