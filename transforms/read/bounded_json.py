@@ -108,14 +108,24 @@ def _skip_whitespace(text, position):
 DECODER = BoundedDecoder()
 
 
+DEFERRED = object()  # what `native_loads` returns for a text Python's decoder must decide
+
+
+def native_loads(text):
+    """msgspec's value of a str, or DEFERRED: without msgspec, for a text of more than
+    MAX_JSON_DEPTH brackets, and for any text msgspec refuses."""
+    if FAST_DECODE is None or text.count('[') + text.count('{') > MAX_JSON_DEPTH:
+        return DEFERRED
+    try:
+        return FAST_DECODE(text)
+    except (ValueError, UnicodeError):  # msgspec's errors
+        return DEFERRED
+
+
 def loads(text):
     """``json.loads`` of a str, bounded (`TooDeep`, long integers read as infinities)."""
-    if FAST_DECODE is not None and text.count('[') + text.count('{') <= MAX_JSON_DEPTH:
-        try:
-            return FAST_DECODE(text)
-        except (ValueError, UnicodeError):  # msgspec's errors; Python's decoder decides
-            pass
-    return DECODER.decode(text)
+    value = native_loads(text)
+    return DECODER.decode(text) if value is DEFERRED else value
 
 
 # The fast decoder of `loads` (None: Python's decoder only).

@@ -18,7 +18,7 @@
 import json
 import re
 
-from transforms.read.bounded_json import FAST_DECODE, MAX_JSON_DEPTH, BoundedDecoder
+from transforms.read.bounded_json import DEFERRED, BoundedDecoder, native_loads
 
 _CONTROL = re.compile('[\x00-\x1f\x7f]')
 _ESCAPES = {'"': '\\"', '\\': '\\\\', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
@@ -89,26 +89,20 @@ def parse_json_text(text):
 
 
 _JSON_DECODER = BoundedDecoder(object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
-_DEFERRED = object()
+_DEFERRED = DEFERRED
 
 
 def _fast_parse(text):
-    """`parse_json_text` of a str by msgspec (`transforms.read.bounded_json.FAST_DECODE`), or
-    _DEFERRED where it might differ, for Python's decoder to decide: a text of more than
-    MAX_JSON_DEPTH brackets, one msgspec refuses (NaN, lone surrogate escapes, numbers out of range,
-    anything not JSON), and one whose objects hold fewer keys than it has colons. msgspec keeps the
+    """`parse_json_text` of a str by msgspec (`transforms.read.bounded_json.native_loads`), or
+    _DEFERRED where it might differ, for Python's decoder to decide: what native_loads defers (too
+    many brackets; NaN, lone surrogate escapes, numbers out of range, anything not JSON), and a text
+    whose objects hold fewer keys than it has colons. msgspec keeps the
     last of duplicate keys where parse_json keeps the first; every key is followed by one colon, so
     duplicates make the keys fewer than the colons and such a text is deferred (as is one with a
     colon inside a string: safe, and a few microseconds more)."""
-    if FAST_DECODE is None or text.count('[') + text.count('{') > MAX_JSON_DEPTH:
+    value = native_loads(text)
+    if (value.__class__ is dict or value.__class__ is list) and _key_count(value) != text.count(':'):
         return _DEFERRED
-    try:
-        value = FAST_DECODE(text)
-    except (ValueError, UnicodeError):
-        return _DEFERRED
-    if value.__class__ is dict or value.__class__ is list:
-        if _key_count(value) != text.count(':'):
-            return _DEFERRED
     return value
 
 
