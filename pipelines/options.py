@@ -6,6 +6,7 @@ from transforms.detect.semantics import NAMES as SEMANTICS
 from transforms.read.formats import INPUT_FORMATS
 
 SCAN_MODES = ('full', 'relevant')
+DETECT_GROUPINGS = ('window', 'stages')
 
 # Beam's in-process portable runner, by its import path: Beam 2.62 does not know it by its short name.
 IN_PROCESS_RUNNER = 'apache_beam.runners.portability.fn_api_runner.FnApiRunner'
@@ -42,6 +43,12 @@ class DetectionOptions(PipelineOptions):
             '--semantics', choices=SEMANTICS, default='sentinel',
             help="sentinel: exactly the rule's KQL, quirks included; strict: the rule as its description "
                  'means it (see the README).')
+        detection.add_argument(
+            '--detect_grouping', choices=DETECT_GROUPINGS, default='window',
+            help="window: each query window's Run Command rows are folded before the shuffle and evaluated "
+                 'together (one grouping; fastest); stages: one grouping per stage of the query, for windows '
+                 "whose Run Command sessions, script files and cmdlets do not fit one worker's memory. Same "
+                 'alerts either way.')
         detection.add_argument(
             '--strict_operations', default=None,
             help='Strict semantics: comma-separated ARM operations that run a script through Run Command '

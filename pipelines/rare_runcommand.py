@@ -35,6 +35,7 @@ from pipelines.sink_options import SinkOptions, sink_settings
 from pipelines.usage import UsageError, check_arguments, check_batch_run
 from transforms.detect import baseline
 from transforms.detect.alerts import ALERTS, ToAlerts
+from transforms.detect.per_window import DetectPerWindow
 from transforms.detect.query import RESULTS, RUN_COMMAND_DATA, DetectUniqueScripts
 from transforms.detect.relevance import read_filters
 from transforms.detect.rule import load_rule
@@ -134,7 +135,8 @@ def build(pipeline, options, output_dir=None):
         dead_letters.append(read.dead_letter)
         row_counts[table] = read.window_counts
 
-    detected = tables | 'DetectUniqueScripts' >> DetectUniqueScripts(semantics)
+    detect = DetectPerWindow if detection.detect_grouping == 'window' else DetectUniqueScripts
+    detected = tables | 'DetectUniqueScripts' >> detect(semantics)
     alerts = detected[RESULTS] | 'ToAlerts' >> ToAlerts(rule, semantics.name)
     if detection.history_days or detection.baseline_out:
         sightings = detected[RUN_COMMAND_DATA] | 'FingerprintSightings' >> baseline.FingerprintSightings()

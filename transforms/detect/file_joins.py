@@ -118,9 +118,14 @@ def window_session_files(sessions, file_events, semantics):
     script_writes = [row for row in file_events if is_script_file_write(row, semantics)]
     if semantics.drops_duplicate_records:
         script_writes = distinct_records(DEVICE_FILE_EVENTS, script_writes)
+    return join_keyed_session_files(sessions, [script_file_by_vm(row, semantics) for row in script_writes], semantics)
+
+
+def join_keyed_session_files(sessions, keyed_script_files, semantics):
+    """The joined rows of one window's sessions and its ``(VM key, script file)`` pairs."""
     join = join_session_files(semantics)
     grouped = co_group_by_key({SESSIONS: [pair for session in sessions for pair in sessions_by_vm(session, semantics)],
-                               FILES: [script_file_by_vm(row, semantics) for row in script_writes]})
+                               FILES: keyed_script_files})
     return [row for vm_key, group in grouped.items() for row in join(vm_key, group)]
 
 

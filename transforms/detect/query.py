@@ -7,10 +7,15 @@ whose grouping keys start with the window. `evaluate_window` is the streaming dr
 on one window's lists. Both call the same stage functions and CombineFns, so they read the same,
 line for line; tests/test_streaming.py checks that they give the same results in both semantics.
 
+`transforms.detect.per_window.DetectPerWindow` is a third driver, for batch: one grouping per
+window, whose window stages are `window_stages` on lists (the default ``--detect_grouping window``).
+
 Strict semantics read rows before and after each window (`Semantics.look_ahead_us`, the windows'
 margin), so that a session is seen whole with its script run whichever window boundary it crosses,
 and keep the runs of the sessions that start in the window (`Semantics.evaluates_session`).
 """
+
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -107,17 +112,38 @@ class DetectUniqueScripts(beam.PTransform):
         return {RESULTS: results, RUN_COMMAND_DATA: run_command_data}
 
 
-def window_run_command_data_of(rows_by_table, semantics, window=None):
-    """RunCommandData of one window (start, end) from the rows it reads ({table name: rows}): the
-    ``run_command_data`` output of `DetectUniqueScripts` on lists."""
+class WindowStages(NamedTuple):
+    """One window's stage outputs: what `DetectUniqueScripts` counts and returns, on lists."""
+
+    sessions: list
+    runs: list
+    scripts: list
+    run_command_data: list
+
+
+def window_stages(rows_by_table, semantics, window=None):
+    """The stage outputs of one window (start, end) from the rows it reads ({table name: rows});
+    ``run_command_data`` keeps, as `DetectUniqueScripts` does, the rows of sessions the window evaluates."""
     sessions = window_sessions(rows_by_table.get(AZURE_ACTIVITY, ()), semantics)
     runs = window_session_files(sessions, rows_by_table.get(DEVICE_FILE_EVENTS, ()), semantics)
     if semantics.joins_cmdlets_to_sessions:
         scripts = window_script_cmdlet_events(rows_by_table.get(DEVICE_EVENTS, ()), semantics)
     else:
         scripts = window_script_cmdlet_lists(rows_by_table.get(DEVICE_EVENTS, ()), semantics)
-    return [row for row in window_run_command_data(runs, scripts, semantics)
-            if semantics.evaluates_session(window, row['StartTime'])]
+    return stages_of(sessions, runs, scripts, semantics, window)
+
+
+def stages_of(sessions, runs, scripts, semantics, window):
+    """`WindowStages` of one window's sessions, joined rows and scripts."""
+    run_command_data = [row for row in window_run_command_data(runs, scripts, semantics)
+                        if semantics.evaluates_session(window, row['StartTime'])]
+    return WindowStages(sessions, runs, scripts, run_command_data)
+
+
+def window_run_command_data_of(rows_by_table, semantics, window=None):
+    """RunCommandData of one window (start, end) from the rows it reads ({table name: rows}): the
+    ``run_command_data`` output of `DetectUniqueScripts` on lists."""
+    return window_stages(rows_by_table, semantics, window).run_command_data
 
 
 def evaluate_window(rows_by_table, semantics, window=None):

@@ -145,6 +145,13 @@ def window_script_cmdlet_lists(device_events, semantics):
     return [to_script(key, cmdlets) for key, cmdlets in lists.items()]
 
 
+def scripts_of_lists(accumulators):
+    """Sentinel: (script name, script summary) of {(script name, command line): `CmdletListCombineFn`
+    accumulator}."""
+    combine = CmdletListCombineFn()
+    return [to_script(key, combine.extract_output(cmdlets)) for key, cmdlets in accumulators.items()]
+
+
 def window_script_cmdlet_events(device_events, semantics):
     """Strict: ((VM key, script name), ProcessCmdlet) of one window's DeviceEvents rows: `ScriptCmdletEvents`
     on a list."""

@@ -107,6 +107,11 @@ def window_sessions(activity, semantics):
     if semantics.drops_duplicate_records:
         run_commands = distinct_records(AZURE_ACTIVITY, run_commands)
     summaries = combine_per_key(((session_key(row, semantics), row) for row in run_commands), SessionCombineFn())
+    return succeeded_sessions(summaries, semantics)
+
+
+def succeeded_sessions(summaries, semantics):
+    """The sessions of {session key: `SessionSummary`} that succeeded."""
     return [to_session(key, summary, semantics) for key, summary in summaries.items() if summary.succeeded]
 
 

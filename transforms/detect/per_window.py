@@ -1,0 +1,241 @@
+"""The batch detection with one grouping per query window: `DetectPerWindow`.
+
+`transforms.detect.query.DetectUniqueScripts` groups once per stage of the query (sessions, the
+file join, cmdlet lists, the cmdlet join, fingerprint counts), and every element that leaves a
+grouping costs the runner tens of microseconds (benchmarks/README.md). `DetectPerWindow` gives the
+same outputs and counters with one `CombinePerKey` on the window:
+
+* before the shuffle (combiner lifting), each bundle folds its rows into a `WindowInputs` per
+  window, as far as the stages allow without the whole window: sentinel rows become session
+  summaries per session key, ``(VM key, script file)`` pairs and cmdlet lists per script run;
+  strict rows are kept, one per distinct record (`transforms.detect.dedup`), since strict's
+  joins need the rows themselves;
+* after it, the window's merged inputs go through the stage functions on lists
+  (`transforms.detect.query.window_stages`, the streaming driver's) in `EvaluateWindowInputs`.
+
+What crosses the shuffle is a few accumulators per window and bundle instead of every row, and
+the stages run as plain Python on lists. The price: a window's inputs (its Run Command sessions,
+script file events and cmdlet lists, not its telemetry) are merged and evaluated by one worker,
+in memory; `--detect_grouping stages` keeps the staged transform for windows too big for that.
+"""
+
+import pickle
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam import coders
+from apache_beam.metrics import Metrics
+
+from transforms.detect.dedup import DistinctRecordsCombineFn, record_identity
+from transforms.detect.file_joins import is_script_file_write, join_keyed_session_files, script_file_by_vm
+from transforms.detect.fingerprints import window_unique_fingerprints
+from transforms.detect.query import (DETECTION, RESULTS, RUN_COMMAND_DATA, InWindow, IsAttributed, stages_of,
+                                     window_stages)
+from transforms.detect.script_cmdlets import CmdletListCombineFn, cmdlet_by_script_run, script_cmdlet, scripts_of_lists
+from transforms.detect.sessions import is_run_command_on_vm, merge_summaries, session_key, succeeded_sessions, \
+    summary_of_row
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
+
+# The tables in the order of `WindowInputs`' fields.
+TABLES = (AZURE_ACTIVITY, DEVICE_FILE_EVENTS, DEVICE_EVENTS)
+STAGE_COUNTERS = ('sessions', 'joined_rows', 'scripts', 'run_command_data')
+# The size metrics' estimate of one entry of a `WindowInputs` (a session summary, script file or
+# cmdlet list): about what pickle takes for one on the dense 1M benchmark set (18.4 MB, 47,543 entries).
+ESTIMATED_ENTRY_BYTES = 400
+
+
+class WindowInputs(NamedTuple):
+    """One window's rows (or part of them), folded. Sentinel: {session key: `SessionSummary`},
+    [(VM key, script file)], {(script name, command line): `CmdletList`}. Strict: for each table,
+    {record identity: `Distinct`} of the rows its stage reads."""
+
+    activity: object
+    script_files: object
+    cmdlets: object
+
+
+def _is_stage_row(table, row, semantics):
+    """Strict: whether the stage of `table` reads `row` (the filter before its duplicates are dropped)."""
+    if table == AZURE_ACTIVITY:
+        return is_run_command_on_vm(row, semantics)
+    if table == DEVICE_FILE_EVENTS:
+        return is_script_file_write(row, semantics)
+    return script_cmdlet(row, semantics) is not None
+
+
+class WindowInputsCombineFn(beam.CombineFn):
+    """(table index in `TABLES`, row) of one window -> its `WindowInputs`; independent of the order of
+    rows and bundles, as every CombineFn it folds with is."""
+
+    def __init__(self, semantics):
+        self._semantics = semantics
+        self._cmdlets = CmdletListCombineFn()
+        self._distinct = DistinctRecordsCombineFn()
+
+    def create_accumulator(self):
+        if self._semantics.drops_duplicate_records:
+            return WindowInputs({}, {}, {})
+        return WindowInputs({}, [], {})
+
+    def add_input(self, inputs, tagged_row):
+        index, row = tagged_row
+        semantics = self._semantics
+        if semantics.drops_duplicate_records:
+            table = TABLES[index]
+            if _is_stage_row(table, row, semantics):
+                distinct = inputs[index]
+                identity = record_identity(table, row)
+                found = distinct.get(identity)
+                distinct[identity] = self._distinct.add_input(
+                    self._distinct.create_accumulator() if found is None else found, row)
+        elif index == 0:
+            if is_run_command_on_vm(row, semantics):
+                key = session_key(row, semantics)
+                inputs.activity[key] = merge_summaries(inputs.activity.get(key), summary_of_row(row))
+        elif index == 1:
+            if is_script_file_write(row, semantics):
+                inputs.script_files.append(script_file_by_vm(row, semantics))
+        else:
+            keyed = cmdlet_by_script_run(row, semantics)
+            if keyed is not None:
+                key, event = keyed
+                found = inputs.cmdlets.get(key)
+                inputs.cmdlets[key] = self._cmdlets.add_input(
+                    self._cmdlets.create_accumulator() if found is None else found, event)
+        return inputs
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        merged = next(accumulators)
+        strict = self._semantics.drops_duplicate_records
+        for inputs in accumulators:
+            if strict:
+                for index in range(len(TABLES)):
+                    _merge_into(merged[index], inputs[index], self._distinct)
+            else:
+                for key, summary in inputs.activity.items():
+                    merged.activity[key] = merge_summaries(merged.activity.get(key), summary)
+                merged.script_files.extend(inputs.script_files)
+                _merge_into(merged.cmdlets, inputs.cmdlets, self._cmdlets)
+        return merged
+
+    def extract_output(self, inputs):
+        return inputs
+
+    def get_accumulator_coder(self):
+        return WindowInputsCoder()
+
+
+class WindowInputsCoder(coders.Coder):
+    """`WindowInputs` as one pickle: it holds many small objects, which pickle encodes in C in one call.
+
+    Its size estimate (the runner's element-size metrics) counts entries instead of encoding the
+    accumulator again: the SDK estimates the size of the first elements of every output, and an
+    accumulator is one of those few, large elements (five more encodings of each, measured).
+    """
+
+    def encode(self, value):
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded):
+        return pickle.loads(encoded)
+
+    def is_deterministic(self):
+        return False
+
+    def estimate_size(self, value):
+        return ESTIMATED_ENTRY_BYTES * sum(len(part) for part in value)
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
+def _merge_into(merged, other, combine_fn):
+    """Merges the {key: accumulator} `other` into `merged` with `combine_fn`."""
+    for key, accumulator in other.items():
+        found = merged.get(key)
+        merged[key] = accumulator if found is None else combine_fn.merge_accumulators([found, accumulator])
+
+
+class EvaluateWindowInputs(beam.DoFn):
+    """(window, `WindowInputs`) -> (window, result row), and (window, RunCommandData row) on the
+    ``run_command_data`` output; counts each stage's rows (and strict's dropped and conflicting
+    records) as `DetectUniqueScripts` does."""
+
+    def __init__(self, semantics):
+        self._semantics = semantics
+        self._in_window = InWindow(semantics)
+        self._attributed = IsAttributed(semantics)
+        self._counters = None
+
+    def setup(self):
+        self._counters = {name: Metrics.counter(DETECTION, name) for name in STAGE_COUNTERS}
+
+    def process(self, window_and_inputs):
+        window, inputs = window_and_inputs
+        semantics = self._semantics
+        if semantics.drops_duplicate_records:
+            stages = window_stages(
+                {table: self._distinct_rows(table, distinct) for table, distinct in zip(TABLES, inputs)},
+                semantics, window)
+        else:
+            sessions = succeeded_sessions(inputs.activity, semantics)
+            runs = join_keyed_session_files(sessions, inputs.script_files, semantics)
+            stages = stages_of(sessions, runs, scripts_of_lists(inputs.cmdlets), semantics, window)
+        counters = self._counters
+        counters['sessions'].inc(sum(1 for session in stages.sessions if self._in_window((window, session))))
+        counters['joined_rows'].inc(sum(1 for run in stages.runs if self._attributed((window, run))))
+        if not semantics.joins_cmdlets_to_sessions:
+            counters['scripts'].inc(len(stages.scripts))
+        counters['run_command_data'].inc(len(stages.run_command_data))
+        for row in stages.run_command_data:
+            yield beam.pvalue.TaggedOutput(RUN_COMMAND_DATA, (window, row))
+        for row in window_unique_fingerprints(stages.run_command_data, semantics):
+            yield window, row
+
+    @staticmethod
+    def _distinct_rows(table, distinct_by_identity):
+        """The distinct records of one table's {identity: `Distinct`}, counting what `DropDuplicateRecords`
+        counts. `window_stages` drops duplicates again, which leaves distinct records as they are."""
+        rows = []
+        for distinct in distinct_by_identity.values():
+            kept = len(distinct.rows)
+            if distinct.count > kept:
+                Metrics.counter(table, 'duplicates_dropped').inc(distinct.count - kept)
+            if kept > 1:
+                Metrics.counter(table, 'conflicting_records').inc(kept)
+            rows.extend(distinct.rows.values())
+        return rows
+
+
+class _TagTable:
+    """A picklable ``(window, row) -> (window, (table index, row))``."""
+
+    def __init__(self, index):
+        self._index = index
+
+    def __call__(self, window_and_row):
+        return window_and_row[0], (self._index, window_and_row[1])
+
+
+class DetectPerWindow(beam.PTransform):
+    """`DetectUniqueScripts` with one grouping: {table name: (window, row)} -> {'results': (window, result
+    row), 'run_command_data': (window, RunCommandData row)}, the same rows and counters."""
+
+    def __init__(self, semantics):
+        super().__init__()
+        self._semantics = semantics
+
+    def expand(self, tables):
+        semantics = self._semantics
+        tagged = [tables[table] | 'Tag' + table >> beam.Map(_TagTable(index)) for index, table in enumerate(TABLES)]
+        outputs = (
+            tagged
+            | 'FlattenTables' >> beam.Flatten()
+            | 'FoldWindowInputs' >> beam.CombinePerKey(WindowInputsCombineFn(semantics))
+            | 'EvaluateWindows' >> beam.ParDo(EvaluateWindowInputs(semantics)).with_outputs(
+                RUN_COMMAND_DATA, main=RESULTS))
+        return {RESULTS: outputs[RESULTS], RUN_COMMAND_DATA: outputs[RUN_COMMAND_DATA]}
