@@ -132,7 +132,8 @@ def test_a_window_evaluates_the_same_however_its_rows_are_split_and_merged(name)
     for window, rows_by_table in grouped.items():
         tagged = [(TABLES.index(table), row) for table, rows in rows_by_table.items() for row in rows]
         stages = window_stages(rows_by_table, semantics, window)
-        want = sorted(canonical((window, row)) for row in window_unique_fingerprints(stages.run_command_data, semantics))
+        results = window_unique_fingerprints(stages.run_command_data, semantics)
+        want = sorted(canonical((window, row)) for row in results)
         want_data = sorted(canonical((window, row)) for row in stages.run_command_data)
         for parts in (1, 2, 5):
             combine = WindowInputsCombineFn(semantics)

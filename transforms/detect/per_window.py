@@ -5,12 +5,13 @@ file join, cmdlet lists, the cmdlet join, fingerprint counts), and every element
 grouping costs the runner tens of microseconds (benchmarks/README.md). `DetectPerWindow` gives the
 same outputs and counters with one `CombinePerKey` on the window:
 
-* before the shuffle (combiner lifting), each bundle folds its rows into a `WindowInputs` per
-  window, as far as the stages allow without the whole window: sentinel rows become session
+* before the shuffle (combiner lifting, in the stage that reads each table), each bundle folds its
+  rows into a `WindowInputs` per window, as far as the stages allow without the whole window: sentinel rows become session
   summaries per session key, ``(VM key, script file)`` pairs and cmdlet lists per script run;
   strict rows are kept, one per distinct record (`transforms.detect.dedup`), since strict's
   joins need the rows themselves;
-* after it, the window's merged inputs go through the stage functions on lists
+* after it, a `CoGroupByKey` of those few accumulators joins the three tables' parts of each window,
+  and the window's merged inputs go through the stage functions on lists
   (`transforms.detect.query.window_stages`, the streaming driver's) in `EvaluateWindowInputs`.
 
 What crosses the shuffle is a few accumulators per window and bundle instead of every row, and
@@ -221,9 +222,21 @@ class _TagTable:
         return window_and_row[0], (self._index, window_and_row[1])
 
 
+def merge_tables(window_and_grouped, combine_fn):
+    """(window, {table index: [WindowInputs]}) -> (window, the merged `WindowInputs`)."""
+    window, grouped = window_and_grouped
+    parts = [inputs for index in sorted(grouped) for inputs in grouped[index]]
+    return window, combine_fn.merge_accumulators([combine_fn.create_accumulator()] + parts)
+
+
 class DetectPerWindow(beam.PTransform):
     """`DetectUniqueScripts` with one grouping: {table name: (window, row)} -> {'results': (window, result
-    row), 'run_command_data': (window, RunCommandData row)}, the same rows and counters."""
+    row), 'run_command_data': (window, RunCommandData row)}, the same rows and counters.
+
+    Each table is folded by its own `CombinePerKey` (lifted into the stage that reads it: the rows
+    never cross a shuffle), and the tables' accumulators of a window are then joined by a
+    `CoGroupByKey` of a few elements. A `Flatten` of the three tables before one combine would not
+    fuse with the three reads: every relevant row would be encoded into a buffer first."""
 
     def __init__(self, semantics):
         super().__init__()
@@ -231,11 +244,16 @@ class DetectPerWindow(beam.PTransform):
 
     def expand(self, tables):
         semantics = self._semantics
-        tagged = [tables[table] | 'Tag' + table >> beam.Map(_TagTable(index)) for index, table in enumerate(TABLES)]
+        combine_fn = WindowInputsCombineFn(semantics)
+        folded = {
+            index: (tables[table]
+                    | 'Tag' + table >> beam.Map(_TagTable(index))
+                    | 'Fold' + table >> beam.CombinePerKey(combine_fn))
+            for index, table in enumerate(TABLES)}
         outputs = (
-            tagged
-            | 'FlattenTables' >> beam.Flatten()
-            | 'FoldWindowInputs' >> beam.CombinePerKey(WindowInputsCombineFn(semantics))
+            folded
+            | 'GroupTablesByWindow' >> beam.CoGroupByKey()
+            | 'MergeTables' >> beam.Map(merge_tables, combine_fn)
             | 'EvaluateWindows' >> beam.ParDo(EvaluateWindowInputs(semantics)).with_outputs(
                 RUN_COMMAND_DATA, main=RESULTS))
         return {RESULTS: outputs[RESULTS], RUN_COMMAND_DATA: outputs[RUN_COMMAND_DATA]}
