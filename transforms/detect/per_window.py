@@ -3,13 +3,13 @@
 `transforms.detect.query.DetectUniqueScripts` groups once per stage of the query (sessions, the
 file join, cmdlet lists, the cmdlet join, fingerprint counts), and every element that leaves a
 grouping costs the runner tens of microseconds (benchmarks/README.md). `DetectPerWindow` gives the
-same outputs and counters with one `CombinePerKey` on the window:
+same outputs and counters with one grouping on the window:
 
 * before the shuffle (combiner lifting, in the stage that reads each table), each bundle folds its
-  rows into a `WindowInputs` per window, as far as the stages allow without the whole window: sentinel rows become session
-  summaries per session key, ``(VM key, script file)`` pairs and cmdlet lists per script run;
-  strict rows are kept, one per distinct record (`transforms.detect.dedup`), since strict's
-  joins need the rows themselves;
+  rows into a `WindowInputs` per window, as far as the stages allow without the whole window:
+  sentinel rows become session summaries per session key, ``(VM key, script file)`` pairs and
+  cmdlet lists per script run; strict rows are kept, one per distinct record
+  (`transforms.detect.dedup`), since strict's joins need the rows themselves;
 * after it, a `CoGroupByKey` of those few accumulators joins the three tables' parts of each window,
   and the window's merged inputs go through the stage functions on lists
   (`transforms.detect.query.window_stages`, the streaming driver's) in `EvaluateWindowInputs`.
