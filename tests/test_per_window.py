@@ -118,7 +118,7 @@ def fold(combine, tagged_rows, parts, rng):
             accumulator = combine.add_input(accumulator, tagged)
         accumulators.append(accumulator)
     rng.shuffle(accumulators)
-    return combine.extract_output(combine.merge_accumulators(accumulators))
+    return WindowInputsCoder().decode(combine.extract_output(combine.merge_accumulators(accumulators)))
 
 
 @pytest.mark.parametrize('name', NAMES)
@@ -138,7 +138,7 @@ def test_a_window_evaluates_the_same_however_its_rows_are_split_and_merged(name)
         for parts in (1, 2, 5):
             combine = WindowInputsCombineFn(semantics)
             inputs = WindowInputsCoder().decode(WindowInputsCoder().encode(fold(combine, tagged, parts, rng)))
-            outputs = list(evaluate.process((window, inputs)))
+            outputs = list(evaluate.evaluate(window, inputs))
             got = sorted(canonical(output) for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput))
             got_data = sorted(canonical(output.value) for output in outputs
                               if isinstance(output, beam.pvalue.TaggedOutput))
