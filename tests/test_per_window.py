@@ -107,18 +107,23 @@ def test_both_groupings_give_the_same_rows_and_counters_on_the_golden_inputs(cas
     check_both_groupings(by_window(golden_rows(case), windows), Semantics.named('sentinel'))
 
 
-def fold(combine, tagged_rows, parts, rng):
-    """`tagged_rows` folded as `parts` bundles would fold them, merged in a random order."""
+def fold(semantics, tagged_rows, parts, rng):
+    """`tagged_rows` ((table, row) pairs) folded as `parts` bundles of each table would fold them,
+    merged in a random order."""
     shuffled = list(tagged_rows)
     rng.shuffle(shuffled)
+    combines = {table: WindowInputsCombineFn(semantics, table) for table in TABLES}
     accumulators = []
     for part in range(parts):
-        accumulator = combine.create_accumulator()
-        for tagged in shuffled[part::parts]:
-            accumulator = combine.add_input(accumulator, tagged)
-        accumulators.append(accumulator)
+        for table in TABLES:
+            accumulator = combines[table].create_accumulator()
+            for row_table, row in shuffled[part::parts]:
+                if row_table == table:
+                    accumulator = combines[table].add_input(accumulator, row)
+            accumulators.append(accumulator)
     rng.shuffle(accumulators)
-    return WindowInputsCoder().decode(combine.extract_output(combine.merge_accumulators(accumulators)))
+    merging = WindowInputsCombineFn(semantics)
+    return WindowInputsCoder().decode(merging.extract_output(merging.merge_accumulators(accumulators)))
 
 
 @pytest.mark.parametrize('name', NAMES)
@@ -130,14 +135,13 @@ def test_a_window_evaluates_the_same_however_its_rows_are_split_and_merged(name)
     rng = random.Random(7)
     checked = 0
     for window, rows_by_table in grouped.items():
-        tagged = [(TABLES.index(table), row) for table, rows in rows_by_table.items() for row in rows]
+        tagged = [(table, row) for table, rows in rows_by_table.items() for row in rows]
         stages = window_stages(rows_by_table, semantics, window)
         results = window_unique_fingerprints(stages.run_command_data, semantics)
         want = sorted(canonical((window, row)) for row in results)
         want_data = sorted(canonical((window, row)) for row in stages.run_command_data)
         for parts in (1, 2, 5):
-            combine = WindowInputsCombineFn(semantics)
-            inputs = WindowInputsCoder().decode(WindowInputsCoder().encode(fold(combine, tagged, parts, rng)))
+            inputs = fold(semantics, tagged, parts, rng)
             outputs = list(evaluate.evaluate(window, inputs))
             got = sorted(canonical(output) for output in outputs if not isinstance(output, beam.pvalue.TaggedOutput))
             got_data = sorted(canonical(output.value) for output in outputs
@@ -152,11 +156,11 @@ def test_sentinel_folds_rows_before_the_shuffle():
     rows no stage reads are not kept."""
     semantics = SEMANTICS['sentinel']
     rows_by_table = semantics_scenarios().typed()
-    combine = WindowInputsCombineFn(semantics)
-    inputs = combine.create_accumulator()
+    inputs = WindowInputsCombineFn(semantics).create_accumulator()
     for table, rows in rows_by_table.items():
+        combine = WindowInputsCombineFn(semantics, table)
         for row in rows:
-            inputs = combine.add_input(inputs, (TABLES.index(table), row))
+            inputs = combine.add_input(inputs, row)
     assert 0 < len(inputs.activity) <= len(rows_by_table[TABLES[0]]) / 3
     assert 0 < len(inputs.script_files) <= len(rows_by_table[TABLES[1]])
     assert 0 < len(inputs.cmdlets) < len(rows_by_table[TABLES[2]]) / 2

@@ -65,11 +65,14 @@ def _is_stage_row(table, row, semantics):
 
 
 class WindowInputsCombineFn(beam.CombineFn):
-    """(table index in `TABLES`, row) of one window -> its `WindowInputs`, pickled; independent of the
-    order of rows and bundles, as every CombineFn it folds with is."""
+    """Rows of one table (`table`, one of `TABLES`) of one window -> its `WindowInputs`, pickled;
+    independent of the order of rows and bundles, as every CombineFn it folds with is. Merging
+    needs no table: the `WindowInputs` of the three tables of a window merge into the window's."""
 
-    def __init__(self, semantics):
+    def __init__(self, semantics, table=None):
         self._semantics = semantics
+        self._table = table
+        self._index = TABLES.index(table) if table is not None else None
         self._cmdlets = CmdletListCombineFn()
         self._distinct = DistinctRecordsCombineFn()
 
@@ -78,14 +81,12 @@ class WindowInputsCombineFn(beam.CombineFn):
             return WindowInputs({}, {}, {})
         return WindowInputs({}, [], {})
 
-    def add_input(self, inputs, tagged_row):
-        index, row = tagged_row
-        semantics = self._semantics
+    def add_input(self, inputs, row):
+        semantics, index = self._semantics, self._index
         if semantics.drops_duplicate_records:
-            table = TABLES[index]
-            if _is_stage_row(table, row, semantics):
+            if _is_stage_row(self._table, row, semantics):
                 distinct = inputs[index]
-                identity = record_identity(table, row)
+                identity = record_identity(self._table, row)
                 found = distinct.get(identity)
                 distinct[identity] = self._distinct.add_input(
                     self._distinct.create_accumulator() if found is None else found, row)
@@ -222,16 +223,6 @@ class EvaluateWindowInputs(beam.DoFn):
         return rows
 
 
-class _TagTable:
-    """A picklable ``(window, row) -> (window, (table index, row))``."""
-
-    def __init__(self, index):
-        self._index = index
-
-    def __call__(self, window_and_row):
-        return window_and_row[0], (self._index, window_and_row[1])
-
-
 class DetectPerWindow(beam.PTransform):
     """`DetectUniqueScripts` with one grouping: {table name: (window, row)} -> {'results': (window, result
     row), 'run_command_data': (window, RunCommandData row)}, the same rows and counters.
@@ -247,12 +238,8 @@ class DetectPerWindow(beam.PTransform):
 
     def expand(self, tables):
         semantics = self._semantics
-        combine_fn = WindowInputsCombineFn(semantics)
-        folded = {
-            index: (tables[table]
-                    | 'Tag' + table >> beam.Map(_TagTable(index))
-                    | 'Fold' + table >> beam.CombinePerKey(combine_fn))
-            for index, table in enumerate(TABLES)}
+        folded = {index: tables[table] | 'Fold' + table >> beam.CombinePerKey(WindowInputsCombineFn(semantics, table))
+                  for index, table in enumerate(TABLES)}
         outputs = (
             folded
             | 'GroupTablesByWindow' >> beam.CoGroupByKey()
