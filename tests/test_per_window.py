@@ -172,3 +172,9 @@ def test_the_accumulator_coder_estimates_size_without_encoding(monkeypatch):
     assert coder.decode(coder.encode(inputs)) == inputs
     monkeypatch.setattr(WindowInputsCoder, 'encode', lambda self, value: pytest.fail('encoded to estimate'))
     assert coder.estimate_size(inputs) > 0
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_merging_no_accumulator_gives_an_empty_one(name):
+    combine = WindowInputsCombineFn(SEMANTICS[name])
+    assert combine.merge_accumulators([]) == combine.create_accumulator()

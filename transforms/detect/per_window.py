@@ -108,7 +108,9 @@ class WindowInputsCombineFn(beam.CombineFn):
 
     def merge_accumulators(self, accumulators):
         accumulators = iter(accumulators)
-        merged = next(accumulators)
+        merged = next(accumulators, None)
+        if merged is None:
+            return self.create_accumulator()
         strict = self._semantics.drops_duplicate_records
         for inputs in accumulators:
             if strict:
