@@ -1,8 +1,12 @@
 """KQL operator helpers on their tricky cases (Kusto docs examples first, then RE2/yyjson details)."""
 
 import hashlib
+import json
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms.detect import kql
 
@@ -167,6 +171,19 @@ def test_parse_json_text(text, expected):
 def test_json_text_of_single_values():
     assert [kql.json_text(value) for value in (False, True, None, 0, 'a"\\\x01')] == [
         'false', 'true', 'null', '0', '"a\\"\\\\\\u0001"']
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(codec=None), max_size=40)
+       | st.text(alphabet='ab"\\\x01\x1f\x7f\n\u2028\ud800é😀', max_size=12))
+def test_the_json_text_of_a_string_is_the_escaping_reference(text):
+    """The shortcut for strings with nothing to escape gives what the escaping path gives: json.dumps,
+    except that control characters are escaped as yyjson does (upper-case hex, DEL kept)."""
+    expected = json.dumps(text, ensure_ascii=False)
+    expected = re.sub(r'\\\\|\\u00([0-9a-f]{2})',
+                      lambda match: match.group(0) if match.group(1) is None else '\\u00' + match.group(1).upper(),
+                      expected)
+    assert kql.json_text(text) == expected
 
 
 def test_the_fingerprint_of_a_list_with_quotes_backslashes_and_control_characters():

@@ -33,6 +33,9 @@ def _escape_char(match):
 
 def _json_string(text):
     if _CONTROL.search(text) is None:
+        if '"' not in text and '\\' not in text:
+            # Nothing to escape: what json.dumps gives, without its 2 µs of set-up per call.
+            return '"' + text + '"'
         return json.dumps(text, ensure_ascii=False)
     escaped = text.replace('\\', '\\\\').replace('"', '\\"')
     return '"' + _CONTROL.sub(_escape_char, escaped) + '"'
