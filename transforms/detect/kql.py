@@ -67,10 +67,22 @@ def _term_pattern(needles):
 
 def has_term(haystack, needle):
     """Kusto ``haystack has needle``: `needle` occurs as a whole term, ignoring case."""
-    if haystack.isascii() and needle.isascii() and needle.lower() not in haystack.lower():
-        # In ASCII text only the ASCII case variants of the needle's letters can match.
-        return False
+    if haystack.isascii() and needle.isascii():
+        return _has_ascii_term(haystack.lower(), needle.lower(), needle[:1].isalnum(), needle[-1:].isalnum())
     return _term_pattern((needle,)).search(haystack) is not None
+
+
+def _has_ascii_term(lowered, target, bounded_left, bounded_right):
+    """`has_term` in ASCII text, by plain search: there only the ASCII case variants of the needle's
+    letters can match, and a letter or digit (the term boundary) is an ASCII alphanumeric."""
+    start = lowered.find(target)
+    while start >= 0:
+        end = start + len(target)
+        if ((not bounded_left or start == 0 or not lowered[start - 1].isalnum())
+                and (not bounded_right or end == len(lowered) or not lowered[end].isalnum())):
+            return True
+        start = lowered.find(target, start + 1)
+    return False
 
 
 def has_any_term(haystack, needles):
