@@ -32,7 +32,8 @@ from transforms.detect.file_joins import is_script_file_write, join_keyed_sessio
 from transforms.detect.fingerprints import window_unique_fingerprints
 from transforms.detect.query import (DETECTION, RESULTS, RUN_COMMAND_DATA, InWindow, IsAttributed, stages_of,
                                      window_stages)
-from transforms.detect.script_cmdlets import CmdletListCombineFn, cmdlet_by_script_run, script_cmdlet, scripts_of_lists
+from transforms.detect.relevance import is_relevant
+from transforms.detect.script_cmdlets import CmdletListCombineFn, cmdlet_by_script_run, scripts_of_lists
 from transforms.detect.sessions import is_run_command_on_vm, merge_summaries, session_key, succeeded_sessions, \
     summary_of_row
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
@@ -55,15 +56,6 @@ class WindowInputs(NamedTuple):
     cmdlets: object
 
 
-def _is_stage_row(table, row, semantics):
-    """Strict: whether the stage of `table` reads `row` (the filter before its duplicates are dropped)."""
-    if table == AZURE_ACTIVITY:
-        return is_run_command_on_vm(row, semantics)
-    if table == DEVICE_FILE_EVENTS:
-        return is_script_file_write(row, semantics)
-    return script_cmdlet(row, semantics) is not None
-
-
 class WindowInputsCombineFn(beam.CombineFn):
     """Rows of one table (`table`, one of `TABLES`) of one window -> its `WindowInputs`, pickled;
     independent of the order of rows and bundles, as every CombineFn it folds with is. Merging
@@ -84,7 +76,7 @@ class WindowInputsCombineFn(beam.CombineFn):
     def add_input(self, inputs, row):
         semantics, index = self._semantics, self._index
         if semantics.drops_duplicate_records:
-            if _is_stage_row(self._table, row, semantics):
+            if is_relevant(self._table, row, semantics):
                 distinct = inputs[index]
                 identity = record_identity(self._table, row)
                 found = distinct.get(identity)
