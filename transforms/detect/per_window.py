@@ -178,7 +178,7 @@ class EvaluateWindowInputs(beam.DoFn):
         window, grouped = window_and_grouped
         coder = WindowInputsCoder()
         parts = [coder.decode(encoded) for index in sorted(grouped) for encoded in grouped[index]]
-        return self.evaluate(window, self._combine.merge_accumulators([self._combine.create_accumulator()] + parts))
+        return self.evaluate(window, self._combine.merge_accumulators(parts))
 
     def evaluate(self, window, inputs):
         """The outputs of one window's merged `WindowInputs`."""

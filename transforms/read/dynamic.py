@@ -85,27 +85,26 @@ def parse_json_text(text):
     try:
         if isinstance(text, str):
             value = _fast_parse(text)
-            return _JSON_DECODER.decode(text) if value is _DEFERRED else value
+            return _JSON_DECODER.decode(text) if value is DEFERRED else value
         return _JSON_DECODER.decode(bytes(text).decode('utf-8'))
     except ValueError:  # not JSON, nested too deep, or bytes that are not UTF-8
         return text
 
 
 _JSON_DECODER = BoundedDecoder(object_pairs_hook=_first_key_wins, parse_constant=_reject_constant)
-_DEFERRED = DEFERRED
 
 
 def _fast_parse(text):
     """`parse_json_text` of a str by msgspec (`transforms.read.bounded_json.native_loads`), or
-    _DEFERRED where it might differ, for Python's decoder to decide: what native_loads defers (too
-    many brackets; NaN, lone surrogate escapes, numbers out of range, anything not JSON), and a text
-    whose objects hold fewer keys than it has colons. msgspec keeps the
-    last of duplicate keys where parse_json keeps the first; every key is followed by one colon, so
-    duplicates make the keys fewer than the colons and such a text is deferred (as is one with a
-    colon inside a string: safe, and a few microseconds more)."""
+    DEFERRED where it might differ, for Python's decoder to decide: what native_loads defers (too
+    many brackets; NaN, lone surrogate escapes, numbers out of range, anything not JSON), and a
+    text whose objects hold fewer keys than it has colons. msgspec keeps the last of duplicate keys
+    where parse_json keeps the first; every key is followed by one colon, so duplicates make the
+    keys fewer than the colons and such a text is deferred (as is one with a colon inside a
+    string: safe, and a few microseconds more)."""
     value = native_loads(text)
     if (value.__class__ is dict or value.__class__ is list) and _key_count(value) != text.count(':'):
-        return _DEFERRED
+        return DEFERRED
     return value
 
 
