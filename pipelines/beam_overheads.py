@@ -17,8 +17,17 @@
   ParDo, translating it, creating its operation, its runner): 519 calls and 0.76 s of CPU in an
   in-process run of the detection. `cache_dofn_specs` answers again for a DoFn object it has
   answered for (by identity, while the object lives), with new sets as before.
+* **Collecting garbage among objects that live as long as the process.** Importing Beam and the
+  detection leaves about 100,000 objects that the cyclic garbage collector tracks (modules, classes, functions,
+  protocol buffer descriptors); every full collection during the run walks them all again, and
+  so does the last one when the interpreter exits (0.15 s here for `import apache_beam` alone).
+  `freeze_process_objects` moves the objects alive at the time to the collector's permanent
+  generation (`gc.freeze`): still freed by reference counting, no longer walked. The command
+  calls it once its modules are imported and once its run is over, in its own process only (in a
+  process that goes on, such as a test session, a cycle frozen there would never be freed).
 """
 
+import gc
 import sys
 import weakref
 
@@ -82,3 +91,10 @@ class OptionsWithViews(PipelineOptions):
         state = dict(super().__getstate__())
         state.pop('_views', None)
         return state
+
+
+def freeze_process_objects():
+    """Leaves every object alive now out of the cyclic garbage collector's later passes, including
+    the interpreter's last one at exit (`gc.freeze`; see the module docstring). Only for a process
+    that ends soon after its run: frozen cycles are never freed."""
+    gc.freeze()

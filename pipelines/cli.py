@@ -1,6 +1,8 @@
 """The ``rare-runcommand`` command: the warnings of the libraries are silenced (unless ``--debug``)
 before Beam is imported, so that what Beam or its dependencies log or warn while they load does not
-show either; then `pipelines.rare_runcommand.main` runs (which keeps them silenced during the run)."""
+show either; then `pipelines.rare_runcommand.main` runs (which keeps them silenced during the run), with the
+objects of the imports and, at exit, those of the run left out of garbage collection
+(`pipelines.beam_overheads.freeze_process_objects`)."""
 
 import logging
 import sys
@@ -17,7 +19,12 @@ def silence_libraries(argv):
 def main():
     silence_libraries(sys.argv[1:])
     from pipelines import rare_runcommand  # pylint: disable=import-outside-toplevel
-    rare_runcommand.main()
+    from pipelines.beam_overheads import freeze_process_objects  # pylint: disable=import-outside-toplevel
+    freeze_process_objects()
+    try:
+        rare_runcommand.main()
+    finally:
+        freeze_process_objects()
 
 
 if __name__ == '__main__':

@@ -432,4 +432,9 @@ if __name__ == '__main__':
     # Through the module's import name: what the pipeline pickles then refers to
     # `pipelines.rare_runcommand`, which every worker can import, not to this `__main__`.
     from pipelines import rare_runcommand
-    rare_runcommand.main()
+    from pipelines.beam_overheads import freeze_process_objects
+    freeze_process_objects()  # this process ends after the run: see pipelines/beam_overheads.py
+    try:
+        rare_runcommand.main()
+    finally:
+        freeze_process_objects()

@@ -88,3 +88,34 @@ def test_the_specs_of_a_dofn_are_computed_once_per_object_and_stay_what_beam_say
     assert len(calls) == 2
     copy = pickle.loads(pickle.dumps(stateful))
     assert userstate.get_dofn_specs(copy) == original(stateful) and calls[-1] is copy
+
+
+FREEZE_PROBE = '''
+import gc, runpy, sys
+gc.disable()  # no collection by chance: an object is frozen, or still among the collected generations
+from pipelines import cli, rare_runcommand
+seen, made = [], []
+def run():  # stands for the run: notes the frozen count, leaves a cycle of its own behind
+    seen.append(gc.get_freeze_count())
+    cycle = []
+    cycle.append(cycle)
+    made.append(id(cycle))
+rare_runcommand.main = run
+if sys.argv[1] == 'cli':
+    cli.main()
+else:
+    runpy.run_module('pipelines.rare_runcommand', run_name='__main__')
+print(seen[0], gc.get_freeze_count(), any(id(o) == made[0] for o in gc.get_objects()))
+'''
+
+
+@pytest.mark.parametrize('entry', ['cli', 'module'])
+def test_the_command_leaves_its_imports_and_its_run_out_of_garbage_collection(entry):
+    """Both entry points (the console script and `python -m`) freeze the objects alive before the run
+    (the imports) and those alive after it, so that neither the run's collections nor the last one at
+    exit walk them; run in a process of its own, as the command is."""
+    out = subprocess.run([sys.executable, '-c', FREEZE_PROBE, entry], cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    before_run, still_tracked = int(out[0]), out[2]
+    assert before_run > 10000  # the imports of Beam and of the detection
+    assert still_tracked == 'False'  # what the run left behind, frozen too
