@@ -27,7 +27,7 @@ from apache_beam.runners.runner import PipelineState
 
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines import console
-from pipelines.beam_overheads import OptionsWithViews, cache_dofn_specs, skip_ipython_probe
+from pipelines.beam_overheads import OptionsWithViews, cache_dofn_specs, prefer_cloudpickle, skip_ipython_probe
 from pipelines.kafka_options import KafkaOptions
 from pipelines.local_workers import apply_default_workers
 from pipelines.preflight import PreflightError, check_runner_endpoints
@@ -225,6 +225,7 @@ def run(argv=None):
     skip_ipython_probe()
     cache_dofn_specs()
     options = OptionsWithViews(with_stream_defaults(argv))
+    prefer_cloudpickle(options, argv)
     standard = options.view_as(StandardOptions)
     if standard.runner is None or standard.runner.lower() in ('fnapirunner', 'fnapi'):
         # Beam's DirectRunner first tries to download a runner binary; the in-process runner does not.

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TypeOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions, StandardOptions,
+                                                  TypeOptions)
 
 from apache_beam.transforms import userstate
 
-from pipelines import beam_overheads
+from pipelines import beam_overheads, rare_runcommand
 from pipelines.beam_overheads import OptionsWithViews
 from pipelines.options import DetectionOptions
 
@@ -119,3 +120,28 @@ def test_the_command_leaves_its_imports_and_its_run_out_of_garbage_collection(en
     before_run, still_tracked = int(out[0]), out[2]
     assert before_run > 10000  # the imports of Beam and of the detection
     assert still_tracked == 'False'  # what the run left behind, frozen too
+
+
+@pytest.mark.parametrize('argv, expected', [
+    ([], 'cloudpickle'),
+    (['--pickle_library=dill'], 'dill'),
+    (['--pickle_library', 'default'], 'default'),
+])
+def test_cloudpickle_is_the_pickler_unless_the_command_line_names_one(argv, expected):
+    options = OptionsWithViews(argv)
+    beam_overheads.prefer_cloudpickle(options, argv)
+    assert options.view_as(SetupOptions).pickle_library == expected
+
+
+def test_the_command_builds_its_pipeline_with_cloudpickle(tmp_path, monkeypatch):
+    """What the run hands to Beam: the pipeline's options choose cloudpickle, which Beam's
+    Pipeline then sets as the pickler of the graph's functions."""
+    chosen = []
+    original = beam.Pipeline.__init__
+
+    def record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        chosen.append(self._options.view_as(SetupOptions).pickle_library)  # pylint: disable=protected-access
+    monkeypatch.setattr(beam.Pipeline, '__init__', record)
+    rare_runcommand.run(['--sample', '--output_dir', str(tmp_path / 'out')])
+    assert chosen == ['cloudpickle']
