@@ -6,6 +6,11 @@ boundaries): with at least `PARALLEL_INPUT_BYTES` of input, the run uses one wor
 core (``--direct_running_mode=multi_processing --direct_num_workers=<cores>``); below it, or on
 one core, one process. ``--direct_num_workers`` or ``--direct_running_mode`` on the command line
 always win. benchmarks/README.md gives the measurements behind the threshold.
+
+The worker processes get the pipeline's options (`in_process_runner`), as the workers of a portable
+runner do: Beam's in-process runner starts them with none, so they ran with Beam's defaults whatever
+the command line said (they pickled with dill when the command had chosen cloudpickle: 1.3 s of CPU
+in the two workers of a realistic 10M run, py-spy).
 """
 
 import logging
@@ -13,6 +18,7 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions
+from apache_beam.portability.api import beam_provision_api_pb2
 
 # Inputs of at least this many bytes (all tables) are read by one worker process per core.
 PARALLEL_INPUT_BYTES = 1 << 30
@@ -61,3 +67,16 @@ def apply_default_workers(options, argv, patterns):
         direct.direct_num_workers = workers
         logging.info('%d worker processes (the input is large; --direct_num_workers sets another number)', workers)
     return workers
+
+
+def in_process_runner(options):
+    """Beam's in-process runner (`FnApiRunner`) whose worker processes, in ``multi_processing``
+    mode, read `options` (encoded as a portable runner encodes them for its workers); in one process
+    the options are those of the process already."""
+    # pylint: disable=import-outside-toplevel  # the runner's modules, only when it runs
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo, FnApiRunner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+    provision = beam_provision_api_pb2.ProvisionInfo(
+        retrieval_token='unused-retrieval-token',
+        pipeline_options=JobServiceHandle.encode_pipeline_options(options.get_all_options()))
+    return FnApiRunner(provision_info=ExtendedProvisionInfo(provision))

@@ -29,7 +29,7 @@ from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines import console
 from pipelines.beam_overheads import OptionsWithViews, cache_dofn_specs, prefer_cloudpickle, skip_ipython_probe
 from pipelines.kafka_options import KafkaOptions
-from pipelines.local_workers import apply_default_workers
+from pipelines.local_workers import apply_default_workers, in_process_runner
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
 from pipelines.usage import UsageError, check_arguments, check_batch_run
@@ -238,11 +238,12 @@ def run(argv=None):
         except ValueError as error:
             raise UsageError(str(error)) from None
     check_runner_endpoints(options)
-    if standard.runner == IN_PROCESS_RUNNER and not standard.streaming:
+    in_process = standard.runner == IN_PROCESS_RUNNER and not standard.streaming
+    if in_process:
         patterns, _ = resolve_inputs(detection)
         apply_default_workers(options, argv, patterns.values())  # one process per core for large inputs
     try:
-        pipeline = beam.Pipeline(options=options)
+        pipeline = beam.Pipeline(runner=in_process_runner(options) if in_process else None, options=options)
     except ValueError as error:  # a --runner Beam does not have
         raise UsageError('--runner: %s' % error) from None
     if standard.streaming:

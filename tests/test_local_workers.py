@@ -1,9 +1,15 @@
 """The number of worker processes of a local run when the command line does not choose it."""
 
+import os
+
+import apache_beam as beam
+import pytest
+from apache_beam.internal import pickler
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from pipelines import local_workers
-from pipelines.local_workers import PARALLEL_INPUT_BYTES, apply_default_workers, choose_workers, input_bytes
+from pipelines.local_workers import (PARALLEL_INPUT_BYTES, apply_default_workers, choose_workers, in_process_runner,
+                                     input_bytes)
 
 
 def test_a_large_input_uses_every_core_and_a_small_one_one_process():
@@ -36,3 +42,21 @@ def test_the_options_get_one_worker_process_per_core(monkeypatch):
     options = PipelineOptions(['--direct_num_workers=1'])
     assert apply_default_workers(options, ['--direct_num_workers=1'], ['x']) is None
     assert options.view_as(DirectOptions).direct_num_workers == 1
+
+
+@pytest.mark.slow  # starts a worker process
+def test_the_worker_processes_read_the_pipelines_options(tmp_path):
+    """A worker of multi_processing mode pickles with the library the options chose (Beam's own
+    in-process runner starts its workers with no options: they would use dill)."""
+    options = PipelineOptions(['--direct_running_mode=multi_processing', '--direct_num_workers=1',
+                               '--pickle_library=cloudpickle'])
+    pipeline = beam.Pipeline(runner=in_process_runner(options), options=options)
+    (pipeline
+     | beam.Create([0])
+     | beam.Map(lambda _: '%d %s' % (os.getpid(), pickler.desired_pickle_lib.__name__))
+     | beam.io.WriteToText(str(tmp_path / 'probe')))
+    pipeline.run().wait_until_finish()
+    [line] = [line for path in tmp_path.glob('probe*') for line in path.read_text().split('\n') if line]
+    pid, library = line.split()
+    assert int(pid) != os.getpid(), 'the stage ran in this process, not in a worker'
+    assert library == 'apache_beam.internal.cloudpickle_pickler'
