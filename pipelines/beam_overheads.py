@@ -39,6 +39,8 @@ import weakref
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.usage import flags_given
+
 
 def skip_ipython_probe():
     """Makes Beam's `is_in_ipython` answer False without importing IPython when IPython was never
@@ -103,7 +105,7 @@ def prefer_cloudpickle(options, argv):
     """Sets `--pickle_library=cloudpickle` in `options` unless `argv` chooses a pickler itself
     (see the module docstring)."""
     from apache_beam.options.pipeline_options import SetupOptions  # pylint: disable=import-outside-toplevel
-    if not any(arg.split('=', 1)[0] == '--pickle_library' for arg in argv):
+    if '--pickle_library' not in flags_given(argv):
         options.view_as(SetupOptions).pickle_library = 'cloudpickle'
 
 
@@ -112,3 +114,13 @@ def freeze_process_objects():
     the interpreter's last one at exit (`gc.freeze`; see the module docstring). Only for a process
     that ends soon after its run: frozen cycles are never freed."""
     gc.freeze()
+
+
+def run_as_command(main):
+    """Runs `main` as the command's own process does: with the objects alive before it (the
+    imports) and after it (the run's) frozen (`freeze_process_objects`)."""
+    freeze_process_objects()
+    try:
+        main()
+    finally:
+        freeze_process_objects()

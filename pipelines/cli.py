@@ -19,12 +19,8 @@ def silence_libraries(argv):
 def main():
     silence_libraries(sys.argv[1:])
     from pipelines import rare_runcommand  # pylint: disable=import-outside-toplevel
-    from pipelines.beam_overheads import freeze_process_objects  # pylint: disable=import-outside-toplevel
-    freeze_process_objects()
-    try:
-        rare_runcommand.main()
-    finally:
-        freeze_process_objects()
+    from pipelines.beam_overheads import run_as_command  # pylint: disable=import-outside-toplevel
+    run_as_command(rare_runcommand.main)
 
 
 if __name__ == '__main__':

@@ -20,9 +20,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions
 from apache_beam.portability.api import beam_provision_api_pb2
 
+from pipelines.usage import flags_given
+
 # Inputs of at least this many bytes (all tables) are read by one worker process per core.
 PARALLEL_INPUT_BYTES = 1 << 30
-_OWN_FLAGS = ('--direct_num_workers', '--direct_running_mode')
+_OWN_FLAGS = {'--direct_num_workers', '--direct_running_mode'}
 
 
 def cores():
@@ -47,7 +49,7 @@ def input_bytes(patterns):
 def choose_workers(argv, patterns, available_cores=None, size=None):
     """The number of worker processes of a local run of `argv` over `patterns`: None when the
     command line chose (or one process is best), else the number of cores."""
-    if any(arg.split('=', 1)[0] in _OWN_FLAGS for arg in argv):
+    if flags_given(argv) & _OWN_FLAGS:
         return None
     available_cores = cores() if available_cores is None else available_cores
     if available_cores < 2:

@@ -32,7 +32,7 @@ from pipelines.kafka_options import KafkaOptions
 from pipelines.local_workers import apply_default_workers, in_process_runner
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
-from pipelines.usage import UsageError, check_arguments, check_batch_run
+from pipelines.usage import UsageError, check_arguments, check_batch_run, flags_given
 from transforms.detect import baseline
 from transforms.detect.alerts import ALERTS, ToAlerts
 from transforms.detect.per_window import DetectPerWindow
@@ -212,7 +212,7 @@ def with_stream_defaults(argv):
     runner = (probe.view_as(StandardOptions).runner or '').lower()
     if not probe.view_as(StandardOptions).streaming or 'flink' not in runner:
         return list(argv)
-    given = {arg.split('=', 1)[0] for arg in argv if arg.startswith('--')}
+    given = flags_given(argv)
     return list(argv) + [default for default in FLINK_STREAMING_DEFAULTS if default.split('=', 1)[0] not in given]
 
 
@@ -434,9 +434,5 @@ if __name__ == '__main__':
     # Through the module's import name: what the pipeline pickles then refers to
     # `pipelines.rare_runcommand`, which every worker can import, not to this `__main__`.
     from pipelines import rare_runcommand
-    from pipelines.beam_overheads import freeze_process_objects
-    freeze_process_objects()  # this process ends after the run: see pipelines/beam_overheads.py
-    try:
-        rare_runcommand.main()
-    finally:
-        freeze_process_objects()
+    from pipelines.beam_overheads import run_as_command
+    run_as_command(rare_runcommand.main)  # this process ends after the run: see pipelines/beam_overheads.py

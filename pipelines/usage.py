@@ -69,6 +69,11 @@ LOCAL_RUNNERS = ('fnapirunner', 'fnapi', options.IN_PROCESS_RUNNER.lower(), 'dir
 TYPO_SIMILARITY = 0.8
 
 
+def flags_given(argv):
+    """The ``--name`` options that `argv` gives, as ``--name value`` or ``--name=value``."""
+    return {argument.split('=', 1)[0] for argument in argv if argument.startswith('--')}
+
+
 def check_arguments(argv):
     """UsageError for an option that no options class knows, or a value its option refuses.
 
