@@ -250,9 +250,9 @@ class LineReader:
                     buffer_offset += len(block)
                     continue
                 block, buffer_offset, dropping = block[newline + 1:], buffer_offset + newline + 1, False
-            data = buffer + block if buffer else block
-            end = data.rfind(b'\n')
-            if end < 0:
+            block_end = block.rfind(b'\n')
+            if block_end < 0:
+                data = buffer + block
                 if len(data) <= MAX_RECORD_BYTES:
                     buffer = data
                     continue
@@ -265,7 +265,12 @@ class LineReader:
                 lines_before += 1
                 buffer, buffer_offset, dropping = b'', buffer_offset + len(data), True
                 continue
-            complete, buffer = data[:end + 1], data[end + 1:]
+            # The complete lines: the line begun before, then the block up to its last newline, in
+            # one copy (slicing `buffer + block` copied them twice, each time into fresh pages).
+            end = len(buffer) + block_end  # the last newline's offset from buffer_offset
+            complete = (block if not buffer and block_end + 1 == len(block)
+                        else b''.join((buffer, memoryview(block)[:block_end + 1])))
+            buffer = block[block_end + 1:]
             last_block = False
             if self._stop is not None and buffer_offset + len(complete) > self._stop:
                 # Keep the lines that start before the range's end; the rest is the next range's.
