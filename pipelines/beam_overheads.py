@@ -37,7 +37,7 @@ import gc
 import sys
 import weakref
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from pipelines.usage import flags_given
 
@@ -104,7 +104,6 @@ class OptionsWithViews(PipelineOptions):
 def prefer_cloudpickle(options, argv):
     """Sets `--pickle_library=cloudpickle` in `options` unless `argv` chooses a pickler itself
     (see the module docstring)."""
-    from apache_beam.options.pipeline_options import SetupOptions  # pylint: disable=import-outside-toplevel
     if '--pickle_library' not in flags_given(argv):
         options.view_as(SetupOptions).pickle_library = 'cloudpickle'
 

@@ -2,7 +2,7 @@
 before Beam is imported, so that what Beam or its dependencies log or warn while they load does not
 show either; then `pipelines.rare_runcommand.main` runs (which keeps them silenced during the run), with the
 objects of the imports and, at exit, those of the run left out of garbage collection
-(`pipelines.beam_overheads.freeze_process_objects`)."""
+(`pipelines.beam_overheads.run_as_command`)."""
 
 import logging
 import sys
