@@ -125,18 +125,19 @@ def build(pipeline, options, output_dir=None):
     patterns, _ = resolve_inputs(detection)
     output_dir = output_dir or detection.output_dir or DEFAULT_OUTPUT_DIR
 
+    per_window = detection.detect_grouping == 'window'
     tables, dead_letters, row_counts = {}, [], {}
     for table in TABLES:
         needles, keep = read_filters(table, semantics, detection.scan)
         read = pipeline | 'Read' + table >> ReadTable(
             table, patterns[table], detection.input_format, needles, keep, windows,
-            validate_skipped=detection.scan == 'full')
+            validate_skipped=detection.scan == 'full', batches=per_window)
         tables[table] = read.rows
         dead_letters.append(read.dead_letter)
         row_counts[table] = read.window_counts
 
-    detect = DetectPerWindow if detection.detect_grouping == 'window' else DetectUniqueScripts
-    detected = tables | 'DetectUniqueScripts' >> detect(semantics)
+    detect = DetectPerWindow(semantics, batches=True) if per_window else DetectUniqueScripts(semantics)
+    detected = tables | 'DetectUniqueScripts' >> detect
     alerts = detected[RESULTS] | 'ToAlerts' >> ToAlerts(rule, semantics.name)
     if detection.history_days or detection.baseline_out:
         sightings = detected[RUN_COMMAND_DATA] | 'FingerprintSightings' >> baseline.FingerprintSightings()

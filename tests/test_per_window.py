@@ -52,14 +52,28 @@ def reference(grouped, semantics):
     return found
 
 
-def run_detection(transform, grouped, expected):
-    """Runs `transform` over the windowed rows, asserting its outputs equal `expected`; returns the run's
-    counters."""
+def in_batches(rows, rng):
+    """`rows` cut into lists of 1 to 5 rows."""
+    batches, start = [], 0
+    while start < len(rows):
+        size = rng.randint(1, 5)
+        batches.append(rows[start:start + size])
+        start += size
+    return batches
+
+
+def run_detection(transform, grouped, expected, batches=False):
+    """Runs `transform` over the windowed rows (with `batches`, (window, [row, ...]) lists of them),
+    asserting its outputs equal `expected`; returns the run's counters."""
     pipeline = in_process_pipeline()
-    tables = {
-        table: pipeline | 'Rows' + table >> beam.Create(
-            [(window, row) for window, rows_by_table in grouped.items() for row in rows_by_table.get(table, ())])
-        for table in TABLES}
+    rng = random.Random(3)
+    if batches:
+        elements = {table: [(window, batch) for window, rows_by_table in grouped.items()
+                            for batch in in_batches(list(rows_by_table.get(table, ())), rng)] for table in TABLES}
+    else:
+        elements = {table: [(window, row) for window, rows_by_table in grouped.items()
+                            for row in rows_by_table.get(table, ())] for table in TABLES}
+    tables = {table: pipeline | 'Rows' + table >> beam.Create(elements[table]) for table in TABLES}
     detected = tables | 'Detect' >> transform
     for tag in (RESULTS, RUN_COMMAND_DATA):
         assert_that(detected[tag] | 'Canonical' + tag >> beam.Map(canonical), equal_to(expected[tag]),
@@ -74,7 +88,9 @@ def check_both_groupings(grouped, semantics):
     assert expected[RUN_COMMAND_DATA], 'a case without RunCommandData rows shows nothing'
     per_stage = run_detection(DetectUniqueScripts(semantics), grouped, expected)
     per_window = run_detection(DetectPerWindow(semantics), grouped, expected)
+    batched = run_detection(DetectPerWindow(semantics, batches=True), grouped, expected, batches=True)
     assert per_window == per_stage
+    assert batched == per_stage
     assert per_window['detection']['run_command_data'] == len(expected[RUN_COMMAND_DATA])
     return per_window
 

@@ -94,6 +94,34 @@ def test_read_step_pairs_each_row_with_its_windows_in_range(tmp_path):
         'read': 4, 'parsed': 4, 'dead_lettered': 0, 'skipped_irrelevant': 0, 'outside_range': 1}
 
 
+def test_batches_hold_each_windows_rows_as_the_rows_output_pairs_them(tmp_path):
+    # 600 rows over three days in sliding 2-day windows: more rows than one source element holds, each
+    # row in two windows; the batches of a window together hold exactly its (window, row) pairs.
+    path = tmp_path / 'DeviceEvents.jsonl'
+    path.write_text(''.join(json.dumps({'TimeGenerated': '1970-01-0%dT00:00:%02d.%06dZ' % (1 + n % 3, n % 60, n),
+                                        'DeviceName': 'vm%d' % n}) + '\n' for n in range(600)))
+    sliding = QueryWindows(2 * DAY, DAY, 0, -DAY, 3 * DAY)
+    p = in_process_pipeline()
+    rows = p | 'Rows' >> ReadTable(DEVICE_EVENTS, str(path), windows=sliding)
+    batched = p | 'Batches' >> ReadTable(DEVICE_EVENTS, str(path), windows=sliding, batches=True)
+    pairs = rows.rows | 'PairNames' >> beam.MapTuple(lambda window, row: (window, row['DeviceName']))
+    unbatched = batched.rows | beam.FlatMapTuple(lambda window, batch: [(window, row['DeviceName']) for row in batch])
+    expected = [(window, 'vm%d' % n) for n in range(600)
+                for window in sliding.windows_in_range(((n % 3) * 60 * 60 * 24 + n % 60) * 1_000_000 + n)]
+    assert len(expected) == 1000  # the rows of the first day are in one window in range, the others in two
+    assert_that(pairs, equal_to(expected), label='Pairs')
+    assert_that(unbatched, equal_to(expected), label='Batches')
+    sizes = batched.rows | beam.MapTuple(lambda window, batch: len(batch)) | beam.combiners.ToList()
+    assert_that(sizes | beam.Map(lambda found: (sum(found), max(found) <= 256, len(found) < 20)),
+                equal_to([(1000, True, True)]), label='BatchSizes')
+    p.run().wait_until_finish()
+
+
+def test_batches_need_windows():
+    with pytest.raises(ValueError, match='batches needs windows'):
+        ReadTable(DEVICE_EVENTS, 'any.jsonl', batches=True)
+
+
 def test_another_tables_export_is_dead_lettered_and_counted_per_file(tmp_path):
     # The AzureActivity CSV sample given for DeviceEvents: no DeviceEvents column in any record.
     activity = os.path.join(SAMPLES, 'azure_activity.csv')

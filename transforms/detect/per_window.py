@@ -59,12 +59,14 @@ class WindowInputs(NamedTuple):
 class WindowInputsCombineFn(beam.CombineFn):
     """Rows of one table (`table`, one of `TABLES`) of one window -> its `WindowInputs`, pickled;
     independent of the order of rows and bundles, as every CombineFn it folds with is. Merging
-    needs no table: the `WindowInputs` of the three tables of a window merge into the window's."""
+    needs no table: the `WindowInputs` of the three tables of a window merge into the window's.
+    With `batches`, each input is a list of rows (`transforms.read.sources.ReadTable`'s batches)."""
 
-    def __init__(self, semantics, table=None):
+    def __init__(self, semantics, table=None, batches=False):
         self._semantics = semantics
         self._table = table
         self._index = TABLES.index(table) if table is not None else None
+        self._batches = batches
         self._cmdlets = CmdletListCombineFn()
         self._distinct = DistinctRecordsCombineFn()
 
@@ -73,30 +75,47 @@ class WindowInputsCombineFn(beam.CombineFn):
             return WindowInputs({}, {}, {})
         return WindowInputs({}, [], {})
 
-    def add_input(self, inputs, row):
-        semantics, index = self._semantics, self._index
-        if semantics.drops_duplicate_records:
-            if is_relevant(self._table, row, semantics):
-                distinct = inputs[index]
-                identity = record_identity(self._table, row)
+    def add_input(self, inputs, rows):
+        if not self._batches:
+            rows = (rows,)
+        if self._semantics.drops_duplicate_records:
+            self._add_distinct(inputs[self._index], rows)
+        elif self._index == 0:
+            self._add_activity(inputs.activity, rows)
+        elif self._index == 1:
+            self._add_script_files(inputs.script_files, rows)
+        else:
+            self._add_cmdlets(inputs.cmdlets, rows)
+        return inputs
+
+    def _add_distinct(self, distinct, rows):
+        semantics, table, combine = self._semantics, self._table, self._distinct
+        for row in rows:
+            if is_relevant(table, row, semantics):
+                identity = record_identity(table, row)
                 found = distinct.get(identity)
-                distinct[identity] = self._distinct.add_input(
-                    self._distinct.create_accumulator() if found is None else found, row)
-        elif index == 0:
+                distinct[identity] = combine.add_input(
+                    combine.create_accumulator() if found is None else found, row)
+
+    def _add_activity(self, sessions, rows):
+        semantics = self._semantics
+        for row in rows:
             if is_run_command_on_vm(row, semantics):
                 key = session_key(row, semantics)
-                inputs.activity[key] = merge_summaries(inputs.activity.get(key), summary_of_row(row))
-        elif index == 1:
-            if is_script_file_write(row, semantics):
-                inputs.script_files.append(script_file_by_vm(row, semantics))
-        else:
+                sessions[key] = merge_summaries(sessions.get(key), summary_of_row(row))
+
+    def _add_script_files(self, script_files, rows):
+        semantics = self._semantics
+        script_files.extend(script_file_by_vm(row, semantics) for row in rows if is_script_file_write(row, semantics))
+
+    def _add_cmdlets(self, cmdlets, rows):
+        semantics, combine = self._semantics, self._cmdlets
+        for row in rows:
             keyed = cmdlet_by_script_run(row, semantics)
             if keyed is not None:
                 key, event = keyed
-                found = inputs.cmdlets.get(key)
-                inputs.cmdlets[key] = self._cmdlets.add_input(
-                    self._cmdlets.create_accumulator() if found is None else found, event)
-        return inputs
+                found = cmdlets.get(key)
+                cmdlets[key] = combine.add_input(combine.create_accumulator() if found is None else found, event)
 
     def merge_accumulators(self, accumulators):
         accumulators = iter(accumulators)
@@ -219,21 +238,23 @@ class EvaluateWindowInputs(beam.DoFn):
 
 class DetectPerWindow(beam.PTransform):
     """`DetectUniqueScripts` with one grouping: {table name: (window, row)} -> {'results': (window, result
-    row), 'run_command_data': (window, RunCommandData row)}, the same rows and counters.
+    row), 'run_command_data': (window, RunCommandData row)}, the same rows and counters. With
+    `batches`, the tables hold ``(window, [row, ...])`` lists (`ReadTable`'s batches).
 
     Each table is folded by its own `CombinePerKey` (lifted into the stage that reads it: the rows
     never cross a shuffle), and the tables' accumulators of a window are then joined by a
     `CoGroupByKey` of a few elements. A `Flatten` of the three tables before one combine would not
     fuse with the three reads: every relevant row would be encoded into a buffer first."""
 
-    def __init__(self, semantics):
+    def __init__(self, semantics, batches=False):
         super().__init__()
         self._semantics = semantics
+        self._batches = batches
 
     def expand(self, tables):
         semantics = self._semantics
-        folded = {index: tables[table] | 'Fold' + table >> beam.CombinePerKey(WindowInputsCombineFn(semantics, table))
-                  for index, table in enumerate(TABLES)}
+        folded = {index: tables[table] | 'Fold' + table >> beam.CombinePerKey(
+            WindowInputsCombineFn(semantics, table, self._batches)) for index, table in enumerate(TABLES)}
         outputs = (
             folded
             | 'GroupTablesByWindow' >> beam.CoGroupByKey()

@@ -190,10 +190,12 @@ def _in_file(position, lines):
 
 class _SplitRowsFromDeadLetters(beam.DoFn):
     """Routes dead letters to their own output, counts, and yields each row, or ``(window, row)``
-    for each of its query windows when the source assigned them."""
+    for each of its query windows when the source assigned them; with `batches`, ``(window, [row,
+    ...])`` for each query window of a source element's rows instead."""
 
-    def __init__(self, table):
+    def __init__(self, table, batches=False):
         self._table = table
+        self._batches = batches
 
     def setup(self):
         self._read = Metrics.counter(self._table, 'read')
@@ -207,6 +209,9 @@ class _SplitRowsFromDeadLetters(beam.DoFn):
         kind, value = element
         if kind == ROWS:
             self._relevant.inc(len(value))
+            if self._batches:
+                yield from _rows_by_window(value)
+                return
             for labels, row in value:
                 if labels is None:
                     yield row
@@ -233,6 +238,19 @@ class _SplitRowsFromDeadLetters(beam.DoFn):
                         self._table, value['file'], 'format:' + value['format'])).inc()
             for label, count in value['windows'].items():
                 yield beam.pvalue.TaggedOutput(WINDOW_COUNTS, (label, count))
+
+
+def _rows_by_window(labelled_rows):
+    """(window, [row, ...]) of each window that holds some of the ``(windows, row)`` pairs."""
+    by_window = {}
+    for labels, row in labelled_rows:
+        for label in labels:
+            rows = by_window.get(label)
+            if rows is None:
+                by_window[label] = [row]
+            else:
+                rows.append(row)
+    return by_window.items()
 
 
 def file_counter_name(table, file_name, name):
@@ -274,11 +292,18 @@ class ReadTable(beam.PTransform):
     per query window, when `windows` is given). A pattern that matches no file reads as an empty
     table; one whose files cannot be listed raises `UnreadableInput`. `needles`, `keep`,
     `windows` and `validate_skipped`: see `ExportSource`.
+
+    With `batches` (and `windows`), ``.rows`` holds ``(window, [row, ...])`` lists instead, each of
+    rows read together (up to `ROWS_PER_ELEMENT`): a consumer that folds rows per window (a lifted
+    combine) then handles a list per element, and every row costs it no Beam element of its own.
     """
 
     def __init__(self, table, pattern, input_format='auto', needles=None, keep=None, windows=None,
-                 validate_skipped=False):
+                 validate_skipped=False, batches=False):
         super().__init__(label=None)
+        if batches and windows is None:
+            raise ValueError('rows are batched per query window: batches needs windows')
+        self._batches = batches
         self._validate_skipped = validate_skipped
         self._table = table
         self._pattern = pattern
@@ -296,4 +321,4 @@ class ReadTable(beam.PTransform):
             logging.warning('%s: no file matches %r; the table is read as empty.', self._table, self._pattern)
             records = pbegin | 'NoExports' >> beam.Create([])
         return records | 'SplitDeadLetters' >> beam.ParDo(
-            _SplitRowsFromDeadLetters(self._table)).with_outputs(DEAD_LETTER, WINDOW_COUNTS, main=ROWS)
+            _SplitRowsFromDeadLetters(self._table, self._batches)).with_outputs(DEAD_LETTER, WINDOW_COUNTS, main=ROWS)
