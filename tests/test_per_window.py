@@ -11,13 +11,14 @@ import random
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import GlobalWindow, IntervalWindow
 
 from beam_testing import in_process_pipeline
 from pipelines import rare_runcommand
 from scenario import SEMANTICS, WINDOWS, semantics_scenarios
 from transforms.detect.fingerprints import window_unique_fingerprints
-from transforms.detect.per_window import (TABLES, DetectPerWindow, EvaluateWindowInputs, WindowInputs,
-                                          WindowInputsCoder, WindowInputsCombineFn)
+from transforms.detect.per_window import (TABLES, DetectPerWindow, EvaluateWindowInputs, FoldWindowRows,
+                                          WindowInputs, WindowInputsCoder, WindowInputsCombineFn)
 from transforms.detect.query import RESULTS, RUN_COMMAND_DATA, DetectUniqueScripts, window_stages
 from transforms.detect.semantics import NAMES, Semantics
 from transforms.detect.windows import QueryWindows, parse_timespan
@@ -194,3 +195,30 @@ def test_the_accumulator_coder_estimates_size_without_encoding(monkeypatch):
 def test_merging_no_accumulator_gives_an_empty_one(name):
     combine = WindowInputsCombineFn(SEMANTICS[name])
     assert combine.merge_accumulators([]) == combine.create_accumulator()
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_a_bundles_rows_leave_the_fold_as_one_accumulator_per_window(name):
+    """`FoldWindowRows` yields, at the end of a bundle, one pickled `WindowInputs` per (Beam window,
+    query window) of its rows: the table's `WindowInputsCombineFn` fold of them."""
+    semantics = SEMANTICS[name]
+    grouped = by_window(semantics_scenarios().typed(), WINDOWS[name])
+    table = TABLES[2]
+    pairs = [(window, row) for window, rows_by_table in grouped.items() for row in rows_by_table.get(table, ())]
+    assert len({window for window, _ in pairs}) > 1
+    other = IntervalWindow(0, 10)
+    fold_rows = FoldWindowRows(semantics, table)
+    fold_rows.start_bundle()
+    for window, row in pairs:
+        fold_rows.process((window, row), GlobalWindow())
+        fold_rows.process((window, row), other)
+    outputs = list(fold_rows.finish_bundle())
+    combine = WindowInputsCombineFn(semantics, table)
+    expected = {}
+    for window, row in pairs:
+        expected[window] = combine.add_input(expected.get(window) or combine.create_accumulator(), row)
+    for beam_window in (GlobalWindow(), other):
+        found = {output.value[0]: WindowInputsCoder().decode(output.value[1])
+                 for output in outputs if output.windows == (beam_window,)}
+        assert found == expected
+    assert len(outputs) == 2 * len(expected)
