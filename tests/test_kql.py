@@ -69,6 +69,16 @@ def test_has_any_term_on_status_list_text(haystack, expected):
 ])
 def test_equals_ignore_case(left, right, expected):
     assert kql.equals_ignore_case(left, right) is expected
+    assert kql.equals_any_ignore_case(left, ('other', right)) is expected
+    assert kql.equals_any_ignore_case(left, ('other', right)) is expected  # memoized: the same answer again
+
+
+@given(st.text(alphabet='aAkK\u212a\u0130iIıß/. ', max_size=6),
+       st.lists(st.text(alphabet='aAkK\u212a\u0130iIıß/. ', max_size=6), max_size=3))
+@settings(max_examples=300, deadline=None)
+def test_equals_any_ignore_case_is_equals_ignore_case_with_one_of_them(text, candidates):
+    assert kql.equals_any_ignore_case(text, tuple(candidates)) == any(
+        kql.equals_ignore_case(text, candidate) for candidate in candidates)
 
 
 @pytest.mark.parametrize('text, expected', [

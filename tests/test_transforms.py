@@ -9,10 +9,11 @@ import json
 
 import pytest
 
+from transforms.detect import kql
 from transforms.detect.file_joins import is_script_file_write, window_session_files
 from transforms.detect.dedup import distinct_records
 from transforms.detect.fingerprints import sentinel_fingerprint, window_unique_fingerprints
-from transforms.detect.script_cmdlets import window_script_cmdlet_lists
+from transforms.detect.script_cmdlets import script_of_command_line, window_script_cmdlet_lists
 from transforms.detect.semantics import RUN_COMMAND_ACTION, Semantics
 from transforms.detect.sessions import window_sessions
 from transforms.read.ingest import parse_datetime_us, typed_row
@@ -199,3 +200,12 @@ def test_batch_drops_copies_and_counts_conflicting_records():
     counters = {c.key.metric.name: c.committed for c in result.metrics().query(
         MetricsFilter().with_namespace(AZURE_ACTIVITY))['counters']}
     assert counters == {'duplicates_dropped': 1, 'conflicting_records': 2}
+
+
+@pytest.mark.parametrize('command_line', [
+    'powershell -ExecutionPolicy Unrestricted -File script0.ps1', 'powershell -file script1.ps1',
+    'powershell -File  script1.ps1', 'a-File script7.ps1', 'x-Filescript1.ps1', 'powershell -File\tscript12.ps1', ''])
+def test_the_script_of_a_command_line_is_the_extract_after_has(command_line):
+    expected = kql.extract_script_name(command_line) if kql.has_term(command_line, '-File') else ''
+    assert script_of_command_line(command_line) == expected
+    assert script_of_command_line(command_line) == expected  # memoized: the same answer again

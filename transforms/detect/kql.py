@@ -130,6 +130,14 @@ def equals_ignore_case(left, right):
     return to_lower_simple(left) == to_lower_simple(right)
 
 
+@lru_cache(maxsize=1024)
+def equals_any_ignore_case(text, candidates):
+    """Whether ``text =~ candidate`` for one of the tuple `candidates`. Memoized: the columns compared
+    with a rule's constants (operation names) hold few distinct values, seen on every row."""
+    lowered = to_lower_simple(text)
+    return any(lowered == to_lower_simple(candidate) for candidate in candidates)
+
+
 def ordinal_sort_key(text):
     """The key that sorts strings as .NET's ordinal comparison does: by UTF-16 code units.
 

@@ -12,6 +12,7 @@ count, and each stays attached to its VM, its script name and the start of its P
 `transforms.detect.script_runs` can give it to the one run of that script whose file the process ran.
 """
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -56,18 +57,30 @@ def command_of(additional_fields):
     return ''
 
 
+@lru_cache(maxsize=4096)
+def script_of_command_line(command_line):
+    """The script name a command line runs (``has "-File"``, then the ``extract``), ``""`` when none.
+    Memoized: each cmdlet event of a script run repeats its command line."""
+    if not kql.has_term(command_line, '-File'):
+        return ''
+    return kql.extract_script_name(command_line)
+
+
+@lru_cache(maxsize=4096)
+def cmdlet_name(command):
+    """A cmdlet as the query lists it: ``toupper()``. Memoized: scripts call a few hundred cmdlets."""
+    return kql.to_upper_invariant(command)
+
+
 def script_cmdlet(row, semantics):
     """(script name, cmdlet) of a DeviceEvents row, or None when the row is not one of a script's cmdlets."""
-    command_line = row['InitiatingProcessCommandLine']
-    if not kql.has_term(command_line, '-File'):
-        return None
-    script_name = kql.extract_script_name(command_line)
+    script_name = script_of_command_line(row['InitiatingProcessCommandLine'])
     if not script_name:
         return None
     command = command_of(row['AdditionalFields'])
     if command == script_name or not semantics.counts_cmdlet(row['ActionType'], command):
         return None
-    return script_name, kql.to_upper_invariant(command)
+    return script_name, cmdlet_name(command)
 
 
 def _earliest(first, second):

@@ -10,6 +10,7 @@ Strict: a session is keyed by the parsed scope and action of its Authorization r
 session.
 """
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -33,11 +34,13 @@ def session_key(row, semantics):
     return row['CorrelationId'], semantics.session_authorization(row['Authorization']), row['Caller']
 
 
+@lru_cache(maxsize=1024)
 def status_succeeded(status):
     """Whether one status makes ``make_list(ActivityStatusValue) has_any ("Succeeded", "Success")``.
 
     has_any runs on the list's JSON text, where each status is a quoted, escaped JSON string;
     the quotes are term boundaries, so the list has a term iff one element's JSON text has it.
+    Memoized: a table holds a few distinct statuses.
     """
     return kql.has_any_term(kql.json_text(status), SUCCESS_TERMS)
 
