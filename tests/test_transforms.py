@@ -8,9 +8,11 @@ batch results must equal the in-memory ones, day by day, in both semantics.
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms.detect import kql
-from transforms.detect.file_joins import is_script_file_write, window_session_files
+from transforms.detect.file_joins import FILES, SESSIONS, is_script_file_write, join_on_time, window_session_files
 from transforms.detect.dedup import distinct_records
 from transforms.detect.fingerprints import sentinel_fingerprint, window_unique_fingerprints
 from transforms.detect.script_cmdlets import script_of_command_line, window_script_cmdlet_lists
@@ -209,3 +211,23 @@ def test_the_script_of_a_command_line_is_the_extract_after_has(command_line):
     expected = kql.extract_script_name(command_line) if kql.has_term(command_line, '-File') else ''
     assert script_of_command_line(command_line) == expected
     assert script_of_command_line(command_line) == expected  # memoized: the same answer again
+
+
+_TIMES = st.one_of(st.none(), st.integers(0, 20))
+
+
+@given(st.lists(st.tuples(_TIMES, _TIMES), max_size=6), st.lists(_TIMES, max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_the_time_join_pairs_each_file_with_every_session_holding_it(bounds, times):
+    """`join_on_time` gives, file by file and in session order, the pairs `kql.between` accepts (null
+    bounds or times never match)."""
+    sessions = [{'StartTime': start, 'EndTime': end, 'VirtualMachineName': 'vm', 'Caller': 'c%d' % index,
+                 'CallerIpAddress': '', 'Scope': '', 'CorrelationId': str(index)}
+                for index, (start, end) in enumerate(bounds)]
+    files = [{'PowershellFileCreatedTimestamp': time, 'FileName': 'script%d.ps1' % index, 'FileSize': 1,
+              'InitiatingProcessId': 1, 'InitiatingProcessAccountDomain': '', 'InitiatingProcessFolderPath': '',
+              'VirtualMachineName': 'vm'} for index, time in enumerate(times)]
+    expected = [(script_file['FileName'], session['CorrelationId']) for script_file in files for session in sessions
+                if kql.between(script_file['PowershellFileCreatedTimestamp'], session['StartTime'], session['EndTime'])]
+    joined = join_on_time('vm', {SESSIONS: sessions, FILES: files})
+    assert [(row['FileName'], row['CorrelationId']) for row in joined] == expected

@@ -81,13 +81,18 @@ def joined_row(session, script_file):
 
 def join_on_time(vm_key, grouped):
     """Sentinel: every (session, file) pair of one VM where the file time is between the session's bounds."""
-    sessions = list(grouped[SESSIONS])
-    if not sessions:
+    # `kql.between` inlined: the pairs are a VM's files times its sessions (25 sessions a file on the
+    # dense benchmark set); a null bound or time never matches.
+    bounds = [(session['StartTime'], session['EndTime'], session) for session in grouped[SESSIONS]]
+    bounds = [(start, end, session) for start, end, session in bounds if start is not None and end is not None]
+    if not bounds:
         return
     for script_file in grouped[FILES]:
         created = script_file['PowershellFileCreatedTimestamp']
-        for session in sessions:
-            if kql.between(created, session['StartTime'], session['EndTime']):
+        if created is None:
+            continue
+        for start, end, session in bounds:
+            if start <= created <= end:
                 yield joined_row(session, script_file)
 
 
