@@ -136,7 +136,8 @@ def build(pipeline, options, output_dir=None):
         dead_letters.append(read.dead_letter)
         row_counts[table] = read.window_counts
 
-    detect = DetectPerWindow(semantics, batches=True) if per_window else DetectUniqueScripts(semantics)
+    # The read steps keep only the rows `keep` accepts: the per-window fold need not test them again.
+    detect = DetectPerWindow(semantics, batches=True, relevant=True) if per_window else DetectUniqueScripts(semantics)
     detected = tables | 'DetectUniqueScripts' >> detect
     alerts = detected[RESULTS] | 'ToAlerts' >> ToAlerts(rule, semantics.name)
     if detection.history_days or detection.baseline_out:

@@ -20,6 +20,7 @@ from transforms.detect.fingerprints import window_unique_fingerprints
 from transforms.detect.per_window import (TABLES, DetectPerWindow, EvaluateWindowInputs, FoldWindowRows,
                                           WindowInputs, WindowInputsCoder, WindowInputsCombineFn)
 from transforms.detect.query import RESULTS, RUN_COMMAND_DATA, DetectUniqueScripts, window_stages
+from transforms.detect.relevance import is_relevant
 from transforms.detect.semantics import NAMES, Semantics
 from transforms.detect.windows import QueryWindows, parse_timespan
 from transforms.read.ingest import typed_row
@@ -90,8 +91,15 @@ def check_both_groupings(grouped, semantics):
     per_stage = run_detection(DetectUniqueScripts(semantics), grouped, expected)
     per_window = run_detection(DetectPerWindow(semantics), grouped, expected)
     batched = run_detection(DetectPerWindow(semantics, batches=True), grouped, expected, batches=True)
+    relevant = {window: {table: [row for row in rows if is_relevant(table, row, semantics)]
+                         for table, rows in rows_by_table.items()} for window, rows_by_table in grouped.items()}
+    assert sum(map(len, (rows for tables in relevant.values() for rows in tables.values()))) < sum(
+        map(len, (rows for tables in grouped.values() for rows in tables.values())))
+    prefiltered = run_detection(DetectPerWindow(semantics, batches=True, relevant=True), relevant, expected,
+                                batches=True)
     assert per_window == per_stage
     assert batched == per_stage
+    assert prefiltered == per_stage
     assert per_window['detection']['run_command_data'] == len(expected[RUN_COMMAND_DATA])
     return per_window
 

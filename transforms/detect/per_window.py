@@ -61,13 +61,16 @@ class WindowInputsCombineFn(beam.CombineFn):
     """Rows of one table (`table`, one of `TABLES`) of one window -> its `WindowInputs`, pickled;
     independent of the order of rows and bundles, as every CombineFn it folds with is. Merging
     needs no table: the `WindowInputs` of the three tables of a window merge into the window's.
-    With `batches`, each input is a list of rows (`transforms.read.sources.ReadTable`'s batches)."""
+    With `batches`, each input is a list of rows (`transforms.read.sources.ReadTable`'s batches);
+    with `relevant`, every row is one that `is_relevant` accepts (the read step kept only those), and
+    the first filter of the table's stage is not applied again."""
 
-    def __init__(self, semantics, table=None, batches=False):
+    def __init__(self, semantics, table=None, batches=False, relevant=False):
         self._semantics = semantics
         self._table = table
         self._index = TABLES.index(table) if table is not None else None
         self._batches = batches
+        self._relevant = relevant
         self._cmdlets = CmdletListCombineFn()
         self._distinct = DistinctRecordsCombineFn()
 
@@ -90,24 +93,25 @@ class WindowInputsCombineFn(beam.CombineFn):
         return inputs
 
     def _add_distinct(self, distinct, rows):
-        semantics, table, combine = self._semantics, self._table, self._distinct
+        semantics, table, combine, relevant = self._semantics, self._table, self._distinct, self._relevant
         for row in rows:
-            if is_relevant(table, row, semantics):
+            if relevant or is_relevant(table, row, semantics):
                 identity = record_identity(table, row)
                 found = distinct.get(identity)
                 distinct[identity] = combine.add_input(
                     combine.create_accumulator() if found is None else found, row)
 
     def _add_activity(self, sessions, rows):
-        semantics = self._semantics
+        semantics, relevant = self._semantics, self._relevant
         for row in rows:
-            if is_run_command_on_vm(row, semantics):
+            if relevant or is_run_command_on_vm(row, semantics):
                 key = session_key(row, semantics)
                 sessions[key] = merge_summaries(sessions.get(key), summary_of_row(row))
 
     def _add_script_files(self, script_files, rows):
-        semantics = self._semantics
-        script_files.extend(script_file_by_vm(row, semantics) for row in rows if is_script_file_write(row, semantics))
+        semantics, relevant = self._semantics, self._relevant
+        script_files.extend(script_file_by_vm(row, semantics) for row in rows
+                            if relevant or is_script_file_write(row, semantics))
 
     def _add_cmdlets(self, cmdlets, rows):
         semantics, combine = self._semantics, self._cmdlets
@@ -185,8 +189,8 @@ class FoldWindowRows(beam.DoFn):
     before its shuffle, without the merge and extraction that a `CombinePerKey` adds after it.
     Each Beam window of the input (the global one in a batch run) is folded apart."""
 
-    def __init__(self, semantics, table, batches=False):
-        self._combine = WindowInputsCombineFn(semantics, table, batches)
+    def __init__(self, semantics, table, batches=False, relevant=False):
+        self._combine = WindowInputsCombineFn(semantics, table, batches, relevant)
         self._folded = None
 
     def start_bundle(self):
@@ -267,7 +271,9 @@ class EvaluateWindowInputs(beam.DoFn):
 class DetectPerWindow(beam.PTransform):
     """`DetectUniqueScripts` with one grouping: {table name: (window, row)} -> {'results': (window, result
     row), 'run_command_data': (window, RunCommandData row)}, the same rows and counters. With
-    `batches`, the tables hold ``(window, [row, ...])`` lists (`ReadTable`'s batches).
+    `batches`, the tables hold ``(window, [row, ...])`` lists (`ReadTable`'s batches); with
+    `relevant`, only rows that `is_relevant` accepts (`ReadTable`'s `keep` from
+    `transforms.detect.relevance.read_filters`), which are not tested again.
 
     Each table is folded by its own `FoldWindowRows` (in the stage that reads it: the rows never
     cross a shuffle), and the tables' accumulators of a window then meet in one `GroupByKey` of a
@@ -276,14 +282,16 @@ class DetectPerWindow(beam.PTransform):
     table (lifted) and a `CoGroupByKey` gave the same outputs with two shuffles, and every
     accumulator decoded, merged and pickled again between them (0.3 s on the dense 1M set)."""
 
-    def __init__(self, semantics, batches=False):
+    def __init__(self, semantics, batches=False, relevant=False):
         super().__init__()
         self._semantics = semantics
         self._batches = batches
+        self._relevant = relevant
 
     def expand(self, tables):
         semantics = self._semantics
-        folded = [tables[table] | 'Fold' + table >> beam.ParDo(FoldWindowRows(semantics, table, self._batches))
+        folded = [tables[table] | 'Fold' + table >> beam.ParDo(
+            FoldWindowRows(semantics, table, self._batches, self._relevant))
                   for table in TABLES]
         outputs = (
             folded
