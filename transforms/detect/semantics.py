@@ -218,7 +218,7 @@ class Semantics:
 
     def is_run_command(self, operation_name):
         """#1: ``OperationNameValue =~`` one of `operations` (sentinel: only the action form)."""
-        return kql.equals_any_ignore_case(operation_name, self.operations)
+        return kql.equals_any_ignore_case(operation_name, tuple(self.operations))
 
     def is_on_a_machine(self, authorization):
         """#1, #2: sentinel: ``Authorization has "virtualMachines"``; strict: its scope names a machine."""
