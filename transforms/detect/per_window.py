@@ -203,6 +203,7 @@ class FoldWindowRows(beam.DoFn):
         if inputs is None:
             inputs = self._folded[key] = self._combine.create_accumulator()
         self._combine.add_input(inputs, rows)
+        return ()  # the folded rows leave at the end of the bundle
 
     def finish_bundle(self):
         folded, self._folded = self._folded, None
