@@ -11,15 +11,19 @@ The read step's outputs with the scanner equal the per-line reader's in tests/te
 """
 
 import io
+import json
 import pickle
 import random
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from transforms.detect.relevance import read_filters
 from transforms.read import blockscan, bulk
+from transforms.read.bounded_json import MAX_JSON_DEPTH
+from transforms.read.formats.records import decode_object
 from transforms.read.formats.lines import LineReader
 from transforms.read.prefilter import LiteralNeedles
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, KEY_COLUMNS
@@ -74,13 +78,45 @@ def test_a_scanned_block_gives_the_candidates_and_counts_of_the_python_path(tabl
     block = b'\n'.join(lines) + b'\n'
     for name, windows in WINDOWS.items():
         scanner = blockscan.BlockScanner(blockscan.needle_specs(needles), windows, KEY_COLUMNS[table])
-        candidates, count, result = scanner.scan_block(block)
+        candidates, count, result, plain = scanner.scan_block(block)
         spans, python_count = _prefilter_candidates(needles, block)
         assert (candidates, count) == (spans, python_count) and len(spans) >= 20, name
+        assert len(plain) == len(spans) and all(plain), name  # generated rows: every candidate vouched for
         indexes = {index for index, _, _ in spans}
         others = b''.join(line + b'\n' for index, line in enumerate(block.split(b'\n')[:-1]) if index not in indexes)
         assert result == bulk.BulkValidator(windows, KEY_COLUMNS[table])(others), name
         assert result[0] == count - len(spans)
+
+
+@pytest.mark.parametrize('table', TABLES)
+def test_a_candidate_is_vouched_for_as_the_scanner_vouches_for_any_line(table):
+    """The byte the scanner gives each candidate: 1 exactly when it would take the same line as one of
+    the lines it validates, and the line holds at most MAX_JSON_DEPTH brackets (what the reader's
+    decoder takes natively); the reader then decodes such a line to what its own checks decode."""
+    rnd = random.Random(5)
+    lines = ([clean_line(rnd, table) for _ in range(20)] + [relevant_line(rnd, table) for _ in range(20)]
+             + [line for line in hostile_lines(table) + valid_lines() if b'\n' not in line and b'{' in line])
+    many_brackets = json.dumps(dict(json.loads(relevant_line(rnd, table)), Note='[' * MAX_JSON_DEPTH)).encode()
+    lines.append(many_brackets)  # a row the scanner takes, whose text the reader's own decoder must decide
+    block = b''.join(line + b'\n' for line in lines)
+    # Every line holds a b'{': every line is a candidate.
+    scanner = blockscan.BlockScanner(blockscan.needle_specs(LiteralNeedles(exact=[b'{'])), WINDOWS['odd'],
+                                     KEY_COLUMNS[table])
+    candidates, _, _, plain = scanner.scan_block(block)
+    assert len(plain) == len(candidates) == len(lines)
+    vouched = 0
+    for (_, start, end), flag in zip(candidates, plain):
+        line = block[start:end]
+        alone = _scan_one(line, KEY_COLUMNS[table])
+        brackets = line.count(b'[') + line.count(b'{')
+        assert bool(flag) == (alone is not None and brackets <= MAX_JSON_DEPTH), line[:80]
+        assert line != many_brackets or (alone is not None and not flag)
+        if flag:
+            vouched += 1
+            value, reason = decode_object(line)
+            assert reason is None and value == msgspec.json.decode(line)
+            assert 'TimeGenerated' in value and not {'properties', 'Type', '$table'} & set(value)
+    assert 40 <= vouched < len(candidates)
 
 
 def _scan_one(line, key_columns=()):

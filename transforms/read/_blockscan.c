@@ -20,10 +20,12 @@
  *   max_line_bytes: a longer line is not a plain row here (the line reader makes it a dead letter).
  *
  * Returns None when some other line is not a plain row this scanner can vouch for (the caller then
- * reads the block line by line), else (candidates, lines, counts): the (index, start, end) of each
- * candidate line (its 0-based number in the block, the offsets of its first byte and of its newline),
- * the number of lines in the block, and
- * {TimeGenerated prefix: rows} of the other lines (None without validate).
+ * reads the block line by line), else (candidates, lines, counts, plain): the (index, start, end) of
+ * each candidate line (its 0-based number in the block, the offsets of its first byte and of its
+ * newline), the number of lines in the block,
+ * {TimeGenerated prefix: rows} of the other lines (None without validate), and, with validate, one
+ * byte per candidate: 1 when the candidate is a plain row too (see below) holding at most max_depth
+ * bytes "[" and "{" in all (None without validate).
  *
  * A plain row, as accepted here: a line of at most max_line_bytes that is exactly one JSON object (RFC 8259; no NaN or
  * Infinity; no \u escape of a surrogate; no raw control character in a string; UTF-8 without
@@ -477,7 +479,34 @@ static int validate_line(const unsigned char *p, const unsigned char *end, Check
  */
 
 typedef struct {
+    unsigned char *items;
+    Py_ssize_t size, capacity;
+} Flags;
+
+static int flags_push(Flags *list, unsigned char flag) {
+    if (list->size + 1 > list->capacity) {
+        Py_ssize_t capacity = list->capacity ? list->capacity * 2 : 64;
+        unsigned char *items = realloc(list->items, (size_t)capacity);
+        if (items == NULL) return 0;
+        list->items = items;
+        list->capacity = capacity;
+    }
+    list->items[list->size++] = flag;
+    return 1;
+}
+
+/* Whether `data` holds at most `limit` bytes "[" and "{" (what the reader's depth bound counts). */
+static int brackets_at_most(const unsigned char *data, Py_ssize_t length, int limit) {
+    Py_ssize_t count = 0;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        count += data[i] == '[' || data[i] == '{';
+    }
+    return count <= limit;
+}
+
+typedef struct {
     Offsets candidates; /* (line index, start, end) of each */
+    Flags plain;        /* with validate: whether each candidate is a plain row */
     Offsets groups;     /* (offset, length of a TimeGenerated text or its prefix, rows), consecutive equal ones merged */
     Py_ssize_t lines;
     int valid;
@@ -500,6 +529,16 @@ static void scan_block(const unsigned char *data, Py_ssize_t size, Needle *needl
             if (!offsets_push(&out->candidates, out->lines - 1, start, end, 3)) {
                 out->out_of_memory = 1;
                 break;
+            }
+            if (validate) {
+                checks->time = NULL;
+                int plain = end - start <= max_line_bytes &&
+                            brackets_at_most(data + start, end - start, checks->max_depth) &&
+                            validate_line(data + start, data + end, checks);
+                if (!flags_push(&out->plain, (unsigned char)plain)) {
+                    out->out_of_memory = 1;
+                    break;
+                }
             }
         } else if (validate && out->valid) {
             checks->time = NULL;
@@ -627,10 +666,18 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         Py_DECREF(candidates);
         goto done;
     }
-    result = Py_BuildValue("(NnN)", candidates, out.lines, counts);
+    PyObject *plain = validate ? PyBytes_FromStringAndSize((const char *)out.plain.items, out.plain.size)
+                               : Py_NewRef(Py_None);
+    if (plain == NULL) {
+        Py_DECREF(candidates);
+        Py_DECREF(counts);
+        goto done;
+    }
+    result = Py_BuildValue("(NnNN)", candidates, out.lines, counts, plain);
 done:
     free(out.candidates.items);
     free(out.groups.items);
+    free(out.plain.items);
     return result;
 }
 

@@ -61,7 +61,7 @@ def candidate_lines(needles, block):
     """(the (index, start, end) of each line of `block` that `needles` finds, the block's number of
     lines): what `LineReader` gets from the needles, in one native call (index: the line's 0-based
     number in the block; end: the offset of its newline). `needles`: from `needle_specs`."""
-    spans, lines, _ = _blockscan.scan(block, needles, False, (), MAX_JSON_DEPTH, 0, MAX_RECORD_BYTES)
+    spans, lines, _, _ = _blockscan.scan(block, needles, False, (), MAX_JSON_DEPTH, 0, MAX_RECORD_BYTES)
     return spans, lines
 
 
@@ -86,10 +86,13 @@ class BlockScanner:
     of all the others, validated natively (see the module docstring).
 
     Returns None when some other line needs the per-line reader (the whole block then goes there),
-    else ``(candidates, lines, counts)``: the (index, start, end) of each candidate line (as
-    `candidate_lines`), the number of lines of the block, and ``(parsed, outside_range,
-    {window label: rows})`` of the other lines (`transforms.read.bulk.add`). `needles`: from
-    `needle_specs`; `windows`, `key_columns`: as for `BulkValidator`. Picklable.
+    else ``(candidates, lines, counts, plain)``: the (index, start, end) of each candidate line (as
+    `candidate_lines`), the number of lines of the block, ``(parsed, outside_range, {window label:
+    rows})`` of the other lines (`transforms.read.bulk.add`), and one byte per candidate, 1 when the
+    scanner vouches for it as it does for the others (a plain row, with no more brackets than the
+    reader's decoder takes natively: `transforms.read.bounded_json.native_loads` would decode it with
+    msgspec). `needles`: from `needle_specs`; `windows`, `key_columns`: as for `BulkValidator`.
+    Picklable.
     """
 
     def __init__(self, needles, windows=None, key_columns=()):
@@ -103,8 +106,8 @@ class BlockScanner:
                                   self._validator.prefix_length, MAX_RECORD_BYTES)
         if scanned is None:
             return None
-        candidates, lines, groups = scanned
+        candidates, lines, groups, plain = scanned
         counted = self._validator.window_counts(groups)
         if counted is None:
             return None
-        return candidates, lines, (lines - len(candidates),) + counted
+        return candidates, lines, (lines - len(candidates),) + counted, plain

@@ -60,6 +60,10 @@ class LineReader:
     every line of that block is produced instead, for the per-line reader to decide. `stop_now()`
     (the range tracker's current end) says which lines of a block are still the range's when a
     dynamic split cuts it inside the block.
+
+    `plain_offset` is the offset of the last line produced that ``bulk.scan_block`` vouched for as
+    it vouches for the lines it takes (a plain row, `transforms.read.blockscan.BlockScanner`), -1
+    before any: a reader that sees its line's offset there may decode it without its own checks.
     """
 
     def __init__(self, stream, start, claim, needles=None, block_bytes=BLOCK_BYTES, stop=None, bulk=None,
@@ -78,6 +82,7 @@ class LineReader:
         self.lines_seen = 0
         self.lines_produced = 0
         self.bulk_counts = []
+        self.plain_offset = -1
 
     def absolute_line(self, number):
         """The line number in the whole file of the range's line `number`."""
@@ -138,14 +143,15 @@ class LineReader:
         a list of (index, start, end), the number of lines `bulk` took (0: none) and its result.
         `bulk` counts the lines it is given (its result's first item), so that the block's
         newlines are not counted here too. A `bulk` with ``scan_block`` (`transforms.read.blockscan`)
-        finds the candidate lines and validates the others in one call."""
+        finds the candidate lines and validates the others in one call; its fourth item, then, says
+        which candidates it vouches for (one byte each, else None)."""
         scan_block = getattr(self._bulk, 'scan_block', None)
         if scan_block is not None:
             scanned = scan_block(complete)
             if scanned is None or len(scanned[0]) == scanned[1]:
-                return list(self._all_lines(complete)), 0, None
-            candidates, self._block_lines, result = scanned
-            return candidates, result[0], result
+                return list(self._all_lines(complete)), 0, None, None
+            candidates, self._block_lines, result, plain = scanned
+            return candidates, result[0], result, plain
         matching = list(self._matching_lines(complete, count=False))
         if matching:
             parts, previous = [], 0
@@ -157,13 +163,13 @@ class LineReader:
         else:
             text = complete
         if not text:
-            return list(self._all_lines(complete)), 0, None  # every line is a candidate
+            return list(self._all_lines(complete)), 0, None, None  # every line is a candidate
         result = self._bulk(text) if len(text) <= MAX_RECORD_BYTES else None
         if result is not None:
             taken = result[0]
             self._block_lines = len(matching) + taken
-            return matching, taken, result  # their indexes are None: numbered lazily
-        return list(self._all_lines(complete)), 0, None
+            return matching, taken, result, None  # their indexes are None: numbered lazily
+        return list(self._all_lines(complete)), 0, None, None
 
     def _claim_failed_in_bulk_block(self, complete, buffer_offset, produced):
         """The lines of `complete` that a dynamic split left to this range after `bulk` took some of
@@ -276,13 +282,14 @@ class LineReader:
                 # Keep the lines that start before the range's end; the rest is the next range's.
                 cut = complete.find(b'\n', max(0, self._stop - buffer_offset - 1)) + 1
                 complete, last_block = complete[:cut], True
+            plain = None
             if self._bulk is None:
                 spans, taken = self._matching_lines(complete), 0
             else:
-                spans, taken, result = self._bulk_block(complete)
+                spans, taken, result, plain = self._bulk_block(complete)
             produced = set() if taken else None
             claimed = None  # the start of the block's last line claimed
-            for index, line_start, line_end in spans:
+            for position, (index, line_start, line_end) in enumerate(spans):
                 if not self._claim(buffer_offset + line_start):
                     if not taken:
                         self.lines_seen += self._lines_before_stop(complete, buffer_offset, index)
@@ -296,6 +303,8 @@ class LineReader:
                     produced.add(line_start)
                 number = (first_line + lines_before + index if index is not None
                           else LineInBlock(first_line + lines_before, complete, line_start))
+                if plain is not None and plain[position]:
+                    self.plain_offset = buffer_offset + line_start
                 yield (buffer_offset + line_start, number, line if len(line) <= MAX_RECORD_BYTES else None)
             if taken:
                 # The lines `bulk` took are this range's only once the block's last line is claimed.
