@@ -140,11 +140,12 @@ class LineReader:
 
     def _bulk_block(self, complete):
         """The lines of `complete` for the per-line reader, after the others were given to `bulk`:
-        a list of (index, start, end), the number of lines `bulk` took (0: none) and its result.
+        a list of (index, start, end), the number of lines `bulk` took (0: none), its result, and
+        which of the listed lines `bulk` vouches for (one byte each; None when it says nothing).
         `bulk` counts the lines it is given (its result's first item), so that the block's
         newlines are not counted here too. A `bulk` with ``scan_block`` (`transforms.read.blockscan`)
-        finds the candidate lines and validates the others in one call; its fourth item, then, says
-        which candidates it vouches for (one byte each, else None)."""
+        finds the candidate lines and validates the others in one call, and vouches for the
+        candidates it can."""
         scan_block = getattr(self._bulk, 'scan_block', None)
         if scan_block is not None:
             scanned = scan_block(complete)
