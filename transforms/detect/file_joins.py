@@ -83,8 +83,8 @@ def join_on_time(vm_key, grouped):
     """Sentinel: every (session, file) pair of one VM where the file time is between the session's bounds."""
     # `kql.between` inlined: the pairs are a VM's files times its sessions (25 sessions a file on the
     # dense benchmark set); a null bound or time never matches.
-    bounds = [(session['StartTime'], session['EndTime'], session) for session in grouped[SESSIONS]]
-    bounds = [(start, end, session) for start, end, session in bounds if start is not None and end is not None]
+    bounds = [(session['StartTime'], session['EndTime'], session) for session in grouped[SESSIONS]
+              if session['StartTime'] is not None and session['EndTime'] is not None]
     if not bounds:
         return
     for script_file in grouped[FILES]:

@@ -291,8 +291,8 @@ class DetectPerWindow(beam.PTransform):
 
     def expand(self, tables):
         semantics = self._semantics
-        folded = [tables[table] | 'Fold' + table >> beam.ParDo(
-            FoldWindowRows(semantics, table, self._batches, self._relevant))
+        folded = [tables[table] | 'Fold' + table >> beam.ParDo(FoldWindowRows(semantics, table, self._batches,
+                                                                              self._relevant))
                   for table in TABLES]
         outputs = (
             folded
