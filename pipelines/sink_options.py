@@ -8,6 +8,9 @@ from transforms.write.logs_ingestion import DEFAULT_STREAM, DEFAULT_TIME_BUDGET,
 from transforms.write.sinks import SINKS, SinkSettings, parse_sinks
 
 
+# The on/off options take their value as an argument; alone (how Beam's
+# `PipelineOptions.from_dictionary` writes a true value when a worker reads the pipeline's options
+# with this module imported) they mean on.
 def _on_off(text):
     value = str(text).strip().lower()
     if value in ('on', 'true', 'yes', '1'):
@@ -45,7 +48,7 @@ class SinkOptions(PipelineOptions):
             '--token_env', default=DEFAULT_TOKEN_ENV,
             help='sentinel: environment variable holding the bearer token (default %s).' % DEFAULT_TOKEN_ENV)
         sinks.add_argument(
-            '--sentinel_gzip', type=_on_off, default=True,
+            '--sentinel_gzip', type=_on_off, nargs='?', const=True, default=True,
             help='sentinel: gzip the request bodies (on/off, default on).')
         sinks.add_argument(
             '--sentinel_max_attempts', type=int, default=5,
@@ -66,7 +69,7 @@ class SinkOptions(PipelineOptions):
             '--pubsub_topic', default=None,
             help='pubsub: projects/PROJECT/topics/TOPIC; one JSON message per alert; needs the gcp extra.')
         sinks.add_argument(
-            '--report', type=_on_off, default=True,
+            '--report', type=_on_off, nargs='?', const=True, default=True,
             help='on/off (default on): write summary.json and report.html under --output_dir after the run.')
 
 

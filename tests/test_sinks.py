@@ -84,6 +84,15 @@ def test_parse_sinks():
     assert options().view_as(SinkOptions).report is True
 
 
+def test_the_on_off_options_survive_the_dictionary_a_worker_reads_its_options_from():
+    """A worker rebuilds the pipeline's options with `PipelineOptions.from_dictionary`, which writes
+    a true value as the flag alone."""
+    for flags in ([], ['--report=on', '--sentinel_gzip=on']):
+        rebuilt = PipelineOptions.from_dictionary(options(*flags).get_all_options()).view_as(SinkOptions)
+        assert (rebuilt.report, rebuilt.sentinel_gzip) == (True, True)
+    assert options('--report', '--sentinel_gzip').view_as(SinkOptions).report is True
+
+
 def test_jsonl_and_avro_round_trip(tmp_path):
     written, result = run_outputs(tmp_path, '--sinks=jsonl,avro', alerts=ALERTS + [SINGLE])
     assert written['alert_files'] == [str(tmp_path / 'alerts-*.jsonl'), str(tmp_path / 'alerts-*.avro')]
