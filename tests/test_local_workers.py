@@ -8,15 +8,22 @@ from apache_beam.internal import pickler
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from pipelines import local_workers
-from pipelines.local_workers import (PARALLEL_INPUT_BYTES, apply_default_workers, choose_workers, in_process_runner,
-                                     input_bytes)
+from pipelines.local_workers import (FORKED_PARALLEL_INPUT_BYTES, PARALLEL_INPUT_BYTES, apply_default_workers,
+                                     choose_workers, in_process_runner, input_bytes)
 
 
 def test_a_large_input_uses_every_core_and_a_small_one_one_process():
-    assert choose_workers([], [], available_cores=4, size=PARALLEL_INPUT_BYTES) == 4
-    assert choose_workers([], [], available_cores=2, size=10 * PARALLEL_INPUT_BYTES) == 2
-    assert choose_workers([], [], available_cores=4, size=PARALLEL_INPUT_BYTES - 1) is None
-    assert choose_workers([], [], available_cores=1, size=10 * PARALLEL_INPUT_BYTES) is None
+    for forked in (True, False):
+        assert choose_workers([], [], available_cores=4, size=PARALLEL_INPUT_BYTES, forked=forked) == 4
+        assert choose_workers([], [], available_cores=2, size=10 * PARALLEL_INPUT_BYTES, forked=forked) == 2
+        assert choose_workers([], [], available_cores=4, size=FORKED_PARALLEL_INPUT_BYTES - 1, forked=forked) is None
+        assert choose_workers([], [], available_cores=1, size=10 * PARALLEL_INPUT_BYTES, forked=forked) is None
+
+
+def test_forked_workers_pay_from_a_smaller_input():
+    assert FORKED_PARALLEL_INPUT_BYTES < PARALLEL_INPUT_BYTES
+    assert choose_workers([], [], available_cores=2, size=FORKED_PARALLEL_INPUT_BYTES, forked=True) == 2
+    assert choose_workers([], [], available_cores=2, size=PARALLEL_INPUT_BYTES - 1, forked=False) is None
 
 
 def test_the_command_line_chooses_first():
