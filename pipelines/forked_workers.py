@@ -46,6 +46,7 @@ _LENGTH = struct.Struct('>Q')
 _MAX_ENVIRONMENT_BYTES = 1 << 24
 _STREAMS = 3  # stdin, stdout, stderr
 WORKER_EXIT_SECONDS = 10
+REQUEST_SECONDS = 10
 
 # The worker command: connects to the zygote named by its argument, sends the size of its
 # environment with its three standard streams, then the environment (NUL-separated KEY=VALUE
@@ -162,16 +163,21 @@ def _serve(listener, parent_end):
         except OSError:
             continue
         with connection:
+            connection.settimeout(REQUEST_SECONDS)  # a connection that sends nothing holds up the next worker this long
             request = _receive(connection)
             if request is None:
                 continue
             environment, streams = request
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # the client sees the connection close without a status, and fails
+                pid = None
             if pid == 0:
                 listener.close()
                 os.close(parent_end)
                 _run_worker(connection, environment, streams)
-            workers.add(pid)
+            if pid is not None:
+                workers.add(pid)
             for fd in streams:
                 os.close(fd)
     # The workers are waited for, so that their CPU time counts in this process's children's (and so
