@@ -43,8 +43,9 @@ from transforms.detect.semantics import Semantics, parse_scale_set_prefixes
 from transforms.detect.windows import QueryWindows, parse_instant, parse_timespan
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, TABLES
 from transforms.read import progress
+from transforms.read.dead_letter import DEAD_LETTER
 from transforms.read.input_files import list_inputs
-from transforms.read.sources import ReadTable, UnreadableInput
+from transforms.read.sources import ReadTables, UnreadableInput, counts_output, rows_output
 from transforms.write import output_folder
 from transforms.write.files import (ALERT_FILES, DEAD_LETTER_FILES, OUTPUT_PREFIXES, RUN_REPORT_FILES, WINDOW_FILES,
                                     WriteJsonLines)
@@ -126,15 +127,12 @@ def build(pipeline, options, output_dir=None):
     output_dir = output_dir or detection.output_dir or DEFAULT_OUTPUT_DIR
 
     per_window = detection.detect_grouping == 'window'
-    tables, dead_letters, row_counts = {}, [], {}
-    for table in TABLES:
-        needles, keep = read_filters(table, semantics, detection.scan)
-        read = pipeline | 'Read' + table >> ReadTable(
-            table, patterns[table], detection.input_format, needles, keep, windows,
-            validate_skipped=detection.scan == 'full', batches=per_window)
-        tables[table] = read.rows
-        dead_letters.append(read.dead_letter)
-        row_counts[table] = read.window_counts
+    read = pipeline | 'ReadTables' >> ReadTables(
+        {table: (patterns[table],) + tuple(read_filters(table, semantics, detection.scan)) for table in TABLES},
+        detection.input_format, windows, validate_skipped=detection.scan == 'full', batches=per_window)
+    tables = {table: read[rows_output(table)] for table in TABLES}
+    row_counts = {table: read[counts_output(table)] for table in TABLES}
+    dead_letters = [read[DEAD_LETTER]]
 
     # The read steps keep only the rows `keep` accepts: the per-window fold need not test them again.
     detect = DetectPerWindow(semantics, batches=True, relevant=True) if per_window else DetectUniqueScripts(semantics)

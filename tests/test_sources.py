@@ -16,9 +16,10 @@ from pipelines import rare_runcommand
 from pipelines.options import IN_PROCESS_RUNNER
 from pipelines.rare_runcommand import counters
 from transforms.detect.windows import QueryWindows, window_label
-from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS
-from transforms.read.sources import (DEAD_LETTERS_BY_FILE, INPUT_FILES, ReadTable, UnreadableInput,
-                                     file_counter_name)
+from transforms.read.dead_letter import DEAD_LETTER
+from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
+from transforms.read.sources import (DEAD_LETTERS_BY_FILE, INPUT_FILES, ReadTable, ReadTables, UnreadableInput,
+                                     counts_output, file_counter_name, rows_output)
 from transforms.write.run_report import build_summary
 
 DAY = 86_400_000_000
@@ -120,6 +121,55 @@ def test_batches_hold_each_windows_rows_as_the_rows_output_pairs_them(tmp_path):
 def test_batches_need_windows():
     with pytest.raises(ValueError, match='batches needs windows'):
         ReadTable(DEVICE_EVENTS, 'any.jsonl', batches=True)
+    with pytest.raises(ValueError, match='batches needs windows'):
+        ReadTables({DEVICE_EVENTS: ('any.jsonl', None, None)}, batches=True)
+
+
+def test_tables_read_in_one_step_give_what_each_tables_read_gives(tmp_path):
+    # Two tables with rows in and out of range and a dead letter each, and one whose pattern matches
+    # nothing: each table's rows, window counts and counters as its own ReadTable gives them.
+    sliding = QueryWindows(2 * DAY, DAY, 0, -DAY, 3 * DAY)
+    times = ['1970-01-02T00:00:00.000005Z', '1970-01-01T00:00:00.000005Z', '1970-01-04T00:00:00.000005Z']
+    events, files = tmp_path / 'DeviceEvents.jsonl', tmp_path / 'DeviceFileEvents.jsonl'
+    events.write_text(''.join(json.dumps({'TimeGenerated': t, 'DeviceName': 'vm%d' % n}) + '\n'
+                              for n, t in enumerate(times)) + '{"cut\n')
+    files.write_text(''.join(json.dumps({'TimeGenerated': t, 'FileName': 'f%d' % n}) + '\n'
+                             for n, t in enumerate(times[:2])) + '[]\n')
+    patterns = {DEVICE_EVENTS: str(events), DEVICE_FILE_EVENTS: str(files), AZURE_ACTIVITY: str(tmp_path / 'no*')}
+    p = in_process_pipeline()
+    together = p | 'Together' >> ReadTables({table: (pattern, None, None) for table, pattern in patterns.items()},
+                                            windows=sliding, batches=True)
+    for table, pattern in patterns.items():
+        alone = p | 'Alone' + table >> ReadTable(table, pattern, windows=sliding, batches=True)
+        for name, mine, theirs in (('Rows', together[rows_output(table)], alone.rows),
+                                   ('Counts', together[counts_output(table)], alone.window_counts)):
+            mine = mine | name + 'Mine' + table >> beam.combiners.ToList()
+            theirs = theirs | name + 'Theirs' + table >> beam.combiners.ToList()
+            same = mine | name + 'Compare' + table >> beam.Map(
+                lambda found, expected: (_canonical(found) == _canonical(expected), len(expected) > 0),
+                beam.pvalue.AsSingleton(theirs))
+            assert_that(same, equal_to([(True, table != AZURE_ACTIVITY)]), label=name + 'Same' + table)
+    assert_that(together[DEAD_LETTER] | beam.Map(lambda letter: letter['table']),
+                equal_to([DEVICE_EVENTS, DEVICE_FILE_EVENTS]), label='DeadLetters')
+    # Two rows in range, each in two windows in range.
+    assert_that(together[rows_output(DEVICE_EVENTS)] | 'PairCount' >> beam.MapTuple(lambda w, batch: len(batch))
+                | beam.CombineGlobally(sum), equal_to([4]), label='EventPairs')
+    result = p.run()
+    result.wait_until_finish()
+    counted = counters(result)
+    # Each counter twice: once by the tables' step, once by the table's own.
+    assert counted[DEVICE_EVENTS] == {'read': 8, 'parsed': 6, 'skipped_irrelevant': 0, 'outside_range': 2,
+                                      'relevant': 4, 'dead_lettered': 2}
+    assert counted[DEVICE_FILE_EVENTS]['parsed'] == 4 and counted[DEVICE_FILE_EVENTS]['dead_lettered'] == 2
+
+
+def _canonical(elements):
+    """A read's outputs as a sorted list of text: (window, [row, ...]) batches as single rows."""
+    flat = []
+    for key, value in elements:
+        for item in (value if isinstance(value, list) else [value]):
+            flat.append(json.dumps([key, item], sort_keys=True, default=str))
+    return sorted(flat)
 
 
 def test_another_tables_export_is_dead_lettered_and_counted_per_file(tmp_path):

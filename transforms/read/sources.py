@@ -1,4 +1,5 @@
-"""Reading one table's exports: a splittable Beam file source and the `ReadTable` PTransform.
+"""Reading the tables' exports: a splittable Beam file source, the `ReadTable` PTransform (one table) and
+`ReadTables` (several in one step).
 
 The source finds every file of a pattern (Beam FileSystems: local, gs://, ``*`` and ``**``; plain or
 gzip), detects each file's export format, decodes its records and types them. Records that cannot
@@ -16,6 +17,7 @@ import traceback
 
 import apache_beam as beam
 from apache_beam.io import filebasedsource
+from apache_beam.io.concat_source import ConcatSource
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -194,53 +196,76 @@ def _in_file(position, lines):
 class _SplitRowsFromDeadLetters(beam.DoFn):
     """Routes dead letters to their own output, counts, and yields each row, or ``(window, row)``
     for each of its query windows when the source assigned them; with `batches`, ``(window, [row,
-    ...])`` for each query window of a source element's rows instead."""
+    ...])`` for each query window of a source element's rows instead.
 
-    def __init__(self, table, batches=False):
-        self._table = table
+    One table's records (``(kind, value)``, `tables` of one name): rows to the main output, window
+    counts to WINDOW_COUNTS. Several tables' (``(table, (kind, value))`` with `tagged`): each table's
+    rows and window counts to outputs of its own (`rows_output`, `counts_output`)."""
+
+    def __init__(self, tables, batches=False, tagged=False):
+        self._tables = tuple(tables)
         self._batches = batches
+        self._tagged = tagged
 
     def setup(self):
-        self._read = Metrics.counter(self._table, 'read')
-        self._parsed = Metrics.counter(self._table, 'parsed')
-        self._dead = Metrics.counter(self._table, 'dead_lettered')
-        self._skipped = Metrics.counter(self._table, 'skipped_irrelevant')
-        self._outside = Metrics.counter(self._table, 'outside_range')
-        self._relevant = Metrics.counter(self._table, 'relevant')
+        self._counters = {table: {name: Metrics.counter(table, name) for name in (
+            'read', 'parsed', 'dead_lettered', 'skipped_irrelevant', 'outside_range', 'relevant')}
+            for table in self._tables}
 
     def process(self, element):
-        kind, value = element
+        if self._tagged:
+            table, (kind, value) = element
+            rows_tag, counts_tag = rows_output(table), counts_output(table)
+        else:
+            (table,), (kind, value) = self._tables, element
+            rows_tag, counts_tag = None, WINDOW_COUNTS
+        counters = self._counters[table]
         if kind == ROWS:
-            self._relevant.inc(len(value))
-            if self._batches:
-                yield from _rows_by_window(value)
-                return
-            for labels, row in value:
-                if labels is None:
-                    yield row
-                else:
-                    for label in labels:
-                        yield label, row
+            counters['relevant'].inc(len(value))
+            items = _rows_by_window(value) if self._batches else _each_row(value)
+            if rows_tag is None:
+                yield from items
+            else:
+                for item in items:
+                    yield beam.pvalue.TaggedOutput(rows_tag, item)
         elif kind == DEAD_LETTER:
-            self._dead.inc()
+            counters['dead_lettered'].inc()
             Metrics.counter(DEAD_LETTERS_BY_FILE, file_counter_name(
-                self._table, value.get('source', ''), str(value.get('reason', '')).replace('\t', ' '))).inc()
+                table, value.get('source', ''), str(value.get('reason', '')).replace('\t', ' '))).inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, value)
         else:
-            self._read.inc(value['read'])
-            self._skipped.inc(value['skipped_irrelevant'])
-            self._parsed.inc(value['parsed'])
-            self._outside.inc(value['outside_range'])
+            for name in ('read', 'skipped_irrelevant', 'parsed', 'outside_range'):
+                counters[name].inc(value[name])
             if value.get('file'):
                 for name in ('read', 'skipped_irrelevant', 'parsed', 'outside_range'):
                     if value[name]:
-                        Metrics.counter(INPUT_FILES, file_counter_name(self._table, value['file'], name)).inc(
+                        Metrics.counter(INPUT_FILES, file_counter_name(table, value['file'], name)).inc(
                             value[name])
                 if value.get('format'):
                     Metrics.counter(INPUT_FILES, file_counter_name(
-                        self._table, value['file'], 'format:' + value['format'])).inc()
+                        table, value['file'], 'format:' + value['format'])).inc()
             for label, count in value['windows'].items():
-                yield beam.pvalue.TaggedOutput(WINDOW_COUNTS, (label, count))
+                yield beam.pvalue.TaggedOutput(counts_tag, (label, count))
+
+
+def _each_row(labelled_rows):
+    """Each row, or ``(window, row)`` for each of its windows when it has them."""
+    for labels, row in labelled_rows:
+        if labels is None:
+            yield row
+        else:
+            for label in labels:
+                yield label, row
+
+
+def rows_output(table):
+    """The output of `ReadTables` that holds `table`'s rows."""
+    return 'rows:' + table
+
+
+def counts_output(table):
+    """The output of `ReadTables` that holds `table`'s row counts per query window."""
+    return 'window_counts:' + table
 
 
 def _rows_by_window(labelled_rows):
@@ -324,4 +349,53 @@ class ReadTable(beam.PTransform):
             logging.warning('%s: no file matches %r; the table is read as empty.', self._table, self._pattern)
             records = pbegin | 'NoExports' >> beam.Create([])
         return records | 'SplitDeadLetters' >> beam.ParDo(
-            _SplitRowsFromDeadLetters(self._table, self._batches)).with_outputs(DEAD_LETTER, WINDOW_COUNTS, main=ROWS)
+            _SplitRowsFromDeadLetters([self._table], self._batches)).with_outputs(DEAD_LETTER, WINDOW_COUNTS, main=ROWS)
+
+
+class _TableRecords(ExportSource):
+    """An `ExportSource` whose records say their table: ``(table, (kind, value))``."""
+
+    def read_records(self, file_name, range_tracker):
+        table = self._table
+        for record in super().read_records(file_name, range_tracker):
+            yield table, record
+
+
+class ReadTables(beam.PTransform):
+    """Several tables' exports read in one step: {table: (pattern, needles, keep)} -> each table's
+    rows (output `rows_output(table)`) and row counts per query window (`counts_output(table)`), as
+    `ReadTable` gives them, and the dead letters of all (output DEAD_LETTER).
+
+    One read of all the files instead of one per table: a runner splits them into ranges together
+    and runs one stage over all the ranges (one per table otherwise, each ending when its slowest
+    range does). A table whose pattern matches no file reads as empty; one whose files cannot be
+    listed raises `UnreadableInput`. `input_format`, `windows`, `validate_skipped` and `batches`: as
+    for `ReadTable`, for every table.
+    """
+
+    def __init__(self, tables, input_format='auto', windows=None, validate_skipped=False, batches=False):
+        super().__init__(label=None)
+        if batches and windows is None:
+            raise ValueError('rows are batched per query window: batches needs windows')
+        self._tables = dict(tables)
+        self._input_format = input_format
+        self._windows = windows
+        self._validate_skipped = validate_skipped
+        self._batches = batches
+
+    def expand(self, pbegin):
+        sources = []
+        for table, (pattern, needles, keep) in self._tables.items():
+            if pattern and matches_any_file(table, pattern):
+                sources.append(_TableRecords(pattern, table, self._input_format, needles, keep, self._windows,
+                                             self._validate_skipped))
+            else:
+                logging.warning('%s: no file matches %r; the table is read as empty.', table, pattern)
+        if sources:
+            # Beam's own concatenation of sources (what a file source of several files is made of).
+            records = pbegin | 'ReadExports' >> beam.io.Read(sources[0] if len(sources) == 1 else ConcatSource(sources))
+        else:
+            records = pbegin | 'NoExports' >> beam.Create([])
+        outputs = [DEAD_LETTER] + [tag for table in self._tables for tag in (rows_output(table), counts_output(table))]
+        return records | 'SplitDeadLetters' >> beam.ParDo(
+            _SplitRowsFromDeadLetters(self._tables, self._batches, tagged=True)).with_outputs(*outputs)
