@@ -61,7 +61,7 @@ class WindowInputsCombineFn(beam.CombineFn):
     """Rows of one table (`table`, one of `TABLES`) of one window -> its `WindowInputs`, pickled;
     independent of the order of rows and bundles, as every CombineFn it folds with is. Merging
     needs no table: the `WindowInputs` of the three tables of a window merge into the window's.
-    With `batches`, each input is a list of rows (`transforms.read.sources.ReadTable`'s batches);
+    With `batches`, each input is a list of rows (the batches of `transforms.read.sources.ReadTables`);
     with `relevant`, every row is one that `is_relevant` accepts (the read step kept only those), and
     the first filter of the table's stage is not applied again."""
 
@@ -272,8 +272,8 @@ class EvaluateWindowInputs(beam.DoFn):
 class DetectPerWindow(beam.PTransform):
     """`DetectUniqueScripts` with one grouping: {table name: (window, row)} -> {'results': (window, result
     row), 'run_command_data': (window, RunCommandData row)}, the same rows and counters. With
-    `batches`, the tables hold ``(window, [row, ...])`` lists (`ReadTable`'s batches); with
-    `relevant`, only rows that `is_relevant` accepts (`ReadTable`'s `keep` from
+    `batches`, the tables hold ``(window, [row, ...])`` lists (`ReadTables`' batches); with
+    `relevant`, only rows that `is_relevant` accepts (the read's `keep` from
     `transforms.detect.relevance.read_filters`), which are not tested again.
 
     Each table is folded by its own `FoldWindowRows` (in the stage that reads it: the rows never

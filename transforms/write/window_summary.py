@@ -28,7 +28,7 @@ def _to_record(label, counts, names):
 class SummarizeWindows(beam.PTransform):
     """{table: ((start, end), rows) counts, 'alerts': alerts} -> one record per window with the count of each.
 
-    Row counts come from the read step (`transforms.read.sources.ReadTable(...).window_counts`), in
+    Row counts come from the read step (`transforms.read.sources.ReadTables`' window counts), in
     microseconds; alerts are counted per the query window they name (``QueryPeriodStart``,
     ``QueryPeriodEnd``), whatever window they are in.
     """
