@@ -35,6 +35,7 @@ from transforms.read.ingest import typed_row
 from transforms.read.schema import KEY_COLUMNS
 
 STATS = 'stats'
+_FILE_COUNTS = ('read', 'skipped_irrelevant', 'parsed', 'outside_range')  # a STATS record's counts
 # Metrics namespaces of the per-file accounting: counters named `file_counter_name(table, file, name)`.
 INPUT_FILES = 'input_files'
 DEAD_LETTERS_BY_FILE = 'dead_letters_by_file'
@@ -208,9 +209,9 @@ class _SplitRowsFromDeadLetters(beam.DoFn):
         self._tagged = tagged
 
     def setup(self):
-        self._counters = {table: {name: Metrics.counter(table, name) for name in (
-            'read', 'parsed', 'dead_lettered', 'skipped_irrelevant', 'outside_range', 'relevant')}
-            for table in self._tables}
+        self._counters = {table: {name: Metrics.counter(table, name)
+                                  for name in _FILE_COUNTS + ('dead_lettered', 'relevant')}
+                          for table in self._tables}
 
     def process(self, element):
         if self._tagged:
@@ -234,10 +235,10 @@ class _SplitRowsFromDeadLetters(beam.DoFn):
                 table, value.get('source', ''), str(value.get('reason', '')).replace('\t', ' '))).inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, value)
         else:
-            for name in ('read', 'skipped_irrelevant', 'parsed', 'outside_range'):
+            for name in _FILE_COUNTS:
                 counters[name].inc(value[name])
             if value.get('file'):
-                for name in ('read', 'skipped_irrelevant', 'parsed', 'outside_range'):
+                for name in _FILE_COUNTS:
                     if value[name]:
                         Metrics.counter(INPUT_FILES, file_counter_name(table, value['file'], name)).inc(
                             value[name])
@@ -341,15 +342,28 @@ class ReadTable(beam.PTransform):
         self._windows = windows
 
     def expand(self, pbegin):
-        if self._pattern and matches_any_file(self._table, self._pattern):
-            records = pbegin | 'ReadExports' >> beam.io.Read(
-                ExportSource(self._pattern, self._table, self._input_format, self._needles, self._keep,
-                             self._windows, self._validate_skipped))
-        else:
-            logging.warning('%s: no file matches %r; the table is read as empty.', self._table, self._pattern)
-            records = pbegin | 'NoExports' >> beam.Create([])
-        return records | 'SplitDeadLetters' >> beam.ParDo(
+        sources = []
+        if _has_files(self._table, self._pattern):
+            sources.append(ExportSource(self._pattern, self._table, self._input_format, self._needles, self._keep,
+                                        self._windows, self._validate_skipped))
+        return _read_records(pbegin, sources) | 'SplitDeadLetters' >> beam.ParDo(
             _SplitRowsFromDeadLetters([self._table], self._batches)).with_outputs(DEAD_LETTER, WINDOW_COUNTS, main=ROWS)
+
+
+def _has_files(table, pattern):
+    """Whether `pattern` matches some file (`matches_any_file`); when it matches none, says so."""
+    if pattern and matches_any_file(table, pattern):
+        return True
+    logging.warning('%s: no file matches %r; the table is read as empty.', table, pattern)
+    return False
+
+
+def _read_records(pbegin, sources):
+    """The records of `sources` in one read (Beam's own concatenation of sources for several, what a
+    file source of several files is made of); none without sources."""
+    if not sources:
+        return pbegin | 'NoExports' >> beam.Create([])
+    return pbegin | 'ReadExports' >> beam.io.Read(sources[0] if len(sources) == 1 else ConcatSource(sources))
 
 
 class _TableRecords(ExportSource):
@@ -384,18 +398,10 @@ class ReadTables(beam.PTransform):
         self._batches = batches
 
     def expand(self, pbegin):
-        sources = []
-        for table, (pattern, needles, keep) in self._tables.items():
-            if pattern and matches_any_file(table, pattern):
-                sources.append(_TableRecords(pattern, table, self._input_format, needles, keep, self._windows,
-                                             self._validate_skipped))
-            else:
-                logging.warning('%s: no file matches %r; the table is read as empty.', table, pattern)
-        if sources:
-            # Beam's own concatenation of sources (what a file source of several files is made of).
-            records = pbegin | 'ReadExports' >> beam.io.Read(sources[0] if len(sources) == 1 else ConcatSource(sources))
-        else:
-            records = pbegin | 'NoExports' >> beam.Create([])
+        sources = [_TableRecords(pattern, table, self._input_format, needles, keep, self._windows,
+                                 self._validate_skipped)
+                   for table, (pattern, needles, keep) in self._tables.items() if _has_files(table, pattern)]
+        records = _read_records(pbegin, sources)
         outputs = [DEAD_LETTER] + [tag for table in self._tables for tag in (rows_output(table), counts_output(table))]
         return records | 'SplitDeadLetters' >> beam.ParDo(
             _SplitRowsFromDeadLetters(self._tables, self._batches, tagged=True)).with_outputs(*outputs)
