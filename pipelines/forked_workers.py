@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 import select
+import shlex
 import signal
 import socket
 import struct
@@ -118,7 +119,6 @@ class Zygote:
     @property
     def command(self):
         """The shell command that starts one worker (what the runner's environment runs)."""
-        import shlex  # pylint: disable=import-outside-toplevel
         return ' '.join(shlex.quote(part) for part in (sys.executable, '-I', '-S', '-c', _CLIENT, self.name))
 
     @property

@@ -134,7 +134,7 @@ def build(pipeline, options, output_dir=None):
     row_counts = {table: read[counts_output(table)] for table in TABLES}
     dead_letters = [read[DEAD_LETTER]]
 
-    # The read steps keep only the rows `keep` accepts: the per-window fold need not test them again.
+    # The read step keeps only the rows `keep` accepts: the per-window fold need not test them again.
     detect = DetectPerWindow(semantics, batches=True, relevant=True) if per_window else DetectUniqueScripts(semantics)
     detected = tables | 'DetectUniqueScripts' >> detect
     alerts = detected[RESULTS] | 'ToAlerts' >> ToAlerts(rule, semantics.name)

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -20,6 +21,12 @@ from pipelines.local_workers import in_process_runner
 
 def main(output_dir):
     report = {'probe': os.getpid(), 'safe_before': forked_workers.forking_is_safe()}
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    thread.start()
+    report['safe_with_a_thread'] = forked_workers.forking_is_safe()
+    release.set()
+    thread.join()
     options = PipelineOptions(['--direct_running_mode=multi_processing', '--direct_num_workers=2',
                                '--pickle_library=cloudpickle'])
     runner = in_process_runner(options)

@@ -4,25 +4,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from pipelines import forked_workers
-
 REPO = Path(__file__).resolve().parent.parent
-
-
-def test_forking_is_refused_while_another_thread_runs():
-    release = threading.Event()
-    thread = threading.Thread(target=release.wait, daemon=True)
-    thread.start()
-    try:
-        assert not forked_workers.forking_is_safe()
-    finally:
-        release.set()
-        thread.join()
 
 
 @pytest.mark.slow  # a process of its own that runs a pipeline with two worker processes
@@ -33,6 +19,7 @@ def test_workers_are_forked_from_the_zygote_and_report_their_exit_status(tmp_pat
     assert probe.returncode == 0, probe.stderr[-3000:]
     report = json.loads(probe.stdout.strip().splitlines()[-1])
     assert report['safe_before'] and report['runner'] == 'ForkedWorkersRunner'
+    assert not report['safe_with_a_thread'], 'forking is refused while another thread runs'
     rows = [json.loads(line) for path in tmp_path.glob('squares*') for line in path.read_text().splitlines()]
     assert sorted(square for square, _, _ in rows) == [x * x for x in range(40)]
     workers = {pid for _, pid, _ in rows}
