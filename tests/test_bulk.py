@@ -23,7 +23,7 @@ from apache_beam.io.range_trackers import OffsetRangeTracker
 from transforms.detect.relevance import read_filters
 from transforms.detect.semantics import Semantics
 from transforms.detect.windows import QueryWindows
-from transforms.read import blockscan, bulk
+from transforms.read import blockscan, bulk, ingest
 from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.ingest import format_datetime_us, parse_datetime_us
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, KEY_COLUMNS
@@ -222,9 +222,16 @@ class _Taken:
     """Counts the lines the native path took (to check that the tests exercise it)."""
 
     def __init__(self, monkeypatch):
-        self.lines = 0
+        self.lines = self.typed = 0
         call = bulk.BulkValidator.__call__
         scan_block = blockscan.BlockScanner.scan_block
+        typer = ingest.NativeTyper.__call__
+
+        def typed(native_typer, line):  # the candidate rows the compiled typing typed
+            row = typer(native_typer, line)
+            self.typed += row is not None
+            return row
+        monkeypatch.setattr(ingest.NativeTyper, '__call__', typed)
 
         def counted(validator, text):
             result = call(validator, text)
@@ -255,7 +262,7 @@ def test_native_validation_gives_what_the_per_line_reader_gives(tmp_path_factory
 
 
 @pytest.mark.parametrize('windows', sorted(WINDOWS))
-def test_native_validation_takes_most_lines_of_a_mixed_file(tmp_path, monkeypatch, windows):
+def test_native_validation_takes_most_lines_of_a_mixed_file(tmp_path, monkeypatch, native_path, windows):
     taken = _Taken(monkeypatch)
     path = str(tmp_path / 'DeviceEvents.jsonl')
     with open(path, 'wb') as handle:
@@ -263,6 +270,8 @@ def test_native_validation_takes_most_lines_of_a_mixed_file(tmp_path, monkeypatc
     reference = check_file(path, DEVICE_EVENTS, SENTINEL, WINDOWS[windows], 5000, 10, block_bytes=4096)
     assert reference[1] and reference[0]  # dead letters and relevant rows among them
     assert taken.lines > reference[2]['read'] // 2
+    # With the scanner, the relevant rows it vouches for are typed by the compiled typing.
+    assert (taken.typed > 0) == (native_path == 'blockscan')
 
 
 @settings(max_examples=int(os.environ.get('BULK_EXAMPLES', '25')), deadline=None,

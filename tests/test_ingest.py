@@ -125,3 +125,112 @@ def test_the_compiled_canonical_parser_is_the_python_one():
     assert sum(ingest._parse_canonical_python(text) is not None for text in texts) > 3000
     with pytest.raises(TypeError):
         ingest._blockscan.canonical_us(b'2024-03-01T06:16:29Z')
+
+
+# The compiled typing of plain rows (ingest.NativeTyper) against typed_row of the decoded line.
+
+_TABLES = (AZURE_ACTIVITY, DEVICE_FILE_EVENTS, DEVICE_EVENTS)
+_TIMES = ['2024-03-01T10:00:00Z', '2024-03-01T10:00:00.1234567Z', '2024-03-01T10:00:00.Z', '9999-12-31T23:59:59.9999999Z',
+          '0001-01-01T00:00:00Z', '2024-02-29T23:00:00Z', '2023-02-29T23:00:00Z', '2024-03-01 10:00:00',
+          '2024-03-01T10:00:00+02:00', '2024-03-01T24:00:00Z', '2024-03-31T23:59:60Z', '2024-03-01', 'yesterday', '']
+# JSON texts of values for any column: every JSON type, and the texts each typing reads in its own way.
+_VALUE_TEXTS = [
+    'null', 'true', 'false', '0', '-0', '42', '-42', '1' * 18, '-' + '9' * 18, '1' * 19, '9223372036854775807',
+    '9223372036854775808', '1' * 30, '1.5', '2.5', '-2.5', '1e3', '1E+2', '0.0', '1.0e-400', '1e400', '"12"', '" 7 "',
+    '"1e3"', '"0x1F"', '"1_000"', '"x"', '""', '"caf\\u00e9"', '"\\u65e5\\u672c"', '"tab\\there"', '"q\\"uote\\\\"',
+    '"\\/\\b\\f\\n\\r"', '"stra\u00dfe"', '"\u212a"', '"{\\"Command\\":\\"Get-Process\\"}"', '"[1,2]"', '"{bad"',
+    '{}', '[]', '{"Command":"x","n":[1,{"a":null}]}', '[{"DnsQueryType":1}]', '{"a":1,"a":2}', '{"a" : [ 1 , 2 ] }',
+    '"\\u0000"', '"\\u001f"', '"\\u007f"', '"\\u0080"', '"\\u07ff"', '"\\u0800"', '"\\uffff"',
+] + ['"%s"' % text for text in _TIMES] + ['"2024-03-01T1\\u0030:00:00Z"']
+
+
+def _reference(table, line):
+    """What the per-line reader makes of `line`: its typed row, or None (a dead letter)."""
+    import json  # pylint: disable=import-outside-toplevel
+    value = json.loads(line)
+    if not isinstance(value, dict):
+        return None
+    row = ingest.typed_row(table, value)
+    return row if row['TimeGenerated'] is not None else None
+
+
+def _vouched(table, line):
+    """Whether the block scanner vouches for `line` as a plain row of `table`."""
+    from transforms.read import blockscan  # pylint: disable=import-outside-toplevel
+    from transforms.read.schema import KEY_COLUMNS  # pylint: disable=import-outside-toplevel
+    return blockscan.BlockScanner(((b'\x00\x01', False, 0),), None, KEY_COLUMNS[table]).scan_block(line + b'\n') is not None
+
+
+def _row_line(rnd, table, spaces=True):
+    """A JSON line of some of `table`'s columns (duplicates among them), other keys, and values of
+    `_VALUE_TEXTS`, with whitespace between the tokens; TimeGenerated mostly canonical."""
+    from transforms.read.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING  # pylint: disable=import-outside-toplevel
+    names = list(COLUMNS[table]) + ['Other', 'TimeGeneratedX', 'timegenerated']
+    members = [('TimeGenerated', '"%s"' % rnd.choice(_TIMES[:3]) if rnd.random() < 0.9 else rnd.choice(_VALUE_TEXTS))]
+    typical = {STRING: ['"x"', '"caf\\u00e9"', '"q\\"uote\\\\"', 'null'], LONG: ['42', '-7', 'null'],
+               DATETIME: ['"%s"' % _TIMES[1], 'null'], DYNAMIC: ['{"Command":"x"}', '"{\\"a\\":1}"', '[1]']}
+    for _ in range(rnd.randrange(0, 14)):
+        name = rnd.choice(names)
+        kind = COLUMNS[table].get(name)
+        # Mostly a value of the column's own kind (else few lines would be typed whole).
+        value = rnd.choice(typical[kind]) if kind and rnd.random() < 0.8 else rnd.choice(_VALUE_TEXTS)
+        members.append((name, value))
+    rnd.shuffle(members)
+    space = (lambda: rnd.choice(['', '', ' ', '\t', ' \r'])) if spaces else (lambda: '')
+    return ('{' + ','.join('%s"%s"%s:%s%s%s' % (space(), key, space(), space(), value, space())
+                           for key, value in members) + '}').encode('utf-8')
+
+
+@pytest.mark.skipif(ingest.native_typer(AZURE_ACTIVITY) is None, reason='the compiled scanner is not built')
+@pytest.mark.parametrize('table', _TABLES)
+def test_the_compiled_typing_of_a_vouched_line_is_typed_row(table):
+    import random  # pylint: disable=import-outside-toplevel
+    rnd, typer = random.Random(table), ingest.native_typer(table)
+    typed = vouched = 0
+    for _ in range(3000):
+        line = _row_line(rnd, table)
+        if not _vouched(table, line):
+            continue
+        vouched += 1
+        row = typer(line)
+        if row is not None:
+            typed += 1
+            assert row == _reference(table, line), line
+            assert list(row) == list(ingest.typed_row(table, {})), line  # the columns in the schema's order
+    # Both answers are exercised: the lines it types, and those it leaves to Python.
+    assert 500 < typed < vouched - 300, (typed, vouched)
+
+
+@pytest.mark.skipif(ingest.native_typer(AZURE_ACTIVITY) is None, reason='the compiled scanner is not built')
+@pytest.mark.parametrize('table', _TABLES)
+def test_the_compiled_typing_types_every_plain_export_row(table):
+    import json  # pylint: disable=import-outside-toplevel
+    import random  # pylint: disable=import-outside-toplevel
+    from tests.test_bulk import clean_line, relevant_line  # pylint: disable=import-outside-toplevel
+    rnd, typer = random.Random(7), ingest.native_typer(table)
+    lines = [clean_line(rnd, table) for _ in range(200)] + [relevant_line(rnd, table) for _ in range(200)]
+    for line in lines:
+        assert typer(line) == ingest.typed_row(table, json.loads(line)), line
+
+
+@pytest.mark.skipif(ingest.native_typer(AZURE_ACTIVITY) is None, reason='the compiled scanner is not built')
+def test_the_compiled_typing_of_any_line_ends_without_error():
+    # Lines it is never given (not vouched for): it answers a row or None, and never fails.
+    import random  # pylint: disable=import-outside-toplevel
+    from tests.test_bulk import hostile_lines, valid_lines  # pylint: disable=import-outside-toplevel
+    rnd = random.Random(3)
+    for table in _TABLES:
+        typer = ingest.native_typer(table)
+        lines = hostile_lines(table) + valid_lines() + [
+            b'{"a":' + b'[' * 200_000 + b'}', b'{"a":"' + b'\\' * 100_001 + b'"}', b'{' * 50_000, b'{"a":1,}',
+            b'{"TimeGenerated":"2024-03-01T10:00:00Z","x":"\\u12"}', b'{"TimeGenerated":"2024-03-01T10:00:00Z"',
+            b'{"TimeGenerated":"2024-03-01T10:00:00Z"}}', b'{"TimeGenerated" "x"}', b'\xef\xbb\xbf{}']
+        for _ in range(2000):
+            line = bytearray(_row_line(rnd, table))
+            for _ in range(rnd.randrange(1, 4)):
+                where = rnd.randrange(len(line))
+                line[where:where + rnd.randrange(0, 2)] = bytes([rnd.choice(b'{}[]",:\\ute0\x00\x80\xff')])
+            lines.append(bytes(line))
+        for line in lines:
+            row = typer(line)
+            assert row is None or isinstance(row, dict)

@@ -39,6 +39,21 @@
  *
  * The scan itself runs without the GIL on an immutable bytes object.
  *
+ * typed_row(line, columns, kinds, dynamic)
+ *
+ * The typed row of one JSON line the scan vouched for as a plain row: {column: value} for each of
+ * `columns` (a tuple of ASCII str, in that order), each typed by its kind (bytes, one code per
+ * column: 's' string, 'd' datetime, 'l' long, 'y' dynamic) as transforms.read.ingest.typed_row
+ * types the decoded line: a string's text (escapes decoded) or "" for null or a missing column; a
+ * canonical datetime's microseconds, None for a scalar that is no string or a missing column; an
+ * integer of at most 18 digits, None for null or a missing column; dynamic(the value's JSON text as
+ * bytes) for a dynamic column. Of duplicate keys the last counts, as the decoders keep it. None
+ * wherever Python must decide: any other value of a column (a number in a string column, a
+ * fraction in a long column, a datetime in another form, ...), a key with escapes, text that is
+ * not UTF-8, a ValueError of `dynamic`, or a line it cannot read. It reads the line's structure as
+ * far as it needs and validates nothing else: it is only given lines the scan validated, and is
+ * tested on any line to end with a row or None.
+ *
  * canonical_us(text)
  *
  * The microseconds since the Unix epoch of a str in the canonical export form
@@ -709,44 +724,274 @@ static int digits_at(const unsigned char *text, Py_ssize_t at, Py_ssize_t count,
     return 1;
 }
 
-static PyObject *canonical_us(PyObject *self, PyObject *arg) {
+/* Whether text[:size] is a canonical export datetime (see canonical_us); *value: its microseconds. */
+static int canonical_micros(const unsigned char *text, Py_ssize_t size, long long *value) {
     static const int days_in_month[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     static const long place[6] = {100000, 10000, 1000, 100, 10, 1};  /* of the first six fraction digits */
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "canonical_us takes a str");
-        return NULL;
-    }
-    if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
-    const unsigned char *text = PyUnicode_1BYTE_DATA(arg);
-    Py_ssize_t size = PyUnicode_GET_LENGTH(arg);
     if (size < 20 || text[size - 1] != 'Z' || text[10] != 'T' || text[4] != '-' || text[7] != '-' ||
         text[13] != ':' || text[16] != ':')
-        Py_RETURN_NONE;
+        return 0;
     long micros = 0;
     if (size > 20) {  /* text[19:-1] is "." followed by digits, or "." alone */
-        if (text[19] != '.') Py_RETURN_NONE;
+        if (text[19] != '.') return 0;
         for (Py_ssize_t i = 20; i < size - 1; i++) {
-            if (text[i] < '0' || text[i] > '9') Py_RETURN_NONE;
+            if (text[i] < '0' || text[i] > '9') return 0;
             if (i < 26) micros += (text[i] - '0') * place[i - 20];
         }
     }
     long year, month, day, hour, minute, second;
     if (!digits_at(text, 11, 2, &hour) || !digits_at(text, 14, 2, &minute) || !digits_at(text, 17, 2, &second) ||
         !digits_at(text, 0, 4, &year) || !digits_at(text, 5, 2, &month) || !digits_at(text, 8, 2, &day))
-        Py_RETURN_NONE;
-    if (hour > 23 || minute > 59 || second > 59) Py_RETURN_NONE;
+        return 0;
+    if (hour > 23 || minute > 59 || second > 59) return 0;
     if (month < 1 || month > 12 || day < 1 || day > (month == 2 && is_leap(year) ? 29 : days_in_month[month - 1]))
-        Py_RETURN_NONE;
-    long long value = days_from_civil(year, month, day) * US_PER_DAY +
-                      ((long long)(hour * 60 + minute) * 60 + second) * 1000000LL + micros;
-    if (value < days_from_civil(1, 1, 1) * US_PER_DAY || value > days_from_civil(10000, 1, 1) * US_PER_DAY - 1)
+        return 0;
+    long long result = days_from_civil(year, month, day) * US_PER_DAY +
+                       ((long long)(hour * 60 + minute) * 60 + second) * 1000000LL + micros;
+    if (result < days_from_civil(1, 1, 1) * US_PER_DAY || result > days_from_civil(10000, 1, 1) * US_PER_DAY - 1)
+        return 0;
+    *value = result;
+    return 1;
+}
+
+static PyObject *canonical_us(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "canonical_us takes a str");
+        return NULL;
+    }
+    long long value;
+    if (!PyUnicode_IS_ASCII(arg) || !canonical_micros(PyUnicode_1BYTE_DATA(arg), PyUnicode_GET_LENGTH(arg), &value))
         Py_RETURN_NONE;
     return PyLong_FromLongLong(value);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * typed_row
+ */
+
+/* The position after the JSON value at p (valid JSON, as in a plain row), or NULL. Sets *escaped
+ * when a string holds a backslash. */
+static const unsigned char *value_end(const unsigned char *p, const unsigned char *end, int *escaped) {
+    int depth = 0;
+    do {
+        p = skip_space(p, end);
+        if (p >= end) return NULL;
+        unsigned char c = *p;
+        if (c == '"') {
+            p = string_end(p, end, escaped);
+            if (p == NULL) return NULL;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            p++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) return NULL;
+            depth--;
+            p++;
+        } else if (c == ',' || c == ':') {
+            if (depth == 0) return NULL;
+            p++;
+        } else {
+            const unsigned char *start = p;
+            while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ':' && *p > ' ') p++;
+            if (p == start) return NULL; /* a byte no JSON value starts with */
+        }
+    } while (depth > 0);
+    return p;
+}
+
+/* The str of the JSON string [p, after) (quotes included), its escapes decoded; NULL with an
+ * exception, or NULL without one for an escape a plain row does not hold. */
+static PyObject *string_value(const unsigned char *p, const unsigned char *after, int escaped) {
+    const unsigned char *start = p + 1, *stop = after - 1;
+    if (!escaped) return PyUnicode_DecodeUTF8((const char *)start, stop - start, "strict");
+    unsigned char *buffer = malloc((size_t)(stop - start) + 1);
+    if (buffer == NULL) return PyErr_NoMemory();
+    unsigned char *out = buffer;
+    for (const unsigned char *q = start; q < stop;) {
+        if (*q != '\\') {
+            *out++ = *q++;
+            continue;
+        }
+        unsigned char e = q[1];
+        q += 2;
+        switch (e) {
+        case '"': *out++ = '"'; break;
+        case '\\': *out++ = '\\'; break;
+        case '/': *out++ = '/'; break;
+        case 'b': *out++ = '\b'; break;
+        case 'f': *out++ = '\f'; break;
+        case 'n': *out++ = '\n'; break;
+        case 'r': *out++ = '\r'; break;
+        case 't': *out++ = '\t'; break;
+        case 'u': {
+            int unit = (hex(q[0]) << 12) | (hex(q[1]) << 8) | (hex(q[2]) << 4) | hex(q[3]);
+            q += 4;
+            if (unit < 0 || (unit >= 0xD800 && unit <= 0xDFFF)) { /* not in a plain row */
+                free(buffer);
+                return NULL;
+            }
+            if (unit < 0x80) {
+                *out++ = (unsigned char)unit;
+            } else if (unit < 0x800) {
+                *out++ = (unsigned char)(0xC0 | (unit >> 6));
+                *out++ = (unsigned char)(0x80 | (unit & 0x3F));
+            } else {
+                *out++ = (unsigned char)(0xE0 | (unit >> 12));
+                *out++ = (unsigned char)(0x80 | ((unit >> 6) & 0x3F));
+                *out++ = (unsigned char)(0x80 | (unit & 0x3F));
+            }
+            break;
+        }
+        default:
+            free(buffer);
+            return NULL;
+        }
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)buffer, out - buffer, "strict");
+    free(buffer);
+    return text;
+}
+
+enum { KIND_STRING = 's', KIND_DATETIME = 'd', KIND_LONG = 'l', KIND_DYNAMIC = 'y' };
+#define MAX_COLUMNS 32
+#define LONG_DIGITS 18 /* any integer of at most 18 digits is a long */
+
+/* One column's typed value from the JSON value [p, after): a new reference, Py_None for a value
+ * typed as null, NULL (no exception) for a value this function leaves to the Python typing. */
+static PyObject *typed_value(int kind, const unsigned char *p, const unsigned char *after, int escaped,
+                             PyObject *dynamic) {
+    int is_string = *p == '"';
+    if (kind == KIND_STRING) {
+        if (is_string) return string_value(p, after, escaped);
+        if (after - p == 4 && memcmp(p, "null", 4) == 0) return PyUnicode_FromStringAndSize("", 0);
+        return NULL; /* another JSON value: its compact JSON text, which Python writes */
+    }
+    if (kind == KIND_DATETIME) {
+        long long micros;
+        if (is_string) {
+            if (escaped || !canonical_micros(p + 1, after - p - 2, &micros)) return NULL;
+            return PyLong_FromLongLong(micros);
+        }
+        if (*p == '{' || *p == '[') return NULL;
+        return Py_NewRef(Py_None); /* a number, true, false, null: no datetime */
+    }
+    if (kind == KIND_LONG) {
+        if (after - p == 4 && memcmp(p, "null", 4) == 0) return Py_NewRef(Py_None);
+        const unsigned char *q = p + (*p == '-');
+        Py_ssize_t count = after - q;
+        if (count < 1 || count > LONG_DIGITS) return NULL;
+        long long value = 0;
+        for (const unsigned char *d = q; d < after; d++) {
+            if (*d < '0' || *d > '9') return NULL; /* a fraction, an exponent, a string: Python rounds or parses */
+            value = value * 10 + (*d - '0');
+        }
+        return PyLong_FromLongLong(*p == '-' ? -value : value);
+    }
+    /* KIND_DYNAMIC: Python's typing of the decoded value. */
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)p, after - p);
+    if (raw == NULL) return NULL;
+    PyObject *value = PyObject_CallOneArg(dynamic, raw);
+    Py_DECREF(raw);
+    return value;
+}
+
+static PyObject *typed_row(PyObject *self, PyObject *args) {
+    Py_buffer line;
+    PyObject *columns, *dynamic;
+    const char *kinds;
+    Py_ssize_t kinds_length;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*O!y#O", &line, &PyTuple_Type, &columns, &kinds, &kinds_length, &dynamic))
+        return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(columns);
+    PyObject *values[MAX_COLUMNS] = {NULL};
+    PyObject *result = NULL;
+    if (count > MAX_COLUMNS || kinds_length != count) {
+        PyErr_SetString(PyExc_ValueError, "one kind per column, at most 32 columns");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *column = PyTuple_GET_ITEM(columns, i);
+        if (!PyUnicode_Check(column) || !PyUnicode_IS_ASCII(column)) {
+            PyErr_SetString(PyExc_TypeError, "column names must be ASCII str");
+            goto done;
+        }
+    }
+    const unsigned char *p = line.buf, *end = p + line.len;
+    p = skip_space(p, end);
+    if (p >= end || *p != '{') goto fallback;
+    p = skip_space(p + 1, end);
+    if (p < end && *p == '}') goto fallback; /* no TimeGenerated: the Python path decides */
+    for (;;) {
+        int escaped = 0;
+        if (p >= end || *p != '"') goto fallback;
+        const unsigned char *key_end = string_end(p, end, &escaped);
+        if (key_end == NULL || escaped) goto fallback;
+        const unsigned char *key = p + 1;
+        Py_ssize_t key_length = key_end - p - 2;
+        Py_ssize_t column = -1;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *name = PyTuple_GET_ITEM(columns, i);
+            if (PyUnicode_GET_LENGTH(name) == key_length && memcmp(PyUnicode_1BYTE_DATA(name), key, (size_t)key_length) == 0) {
+                column = i;
+                break;
+            }
+        }
+        p = skip_space(key_end, end);
+        if (p >= end || *p != ':') goto fallback;
+        p = skip_space(p + 1, end);
+        escaped = 0;
+        const unsigned char *value_stop = value_end(p, end, &escaped);
+        if (value_stop == NULL) goto fallback;
+        if (column >= 0) {
+            PyObject *value = typed_value(kinds[column], p, value_stop, escaped, dynamic);
+            if (value == NULL) goto fallback;
+            Py_XSETREF(values[column], value); /* of duplicate keys the last, as the decoders keep */
+        }
+        p = skip_space(value_stop, end);
+        if (p < end && *p == ',') {
+            p = skip_space(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') break;
+        goto fallback;
+    }
+    if (skip_space(p + 1, end) != end) goto fallback;
+    result = PyDict_New();
+    if (result == NULL) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *value = values[i];
+        if (value == NULL) { /* a missing column: "" for a string, else null */
+            value = kinds[i] == KIND_STRING ? PyUnicode_FromStringAndSize("", 0) : Py_NewRef(Py_None);
+            if (value == NULL) {
+                Py_CLEAR(result);
+                goto done;
+            }
+            values[i] = value;
+        }
+        if (PyDict_SetItem(result, PyTuple_GET_ITEM(columns, i), value) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+    }
+    goto done;
+fallback:
+    /* What this function leaves to Python: text that is not UTF-8 after all, a value the dynamic
+     * typing refuses (a ValueError), or any shape it does not take. */
+    if (PyErr_Occurred() && (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) || PyErr_ExceptionMatches(PyExc_ValueError)))
+        PyErr_Clear();
+    if (!PyErr_Occurred()) result = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t i = 0; i < MAX_COLUMNS; i++) Py_XDECREF(values[i]);
+    PyBuffer_Release(&line);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Candidates, line count and TimeGenerated counts of a block of JSON lines."},
     {"canonical_us", canonical_us, METH_O, "Microseconds since the epoch of a canonical export datetime, or None."},
+    {"typed_row", typed_row, METH_VARARGS, "The typed row of a plain JSON line, or None where Python types it."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -29,7 +29,7 @@ from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.formats import FORMAT_READERS, LINE_FORMATS, choose_format
 from transforms.read.formats.compressed import CompressedDataError, DecompressedStream, kind_of
 from transforms.read.formats.lines import BLOCK_BYTES, LineReader
-from transforms.read.formats.records import Undecodable
+from transforms.read.formats.records import Typed, Undecodable
 from transforms.read import progress
 from transforms.read.ingest import typed_row
 from transforms.read.schema import KEY_COLUMNS
@@ -147,24 +147,27 @@ class ExportSource(filebasedsource.FileBasedSource):
         key_columns = KEY_COLUMNS[self._table]
         try:
             for item in decoder(lines, stream=stream, table=self._table, needles=needles):
-                if isinstance(item, Undecodable):
+                if item.__class__ is Typed:
+                    row = item.row  # a plain row the scanner vouched for, with a TimeGenerated and a key column
+                elif isinstance(item, Undecodable):
                     yield DEAD_LETTER, reasons.dead_letter(
                         self._table, file_name, _in_file(item.position, lines), item.reason, item.raw)
                     continue
-                row = typed_row(self._table, item.row)
-                if row['TimeGenerated'] is None:
-                    yield DEAD_LETTER, reasons.dead_letter(
-                        self._table, file_name, _in_file(item.position, lines), reasons.NO_TIME,
-                        json.dumps(item.row, ensure_ascii=False))
-                    continue
-                for column in key_columns:  # a loop, not any(): a generator per row cost more than the test
-                    if column in item.row:
-                        break
                 else:
-                    yield DEAD_LETTER, reasons.dead_letter(
-                        self._table, file_name, _in_file(item.position, lines),
-                        reasons.not_the_table(self._table, key_columns), json.dumps(item.row, ensure_ascii=False))
-                    continue
+                    row = typed_row(self._table, item.row)
+                    if row['TimeGenerated'] is None:
+                        yield DEAD_LETTER, reasons.dead_letter(
+                            self._table, file_name, _in_file(item.position, lines), reasons.NO_TIME,
+                            json.dumps(item.row, ensure_ascii=False))
+                        continue
+                    for column in key_columns:  # a loop, not any(): a generator per row cost more than the test
+                        if column in item.row:
+                            break
+                    else:
+                        yield DEAD_LETTER, reasons.dead_letter(
+                            self._table, file_name, _in_file(item.position, lines),
+                            reasons.not_the_table(self._table, key_columns), json.dumps(item.row, ensure_ascii=False))
+                        continue
                 counts['parsed'] += 1
                 labels = None
                 if windows is not None:

@@ -10,18 +10,25 @@ import re
 from transforms.read import dead_letter as reasons
 from transforms.read.bounded_json import DECODER, FAST_DECODE, TooDeep
 from transforms.read.formats.lines import BLOCK_BYTES, BOM, MAX_RECORD_BYTES, UNDECODABLE_BYTES
-from transforms.read.formats.records import (ACTIVITY, DEFENDER, ENVELOPE, ROW, Decoded, Undecodable,
+from transforms.read.formats.records import (ACTIVITY, DEFENDER, ENVELOPE, ROW, Decoded, Typed, Undecodable,
                                              decode_object, record_rows, value_rows)
+from transforms.read.ingest import native_typer
 
 
 def _json_line_reader(default):
     def read(lines, stream=None, table=None, needles=None):
         # A line the block scanner vouched for (`LineReader.plain_offset`) is a plain row whose text
         # `decode_object` would hand to msgspec: decoded from its bytes at once, without the checks.
+        # Such a line of a known table is typed in one compiled call where it can be (`Typed`).
         fast = FAST_DECODE if default == ROW and hasattr(lines, 'plain_offset') else None
+        typer = native_typer(table) if fast is not None else None
         for offset, number, line in lines:
             position = {'line': number, 'offset': offset}
             if fast is not None and offset == lines.plain_offset:
+                row = typer(line) if typer is not None else None
+                if row is not None:
+                    yield Typed(position, row)
+                    continue
                 try:
                     value = fast(line)
                 except ValueError:  # msgspec refuses it as it would its text: the checks below decide

@@ -22,6 +22,12 @@ class Decoded(NamedTuple):
     row: dict
 
 
+class Typed(NamedTuple):
+    """A row already typed (`transforms.read.ingest.NativeTyper`): the columns of the table's schema."""
+    position: dict
+    row: dict
+
+
 class Undecodable(NamedTuple):
     position: dict
     reason: str
