@@ -1,9 +1,15 @@
 """Typing of exported values as Log Analytics ingestion does it."""
 
+import json
+import random
+
 import pytest
 
-from transforms.read import ingest
-from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
+from transforms.read import blockscan, ingest
+from transforms.read.schema import (AZURE_ACTIVITY, COLUMNS, DATETIME, DEVICE_EVENTS, DEVICE_FILE_EVENTS, DYNAMIC,
+                                    KEY_COLUMNS, LONG, STRING)
+
+from tests.test_bulk import clean_line, hostile_lines, relevant_line, valid_lines
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -88,7 +94,6 @@ def _general_parse(text):
 
 def _datetime_texts(seed=11, count=5000):
     # Near-canonical datetimes: valid ones, out-of-range fields, a character replaced, fractions, zones.
-    import random
     rnd = random.Random(seed)
     digits = '0123456789'
     texts = ['2024-03-01T06:16:29.4289583Z', '2024-02-29T23:59:59Z', '2023-02-29T00:00:00Z', '2024-03-01T24:00:00Z',
@@ -146,7 +151,6 @@ _VALUE_TEXTS = [
 
 def _reference(table, line):
     """What the per-line reader makes of `line`: its typed row, or None (a dead letter)."""
-    import json  # pylint: disable=import-outside-toplevel
     value = json.loads(line)
     if not isinstance(value, dict):
         return None
@@ -156,15 +160,12 @@ def _reference(table, line):
 
 def _vouched(table, line):
     """Whether the block scanner vouches for `line` as a plain row of `table`."""
-    from transforms.read import blockscan  # pylint: disable=import-outside-toplevel
-    from transforms.read.schema import KEY_COLUMNS  # pylint: disable=import-outside-toplevel
     return blockscan.BlockScanner(((b'\x00\x01', False, 0),), None, KEY_COLUMNS[table]).scan_block(line + b'\n') is not None
 
 
 def _row_line(rnd, table, spaces=True):
     """A JSON line of some of `table`'s columns (duplicates among them), other keys, and values of
     `_VALUE_TEXTS`, with whitespace between the tokens; TimeGenerated mostly canonical."""
-    from transforms.read.schema import COLUMNS, DATETIME, DYNAMIC, LONG, STRING  # pylint: disable=import-outside-toplevel
     names = list(COLUMNS[table]) + ['Other', 'TimeGeneratedX', 'timegenerated']
     members = [('TimeGenerated', '"%s"' % rnd.choice(_TIMES[:3]) if rnd.random() < 0.9 else rnd.choice(_VALUE_TEXTS))]
     typical = {STRING: ['"x"', '"caf\\u00e9"', '"q\\"uote\\\\"', 'null'], LONG: ['42', '-7', 'null'],
@@ -184,7 +185,6 @@ def _row_line(rnd, table, spaces=True):
 @pytest.mark.skipif(ingest.native_typer(AZURE_ACTIVITY) is None, reason='the compiled scanner is not built')
 @pytest.mark.parametrize('table', _TABLES)
 def test_the_compiled_typing_of_a_vouched_line_is_typed_row(table):
-    import random  # pylint: disable=import-outside-toplevel
     rnd, typer = random.Random(table), ingest.native_typer(table)
     typed = vouched = 0
     for _ in range(3000):
@@ -204,9 +204,6 @@ def test_the_compiled_typing_of_a_vouched_line_is_typed_row(table):
 @pytest.mark.skipif(ingest.native_typer(AZURE_ACTIVITY) is None, reason='the compiled scanner is not built')
 @pytest.mark.parametrize('table', _TABLES)
 def test_the_compiled_typing_types_every_plain_export_row(table):
-    import json  # pylint: disable=import-outside-toplevel
-    import random  # pylint: disable=import-outside-toplevel
-    from tests.test_bulk import clean_line, relevant_line  # pylint: disable=import-outside-toplevel
     rnd, typer = random.Random(7), ingest.native_typer(table)
     lines = [clean_line(rnd, table) for _ in range(200)] + [relevant_line(rnd, table) for _ in range(200)]
     for line in lines:
@@ -216,8 +213,6 @@ def test_the_compiled_typing_types_every_plain_export_row(table):
 @pytest.mark.skipif(ingest.native_typer(AZURE_ACTIVITY) is None, reason='the compiled scanner is not built')
 def test_the_compiled_typing_of_any_line_ends_without_error():
     # Lines it is never given (not vouched for): it answers a row or None, and never fails.
-    import random  # pylint: disable=import-outside-toplevel
-    from tests.test_bulk import hostile_lines, valid_lines  # pylint: disable=import-outside-toplevel
     rnd = random.Random(3)
     for table in _TABLES:
         typer = ingest.native_typer(table)
