@@ -45,7 +45,7 @@
  * `columns` (a tuple of ASCII str, in that order), each typed by its kind (bytes, one code per
  * column: 's' string, 'd' datetime, 'l' long, 'y' dynamic) as transforms.read.ingest.typed_row
  * types the decoded line: a string's text (escapes decoded) or "" for null or a missing column; a
- * canonical datetime's microseconds, None for a scalar that is no string or a missing column; an
+ * canonical datetime's microseconds, None for a value that is no string or a missing column; an
  * integer of at most 18 digits, None for null or a missing column; dynamic(the value's JSON text as
  * bytes) for a dynamic column. Of duplicate keys the last counts, as the decoders keep it. None
  * wherever Python must decide: any other value of a column (a number in a string column, a
@@ -873,8 +873,7 @@ static PyObject *typed_value(int kind, const unsigned char *p, const unsigned ch
             if (escaped || !canonical_micros(p + 1, after - p - 2, &micros)) return NULL;
             return PyLong_FromLongLong(micros);
         }
-        if (*p == '{' || *p == '[') return NULL;
-        return Py_NewRef(Py_None); /* a number, true, false, null: no datetime */
+        return Py_NewRef(Py_None); /* a value that is no string: no datetime */
     }
     if (kind == KIND_LONG) {
         if (after - p == 4 && memcmp(p, "null", 4) == 0) return Py_NewRef(Py_None);

@@ -300,7 +300,7 @@ class NativeTyper:
     reads the line's top-level keys, types the table's columns as `typed_row` does and skips the
     others. It takes only what it types exactly as Python does: a string column's string (escapes
     decoded) or null; a datetime column's canonical export text (else Python's parser decides) or a
-    scalar that is no string (null); a long column's integer of at most 18 digits or null; a
+    value that is no string (null); a long column's integer of at most 18 digits or null; a
     dynamic column's value, decoded by msgspec and typed by `to_dynamic`. Any other value, a key
     spelled with escapes, a TimeGenerated that is no datetime, or a line it cannot read makes it
     answer None. tests/test_ingest.py compares it with `typed_row` on generated and hostile lines.
