@@ -210,6 +210,92 @@ def test_a_mutated_line_is_accepted_only_if_the_per_line_reader_reads_it_so(tmp_
     _check_accepted_line(tmp_path_factory.mktemp('line'), table, bytes(line).replace(b'\n', b' '))
 
 
+def _scanners(table):
+    """A scanner that finds no candidate, and one whose every line is a candidate (each told plain or not)."""
+    return [blockscan.BlockScanner(blockscan.needle_specs(LiteralNeedles(exact=[needle])), WINDOWS['odd'],
+                                   KEY_COLUMNS[table]) for needle in (b'\x00\x01', b'{')]
+
+
+def _scan_alone_and_after(table, before, line):
+    """For each scanner: (the block of `line` scanned alone, `before` and `line` scanned as one block,
+    `before` alone). The scanner reads a line's keys faster when they are spelled as in the lines before
+    it in the block; what it answers must not depend on them."""
+    return [(scanner.scan_block(line + b'\n'), scanner.scan_block(before + b'\n' + line + b'\n'),
+             scanner.scan_block(before + b'\n')) for scanner in _scanners(table)]
+
+
+def _check_same_after(table, before, line):
+    """Asserts that `line` scans the same after `before` (an accepted line) as alone; whether it was accepted."""
+    results = _scan_alone_and_after(table, before, line)
+    for alone, after, first in results:
+        assert first is not None, before[:200]
+        if alone is None:
+            assert after is None, line[:200]
+            continue
+        assert after is not None, line[:200]
+        candidates, lines, (taken, outside, windows), plain = after
+        assert lines == 2 and len(candidates) == len(first[0]) + len(alone[0])
+        assert plain == first[3] + alone[3], line[:200]
+        merged = dict(first[2][2])
+        for label, rows in alone[2][2].items():
+            merged[label] = merged.get(label, 0) + rows
+        assert (taken, outside, windows) == (first[2][0] + alone[2][0], first[2][1] + alone[2][1], merged)
+    return results[0][0] is not None
+
+
+_TIME = b'"TimeGenerated":"2024-03-02T10:00:00Z"'
+
+
+@pytest.mark.parametrize('before, line, accepted', [
+    # the same keys, other values
+    (b'{"DeviceName":"a",%s,"b":{"c":1}}' % _TIME, b'{"DeviceName":"zz",%s,"b":{"c":[2]}}' % _TIME, True),
+    # TimeGenerated twice, the second where the line before held another key
+    (b'{"DeviceName":"a",%s,"b":1}' % _TIME, b'{"DeviceName":"a",%s,%s}' % (_TIME, _TIME.replace(b'T', b'b', 1)), True),
+    (b'{"DeviceName":"a",%s,"b":1}' % _TIME, b'{"DeviceName":"a",%s,%s}' % (_TIME, _TIME), False),
+    (b'{"DeviceName":"a","b":1,%s}' % _TIME, b'{"DeviceName":"a",%s,%s}' % (_TIME, _TIME), False),
+    # a key whose spelling starts with the key before it at its place
+    (b'{"DeviceName":"a",%s}' % _TIME, b'{"DeviceNames":"a",%s}' % _TIME, False),
+    (b'{"DeviceNam":"a",%s,"DeviceName":1}' % _TIME, b'{"DeviceName":"a",%s}' % _TIME, True),
+    # the table's key column at the place it had, one level down
+    (b'{"DeviceName":"a",%s}' % _TIME, b'{"x":{"DeviceName":"a"},%s}' % _TIME, False),
+    (b'{"x":{"DeviceName":"a"},%s,"ActionType":1}' % _TIME, b'{"DeviceName":"a",%s}' % _TIME, True),
+    (b'{"x":{"y":"a"},"DeviceName":1,%s}' % _TIME, b'{"x":{"DeviceName":"a"},"y":1,%s}' % _TIME, False),
+    # TimeGenerated at its place, one level down, and the row's own elsewhere
+    (b'{%s,"DeviceName":1}' % _TIME, b'{"x":{%s},"DeviceName":1}' % _TIME, False),
+    (b'{"a":{%s},"DeviceName":1,%s}' % (_TIME, _TIME), b'{"a":1,"DeviceName":1,%s}' % _TIME, True),
+    # keys the scanner never takes, where the line before held others
+    (b'{"DeviceName":"a",%s,"b":1}' % _TIME, b'{"DeviceName":"a",%s,"Type":1}' % _TIME, False),
+    (b'{"DeviceName":"a",%s,"b":1}' % _TIME, b'{"DeviceName":"a",%s,"b\\u0031":1}' % _TIME, False),
+    # spacing around the colon, before and after
+    (b'{"DeviceName" :"a",%s}' % _TIME, b'{"DeviceName":"a",%s}' % _TIME, True),
+    (b'{"DeviceName":"a",%s}' % _TIME, b'{"DeviceName" : "a",%s}' % _TIME, True),
+    (b'{"DeviceName":"a",%s}' % _TIME, b'{"DeviceName":', False),
+    (b'{"DeviceName":"a",%s}' % _TIME, b'{"DeviceName":"a",%s} ' % _TIME, False),
+    (b'{"DeviceName":"a",%s}' % _TIME, b'{"DeviceName":"a",%s}{}' % _TIME, False),
+])
+def test_a_line_scans_the_same_after_lines_with_its_keys(before, line, accepted):
+    assert _check_same_after(DEVICE_EVENTS, before, line) is accepted
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2 ** 32 - 1), table=st.sampled_from(TABLES),
+       edits=st.lists(st.tuples(st.sampled_from(['flip', 'insert', 'delete']), st.integers(0, 10 ** 6),
+                                st.sampled_from(_EDIT_BYTES)), min_size=1, max_size=3))
+def test_a_mutated_line_scans_the_same_after_the_line_it_was(seed, table, edits):
+    rnd = random.Random(seed)
+    before = clean_line(rnd, table)
+    line = bytearray(before)
+    for kind, where, byte in edits:
+        where %= len(line) + (kind == 'insert')
+        if kind == 'flip' and where < len(line):
+            line[where] = byte
+        elif kind == 'insert':
+            line[where:where] = bytes([byte])
+        elif where < len(line):
+            del line[where]
+    _check_same_after(table, before, bytes(line).replace(b'\n', b' '))
+
+
 @pytest.mark.parametrize('line', [
     b'{"a":' + b'[' * 200_000 + b'}', b'{"a":"' + b'x' * 3_000_000, b'{"a":"' + b'\\' * 1_000_001 + b'"}',
     b'{"TimeGenerated":"2024-03-02T10:00:00Z","a":' + b'{"b":' * 100_000, b'{' * 500_000,

@@ -37,7 +37,11 @@
  * include one of key_columns. Everything else makes the block go back to the line reader, which
  * decides; so accepting less than the reader accepts is always safe, accepting more never is.
  *
- * The scan itself runs without the GIL on an immutable bytes object.
+ * The scan itself runs without the GIL on an immutable bytes object. With validate, each line is read
+ * as a row up to the newline that ends it (no separate search for the newline), and a key spelled as
+ * the key at its place in the lines before it in the block is matched whole instead of being read as
+ * a string (see TemplateKey): what the scan answers for a line never depends on the lines before it,
+ * which tests/test_blockscan.py checks.
  *
  * typed_row(line, columns, kinds, dynamic)
  *
@@ -245,12 +249,30 @@ static int line_is_candidate(Needle *needles, int count, const unsigned char *da
  * Validation of one line
  */
 
+/* The keys of the lines read before in the block, by their place in the line (the n-th key read, at
+ * any depth): an export's rows spell their keys alike, in one order. A key spelled byte for byte as
+ * the one at its place, with the same depth, is known without reading it as a string: its span, the
+ * key from its opening quote to the colon right after the closing one, holds no backslash, no control
+ * character and no quote between its quotes and is valid UTF-8 (string_end read it so), so the same
+ * bytes end where string_end would end them, and its kind at depth 1 is the one found then. Any other
+ * key is read as a string, and takes the place in the template. */
+#define MAX_TEMPLATE_KEYS 64
+enum { KEY_OTHER, KEY_TIME, KEY_COLUMN };
+typedef struct {
+    const unsigned char *span; /* the key from its opening quote to the colon after it, in the block */
+    Py_ssize_t length;         /* of span */
+    int depth;                 /* of the object holding it (the row's: 1) */
+    int kind;                  /* at depth 1: TimeGenerated, one of the key columns, or another */
+} TemplateKey;
+
 typedef struct {
     const Key *keys;
     int key_count;
     int max_depth;
-    const unsigned char *time; /* TimeGenerated's text, set by validate_line */
+    const unsigned char *time; /* TimeGenerated's text, set by validate_object */
     Py_ssize_t time_length;
+    int template_size; /* places of `template` set, by the lines read before in the block */
+    TemplateKey template[MAX_TEMPLATE_KEYS];
 } Checks;
 
 static inline const unsigned char *skip_space(const unsigned char *p, const unsigned char *end) {
@@ -388,23 +410,43 @@ static int canonical_time(const unsigned char *t, Py_ssize_t n) {
 
 enum { IN_OBJECT = 1, IN_ARRAY = 2 };
 
-/* Whether [p, end) is a plain row (see the top of the file); sets checks->time. */
-static int validate_line(const unsigned char *p, const unsigned char *end, Checks *checks) {
+/* Whether a[:length] == b[:length], eight bytes at a time. */
+static inline int same_bytes(const unsigned char *a, const unsigned char *b, Py_ssize_t length) {
+    uint64_t x, y;
+    while (length >= 8) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return 0;
+        a += 8;
+        b += 8;
+        length -= 8;
+    }
+    while (length > 0) {
+        if (*a++ != *b++) return 0;
+        length--;
+    }
+    return 1;
+}
+
+/* The end of the plain row (see the top of the file) that starts at p: end, or the newline before it that
+ * ends the row; NULL when none does. Sets checks->time. */
+static const unsigned char *validate_object(const unsigned char *p, const unsigned char *end, Checks *checks) {
     unsigned char stack[256];
     int depth = 0, found_key = checks->key_count == 0, found_time = 0;
     int max_depth = checks->max_depth < (int)sizeof(stack) ? checks->max_depth : (int)sizeof(stack);
-    if (p >= end || *p != '{' || end[-1] != '}') return 0;
+    if (p >= end || *p != '{') return NULL;
     /* Parsing states: a value is expected, a key is expected, or a value just ended. */
     enum { VALUE, KEY, AFTER } state = VALUE;
     int time_value = 0; /* the value expected is TimeGenerated's */
+    int key_index = 0; /* of the next key of the line's object */
     for (;;) {
         if (state == VALUE) {
             p = skip_space(p, end);
-            if (p >= end) return 0;
+            if (p >= end) return NULL;
             unsigned char c = *p;
-            if (time_value && c != '"') return 0;
+            if (time_value && c != '"') return NULL;
             if (c == '{' || c == '[') {
-                if (depth >= max_depth) return 0;
+                if (depth >= max_depth) return NULL;
                 stack[depth++] = c == '{' ? IN_OBJECT : IN_ARRAY;
                 p = skip_space(p + 1, end);
                 if (p < end && *p == (c == '{' ? '}' : ']')) {
@@ -419,62 +461,91 @@ static int validate_line(const unsigned char *p, const unsigned char *end, Check
             if (c == '"') {
                 int escaped = 0;
                 const unsigned char *after = string_end(p, end, &escaped);
-                if (after == NULL) return 0;
+                if (after == NULL) return NULL;
                 if (time_value) {
-                    if (escaped || !canonical_time(p + 1, after - p - 2)) return 0;
+                    if (escaped || !canonical_time(p + 1, after - p - 2)) return NULL;
                     checks->time = p + 1;
                     checks->time_length = after - p - 2;
                     time_value = 0;
                 }
                 p = after;
             } else if (c == 't') {
-                if (end - p < 4 || memcmp(p, "true", 4) != 0) return 0;
+                if (end - p < 4 || memcmp(p, "true", 4) != 0) return NULL;
                 p += 4;
             } else if (c == 'f') {
-                if (end - p < 5 || memcmp(p, "false", 5) != 0) return 0;
+                if (end - p < 5 || memcmp(p, "false", 5) != 0) return NULL;
                 p += 5;
             } else if (c == 'n') {
-                if (end - p < 4 || memcmp(p, "null", 4) != 0) return 0;
+                if (end - p < 4 || memcmp(p, "null", 4) != 0) return NULL;
                 p += 4;
             } else {
                 p = number_end(p, end);
-                if (p == NULL) return 0;
+                if (p == NULL) return NULL;
             }
             state = AFTER;
         } else if (state == KEY) {
             p = skip_space(p, end);
-            if (p >= end || *p != '"') return 0;
+            const unsigned char *after;
+            int kind = KEY_OTHER;
+            if (key_index < checks->template_size) {
+                const TemplateKey *t = &checks->template[key_index];
+                if (t->depth == depth && end - p > t->length && same_bytes(p, t->span, t->length)) {
+                    p += t->length;
+                    key_index++;
+                    if (depth == 1) {
+                        if (t->kind == KEY_TIME) {
+                            if (found_time) return NULL;
+                            found_time = time_value = 1;
+                        } else if (t->kind == KEY_COLUMN) {
+                            found_key = 1;
+                        }
+                    }
+                    state = VALUE;
+                    continue;
+                }
+            }
+            if (p >= end || *p != '"') return NULL;
             int escaped = 0;
-            const unsigned char *after = string_end(p, end, &escaped);
-            if (after == NULL) return 0;
+            after = string_end(p, end, &escaped);
+            if (after == NULL) return NULL;
             if (depth == 1) {
                 const unsigned char *key = p + 1;
                 Py_ssize_t length = after - p - 2;
-                if (escaped) return 0; /* a key spelled with escapes: the reader decides */
+                if (escaped) return NULL; /* a key spelled with escapes: the reader decides */
                 if (length == 13 && memcmp(key, "TimeGenerated", 13) == 0) {
-                    if (found_time) return 0;
-                    found_time = time_value = 1;
+                    kind = KEY_TIME;
                 } else if ((length == 10 && memcmp(key, "properties", 10) == 0) ||
                            (length == 4 && memcmp(key, "Type", 4) == 0) ||
                            (length == 6 && memcmp(key, "$table", 6) == 0)) {
-                    return 0;
-                } else if (!found_key) {
+                    return NULL;
+                } else {
                     for (int i = 0; i < checks->key_count; i++) {
                         if (checks->keys[i].length == length && memcmp(checks->keys[i].bytes, key, (size_t)length) == 0) {
-                            found_key = 1;
+                            kind = KEY_COLUMN;
                             break;
                         }
                     }
                 }
+                if (kind == KEY_TIME) {
+                    if (found_time) return NULL;
+                    found_time = time_value = 1;
+                } else if (kind == KEY_COLUMN) {
+                    found_key = 1;
+                }
             }
+            if (!escaped && after < end && *after == ':' && key_index < MAX_TEMPLATE_KEYS) {
+                checks->template[key_index] = (TemplateKey){p, after + 1 - p, depth, kind};
+                if (key_index >= checks->template_size) checks->template_size = key_index + 1;
+            }
+            key_index++;
             p = skip_space(after, end);
-            if (p >= end || *p != ':') return 0;
+            if (p >= end || *p != ':') return NULL;
             p++;
             state = VALUE;
         } else { /* AFTER */
-            if (depth == 0) return p == end && found_time && found_key;
+            if (depth == 0) return (p == end || *p == '\n') && found_time && found_key ? p : NULL;
             p = skip_space(p, end);
-            if (p >= end) return 0;
+            if (p >= end) return NULL;
             unsigned char c = *p, top = stack[depth - 1];
             if (c == ',') {
                 p++;
@@ -483,7 +554,7 @@ static int validate_line(const unsigned char *p, const unsigned char *end, Check
                 p++;
                 depth--;
             } else {
-                return 0;
+                return NULL;
             }
         }
     }
@@ -537,8 +608,16 @@ static void scan_block(const unsigned char *data, Py_ssize_t size, Needle *needl
     Py_ssize_t start = 0;
     out->valid = 1;
     while (start < size) {
-        const unsigned char *newline = memchr(data + start, '\n', (size_t)(size - start));
+        /* With validate, the line's row is read first, up to the newline that ends it: a line that is a
+         * plain row needs no search for its end. */
+        const unsigned char *row_end = NULL;
+        if (validate) {
+            checks->time = NULL;
+            row_end = validate_object(data + start, data + size, checks);
+        }
+        const unsigned char *newline = row_end ? row_end : memchr(data + start, '\n', (size_t)(size - start));
         Py_ssize_t end = newline ? (Py_ssize_t)(newline - data) : size;
+        int plain_row = row_end != NULL && end - start <= max_line_bytes;
         out->lines++;
         if (line_is_candidate(needles, needle_count, data, size, start, end)) {
             if (!offsets_push(&out->candidates, out->lines - 1, start, end, 3)) {
@@ -546,18 +625,14 @@ static void scan_block(const unsigned char *data, Py_ssize_t size, Needle *needl
                 break;
             }
             if (validate) {
-                checks->time = NULL;
-                int plain = end - start <= max_line_bytes &&
-                            brackets_at_most(data + start, end - start, checks->max_depth) &&
-                            validate_line(data + start, data + end, checks);
+                int plain = plain_row && brackets_at_most(data + start, end - start, checks->max_depth);
                 if (!flags_push(&out->plain, (unsigned char)plain)) {
                     out->out_of_memory = 1;
                     break;
                 }
             }
-        } else if (validate && out->valid) {
-            checks->time = NULL;
-            if (end - start > max_line_bytes || !validate_line(data + start, data + end, checks)) {
+        } else if (validate) {
+            if (!plain_row) {
                 out->valid = 0;
                 break; /* the caller reads the whole block line by line: nothing more is needed */
             }
@@ -650,7 +725,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     }
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(block);
     Py_ssize_t size = PyBytes_GET_SIZE(block);
-    Checks checks = {keys, (int)key_count, max_depth, NULL, 0};
+    Checks checks = {keys, (int)key_count, max_depth, NULL, 0, 0};
     Scan out;
     memset(&out, 0, sizeof(out));
     Py_BEGIN_ALLOW_THREADS
