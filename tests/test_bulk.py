@@ -25,6 +25,7 @@ from transforms.detect.semantics import Semantics
 from transforms.detect.windows import QueryWindows
 from transforms.read import blockscan, bulk, ingest
 from transforms.read.dead_letter import DEAD_LETTER, ROWS
+from transforms.read.formats.lines import LineReader
 from transforms.read.ingest import format_datetime_us, parse_datetime_us
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS, KEY_COLUMNS
 from transforms.read.sources import STATS, ExportSource
@@ -141,23 +142,24 @@ def mixed_file(seed, table, extra_lines=()):
     return b'\n'.join(lines) + (b'\n' if rnd.random() < 0.8 else b'')
 
 
-def read_source(source, path, start=0, stop=None, split_after=None):
+def read_source(source, path, start=0, stop=None, split_after=None, split_gap=1):
     """(items, residual) of `source.read_records` over [start, stop) of `path`; `split_after`: after
-    that many outputs, split the range dynamically at the tracker's last claimed position + 1
-    (residual: where the split range starts, or None)."""
+    that many outputs, split the range dynamically at the tracker's last claimed position +
+    `split_gap` (residual: where the split range starts, or None)."""
     size = os.path.getsize(path)
     tracker = OffsetRangeTracker(start, size if stop is None else stop)
     items, residual = [], None
     for number, item in enumerate(source.read_records(path, tracker)):
         items.append(item)
         if split_after is not None and number == split_after and residual is None:
-            at = tracker.last_record_start + 1
+            at = tracker.last_record_start + split_gap
             if tracker.try_split(at):
                 residual = at
     return items, residual
 
 
-def read(path, table, semantics, windows, full_native, start=0, stop=None, split_after=None, block_bytes=None):
+def read(path, table, semantics, windows, full_native, start=0, stop=None, split_after=None, block_bytes=None,
+         split_gap=1):
     """(items, residual) of ExportSource.read_records over [start, stop) (`read_source`), with
     validate_skipped (native) or without needles (the reference)."""
     needles, keep = read_filters(table, semantics, 'full')
@@ -165,7 +167,7 @@ def read(path, table, semantics, windows, full_native, start=0, stop=None, split
                           validate_skipped=full_native)
     if block_bytes:
         source.block_bytes = block_bytes
-    return read_source(source, path, start, stop, split_after)
+    return read_source(source, path, start, stop, split_after, split_gap)
 
 
 def read_three_ways(read_range, size, split_at, split_after):
@@ -197,12 +199,12 @@ def summarize(items):
     return sorted(rows), sorted(dead), counts
 
 
-def check_file(path, table, semantics, windows, split_at, split_after, block_bytes=None):
+def check_file(path, table, semantics, windows, split_at, split_after, block_bytes=None, split_gap=1):
     reference = summarize(read(path, table, semantics, windows, False)[0])
     assert reference[2]['skipped_irrelevant'] == 0
 
     def native(start, stop, split_after):
-        return read(path, table, semantics, windows, True, start, stop, split_after, block_bytes)
+        return read(path, table, semantics, windows, True, start, stop, split_after, block_bytes, split_gap)
     assert read_three_ways(native, os.path.getsize(path), split_at, split_after) == (reference,) * 3
     return reference
 
@@ -252,13 +254,47 @@ class _Taken:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2 ** 32 - 1), table=st.sampled_from([AZURE_ACTIVITY, DEVICE_FILE_EVENTS, DEVICE_EVENTS]),
        strict=st.booleans(), windows=st.sampled_from(sorted(WINDOWS)), split_at=st.integers(0, 200_000),
-       split_after=st.integers(0, 30), block_bytes=st.sampled_from([300, 2000, 8192, None]))
+       split_after=st.integers(0, 30), block_bytes=st.sampled_from([300, 2000, 8192, None]),
+       split_gap=st.sampled_from([1, 150, 1500]))
 def test_native_validation_gives_what_the_per_line_reader_gives(tmp_path_factory, seed, table, strict, windows,
-                                                                  split_at, split_after, block_bytes):
+                                                                  split_at, split_after, block_bytes, split_gap):
     path = str(tmp_path_factory.mktemp('bulk') / (table + '.jsonl'))
     with open(path, 'wb') as handle:
         handle.write(mixed_file(seed, table))
-    check_file(path, table, STRICT if strict else SENTINEL, WINDOWS[windows], split_at, split_after, block_bytes)
+    check_file(path, table, STRICT if strict else SENTINEL, WINDOWS[windows], split_at, split_after, block_bytes,
+               split_gap)
+
+
+def test_a_dynamic_split_inside_a_block_the_scanner_takes_leaves_its_lines_to_the_per_line_reader(
+        tmp_path, monkeypatch, native_path):
+    """A split that falls inside a block before the block is read (its last line cannot be claimed):
+    the block's lines before the split are read one by one by the per-line reader, the others by the
+    next range, with the reference's outputs."""
+    rnd = random.Random(3)
+    path = str(tmp_path / 'DeviceEvents.jsonl')
+    lines = [clean_line(rnd, DEVICE_EVENTS) for _ in range(200)]
+    lines[5] = b'{"broken'  # a dead letter: the first output, while the range is read
+    lines[100:100] = [relevant_line(rnd, DEVICE_EVENTS) for _ in range(4)]
+    with open(path, 'wb') as handle:
+        handle.write(b'\n'.join(lines) + b'\n')
+    one_by_one = []
+    after_failed_claim = LineReader._after_failed_claim
+
+    def counted(reader, *args):
+        for line in after_failed_claim(reader, *args):
+            one_by_one.append(line)
+            yield line
+    monkeypatch.setattr(LineReader, '_after_failed_claim', counted)
+    # After the dead letter, the range is split blocks ahead, among the relevant lines.
+    gap = sum(len(line) + 1 for line in lines[5:102]) + 10
+    reference = summarize(read(path, DEVICE_EVENTS, SENTINEL, WINDOWS['daily'], False)[0])
+    items, residual = read(path, DEVICE_EVENTS, SENTINEL, WINDOWS['daily'], True, split_after=0, block_bytes=4096,
+                           split_gap=gap)
+    assert residual is not None
+    items += read(path, DEVICE_EVENTS, SENTINEL, WINDOWS['daily'], True, start=residual, block_bytes=4096)[0]
+    assert summarize(items) == reference
+    assert reference[0] and reference[1]
+    assert (len(one_by_one) > 0) == (native_path == 'blockscan')
 
 
 @pytest.mark.parametrize('windows', sorted(WINDOWS))

@@ -29,7 +29,7 @@ from transforms.read.dead_letter import DEAD_LETTER, ROWS
 from transforms.read.formats import FORMAT_READERS, LINE_FORMATS, choose_format
 from transforms.read.formats.compressed import CompressedDataError, DecompressedStream, kind_of
 from transforms.read.formats.lines import BLOCK_BYTES, LineReader
-from transforms.read.formats.records import Typed, Undecodable
+from transforms.read.formats.records import TypedRows, Undecodable
 from transforms.read import progress
 from transforms.read.ingest import typed_row
 from transforms.read.schema import KEY_COLUMNS
@@ -147,8 +147,8 @@ class ExportSource(filebasedsource.FileBasedSource):
         key_columns = KEY_COLUMNS[self._table]
         try:
             for item in decoder(lines, stream=stream, table=self._table, needles=needles):
-                if item.__class__ is Typed:
-                    row = item.row  # a plain row the scanner vouched for, with a TimeGenerated and a key column
+                if item.__class__ is TypedRows:
+                    rows = item.rows  # plain rows the scanner vouched for, each with a TimeGenerated and a key column
                 elif isinstance(item, Undecodable):
                     yield DEAD_LETTER, reasons.dead_letter(
                         self._table, file_name, _in_file(item.position, lines), item.reason, item.raw)
@@ -168,20 +168,22 @@ class ExportSource(filebasedsource.FileBasedSource):
                             self._table, file_name, _in_file(item.position, lines),
                             reasons.not_the_table(self._table, key_columns), json.dumps(item.row, ensure_ascii=False))
                         continue
-                counts['parsed'] += 1
-                labels = None
-                if windows is not None:
-                    labels = windows.windows_in_range(row['TimeGenerated'])
-                    if not labels:
-                        counts['outside_range'] += 1
-                        continue
-                    for label in labels:
-                        per_window[label] = per_window.get(label, 0) + 1
-                if keep is None or keep(row):
-                    batch.append((labels, row))
-                    if len(batch) >= ROWS_PER_ELEMENT:
-                        yield ROWS, batch
-                        batch = []
+                    rows = (row,)
+                counts['parsed'] += len(rows)
+                for row in rows:
+                    labels = None
+                    if windows is not None:
+                        labels = windows.windows_in_range(row['TimeGenerated'])
+                        if not labels:
+                            counts['outside_range'] += 1
+                            continue
+                        for label in labels:
+                            per_window[label] = per_window.get(label, 0) + 1
+                    if keep is None or keep(row):
+                        batch.append((labels, row))
+                        if len(batch) >= ROWS_PER_ELEMENT:
+                            yield ROWS, batch
+                            batch = []
         except Exception:  # pylint: disable=broad-except
             if batch:  # the rows read before a decompression or reader error are kept
                 yield ROWS, batch

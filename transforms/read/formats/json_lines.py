@@ -9,53 +9,66 @@ import re
 
 from transforms.read import dead_letter as reasons
 from transforms.read.bounded_json import DECODER, FAST_DECODE, TooDeep
-from transforms.read.formats.lines import BLOCK_BYTES, BOM, MAX_RECORD_BYTES, UNDECODABLE_BYTES
-from transforms.read.formats.records import (ACTIVITY, DEFENDER, ENVELOPE, ROW, Decoded, Typed, Undecodable,
+from transforms.read.formats.lines import BLOCK_BYTES, BOM, MAX_RECORD_BYTES, UNDECODABLE_BYTES, ScannedLines
+from transforms.read.formats.records import (ACTIVITY, DEFENDER, ENVELOPE, ROW, Decoded, TypedRows, Undecodable,
                                              decode_object, record_rows, value_rows)
 from transforms.read.ingest import native_typer
 
 
 def _json_line_reader(default):
     def read(lines, stream=None, table=None, needles=None):
-        # A line the block scanner vouched for (`LineReader.plain_offset`) is a plain row whose text
-        # `decode_object` would hand to msgspec: decoded from its bytes at once, without the checks.
-        # Such a line of a known table is typed in one compiled call where it can be (`Typed`).
-        fast = FAST_DECODE if default == ROW and hasattr(lines, 'plain_offset') else None
+        # The candidates of a block the block scanner took come as one `ScannedLines`: a line it
+        # vouched for is a plain row whose text `decode_object` would hand to msgspec, decoded from
+        # its bytes at once, without the checks; such a line of a known table is typed in one
+        # compiled call where it can be, and the block's typed rows leave together (`TypedRows`).
+        fast = FAST_DECODE if default == ROW else None
         typer = native_typer(table) if fast is not None else None
-        for offset, number, line in lines:
-            position = {'line': number, 'offset': offset}
-            if fast is not None and offset == lines.plain_offset:
-                row = typer(line) if typer is not None else None
-                if row is not None:
-                    yield Typed(position, row)
-                    continue
-                try:
-                    value = fast(line)
-                except ValueError:  # msgspec refuses it as it would its text: the checks below decide
-                    pass
-                else:
-                    yield Decoded(position, value)
-                    continue
-            if line is None:
-                yield Undecodable(position, reasons.TOO_LONG, b'')
-                continue
-            if offset == 0 and line.startswith(BOM):
-                line = line[len(BOM):]
-            if line.endswith(b'\r'):
-                line = line[:-1]
-            if not line.strip():
-                continue
-            value, reason = decode_object(line)
-            if reason:
-                yield Undecodable(position, reason, line)
-            elif (default == ROW and 'TimeGenerated' in value and 'properties' not in value
-                  and 'Type' not in value and '$table' not in value):
-                yield Decoded(position, value)  # a plain row: what record_rows would decide, sooner
+        for item in lines:
+            if item.__class__ is ScannedLines:
+                rows = []
+                for offset, number, line, vouched in item.lines():
+                    if vouched and fast is not None:
+                        row = typer(line) if typer is not None else None
+                        if row is not None:
+                            rows.append(row)
+                            continue
+                        try:
+                            value = fast(line)
+                        except ValueError:  # msgspec refuses it as it would its text: the checks below decide
+                            pass
+                        else:
+                            yield Decoded({'line': number, 'offset': offset}, value)
+                            continue
+                    yield from _line_records(default, table, offset, number, line)
+                if rows:
+                    yield TypedRows(rows)
             else:
-                yield from record_rows(value, table, default, position)
+                yield from _line_records(default, table, *item)
     read.__name__ = 'read_' + default
     read.__doc__ = 'JSON lines, one object per line; objects of shape %r unless they show another.' % default
     return read
+
+
+def _line_records(default, table, offset, number, line):
+    """The records of one JSON line (None: longer than MAX_RECORD_BYTES): Decoded rows or Undecodable."""
+    position = {'line': number, 'offset': offset}
+    if line is None:
+        yield Undecodable(position, reasons.TOO_LONG, b'')
+        return
+    if offset == 0 and line.startswith(BOM):
+        line = line[len(BOM):]
+    if line.endswith(b'\r'):
+        line = line[:-1]
+    if not line.strip():
+        return
+    value, reason = decode_object(line)
+    if reason:
+        yield Undecodable(position, reason, line)
+    elif (default == ROW and 'TimeGenerated' in value and 'properties' not in value
+          and 'Type' not in value and '$table' not in value):
+        yield Decoded(position, value)  # a plain row: what record_rows would decide, sooner
+    else:
+        yield from record_rows(value, table, default, position)
 
 
 read_json_lines = _json_line_reader(ROW)

@@ -5,12 +5,37 @@ prefilter (`transforms.read.prefilter`) only the lines that could matter are spl
 """
 
 import re
+from typing import NamedTuple
 
 MAX_RECORD_BYTES = 1 << 20
 BLOCK_BYTES = 256 << 10  # small enough for a block and its lower-cased copy to stay in the CPU cache
 BOM = b'\xef\xbb\xbf'
 # Characters that stand for bytes that were not UTF-8, in text decoded with errors='surrogateescape'.
 UNDECODABLE_BYTES = re.compile('[\udc80-\udcff]')
+
+
+class ScannedLines(NamedTuple):
+    """The candidate lines of a block the block scanner took (`transforms.read.blockscan`), produced
+    together once the block's last line is claimed: every line of the block is then the range's.
+
+    `spans` holds the (index in the block, start, end) of each candidate line of `block` (bytes
+    from the file's `offset`; line `index` has the range's line number ``first_number + index``),
+    `plain` one byte per candidate, 1 when the scanner vouches for it as it vouches for the lines
+    it validated (a plain row of at most MAX_RECORD_BYTES): a reader may decode such a line without
+    its own checks. Each candidate is a line as `LineReader` produces them one by one otherwise.
+    """
+    offset: int
+    first_number: int
+    block: bytes
+    spans: list
+    plain: bytes
+
+    def lines(self):
+        """(offset, line number, line bytes or None for a line over MAX_RECORD_BYTES, vouched) of each."""
+        offset, first_number, block = self.offset, self.first_number, self.block
+        for (index, start, end), vouched in zip(self.spans, self.plain):
+            line = block[start:end]
+            yield offset + start, first_number + index, line if len(line) <= MAX_RECORD_BYTES else None, vouched
 
 
 class LineInBlock:
@@ -61,9 +86,10 @@ class LineReader:
     (the range tracker's current end) says which lines of a block are still the range's when a
     dynamic split cuts it inside the block.
 
-    `plain_offset` is the offset of the last line produced that ``bulk.scan_block`` vouched for as
-    it vouches for the lines it takes (a plain row, `transforms.read.blockscan.BlockScanner`), -1
-    before any: a reader that sees its line's offset there may decode it without its own checks.
+    The candidates of a block that ``bulk.scan_block`` took are produced as one `ScannedLines`, after
+    the block's last line is claimed (one claim for the block instead of one per candidate); when
+    that claim fails (a dynamic split inside the block), the lines still the range's are produced
+    one by one, as for a block `bulk` hands back.
     """
 
     def __init__(self, stream, start, claim, needles=None, block_bytes=BLOCK_BYTES, stop=None, bulk=None,
@@ -82,7 +108,6 @@ class LineReader:
         self.lines_seen = 0
         self.lines_produced = 0
         self.bulk_counts = []
-        self.plain_offset = -1
 
     def absolute_line(self, number):
         """The line number in the whole file of the range's line `number`."""
@@ -233,7 +258,8 @@ class LineReader:
                    line if len(line) <= MAX_RECORD_BYTES else None)
 
     def __iter__(self):
-        """Yields (offset, line_number, line bytes, or None for a line over MAX_RECORD_BYTES)."""
+        """Yields (offset, line_number, line bytes, or None for a line over MAX_RECORD_BYTES), and a
+        `ScannedLines` for the candidates of each block the block scanner took."""
         stream = self._stream
         offset = self._start
         if offset > 0:
@@ -288,9 +314,20 @@ class LineReader:
                 spans, taken = self._matching_lines(complete), 0
             else:
                 spans, taken, result, plain = self._bulk_block(complete)
-            produced = set() if taken else None
+            if plain is not None:
+                # A block the scanner took: its lines are this range's once its last line is claimed.
+                last_start = complete.rfind(b'\n', 0, len(complete) - 1) + 1
+                if not self._claim(buffer_offset + last_start):
+                    yield from self._after_failed_claim(complete, buffer_offset, first_line + lines_before, set())
+                    return
+                if spans:
+                    yield ScannedLines(buffer_offset, first_line + lines_before, complete, spans, plain)
+                self.lines_produced += len(spans) + taken
+                self.bulk_counts.append(result)
+                spans = ()
+            produced = set() if taken and plain is None else None
             claimed = None  # the start of the block's last line claimed
-            for position, (index, line_start, line_end) in enumerate(spans):
+            for index, line_start, line_end in spans:
                 if not self._claim(buffer_offset + line_start):
                     if not taken:
                         self.lines_seen += self._lines_before_stop(complete, buffer_offset, index)
@@ -304,10 +341,8 @@ class LineReader:
                     produced.add(line_start)
                 number = (first_line + lines_before + index if index is not None
                           else LineInBlock(first_line + lines_before, complete, line_start))
-                if plain is not None and plain[position]:
-                    self.plain_offset = buffer_offset + line_start
                 yield (buffer_offset + line_start, number, line if len(line) <= MAX_RECORD_BYTES else None)
-            if taken:
+            if taken and plain is None:
                 # The lines `bulk` took are this range's only once the block's last line is claimed.
                 last_start = complete.rfind(b'\n', 0, len(complete) - 1) + 1
                 if last_start not in produced and not self._claim(buffer_offset + last_start):
@@ -315,7 +350,7 @@ class LineReader:
                     return
                 self.lines_produced += taken
                 self.bulk_counts.append(result)
-            elif self._needles is not None and self._stop_now is not None:
+            elif self._needles is not None and self._stop_now is not None and plain is None:
                 # Likewise the lines the needles skipped: a dynamic split after the block's last
                 # candidate leaves the lines after it to the next range, which reads them again.
                 last_start = complete.rfind(b'\n', 0, len(complete) - 1) + 1

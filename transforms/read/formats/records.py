@@ -22,10 +22,10 @@ class Decoded(NamedTuple):
     row: dict
 
 
-class Typed(NamedTuple):
-    """A row already typed (`transforms.read.ingest.NativeTyper`): the columns of the table's schema."""
-    position: dict
-    row: dict
+class TypedRows(NamedTuple):
+    """Rows already typed (`transforms.read.ingest.NativeTyper`), each with the columns of the table's
+    schema, a TimeGenerated and one of the table's key columns (lines the block scanner vouched for)."""
+    rows: list
 
 
 class Undecodable(NamedTuple):
