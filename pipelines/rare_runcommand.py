@@ -45,7 +45,7 @@ from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EV
 from transforms.read import progress
 from transforms.read.dead_letter import DEAD_LETTER
 from transforms.read.input_files import list_inputs
-from transforms.read.sources import ReadTables, UnreadableInput, counts_output, rows_output
+from transforms.read.sources import TABLE_ROWS, ReadTables, UnreadableInput, counts_output, rows_output
 from transforms.write import output_folder
 from transforms.write.files import (ALERT_FILES, DEAD_LETTER_FILES, OUTPUT_PREFIXES, RUN_REPORT_FILES, WINDOW_FILES,
                                     WriteJsonLines)
@@ -129,8 +129,10 @@ def build(pipeline, options, output_dir=None):
     per_window = detection.detect_grouping == 'window'
     read = pipeline | 'ReadTables' >> ReadTables(
         {table: (patterns[table],) + tuple(read_filters(table, semantics, detection.scan)) for table in TABLES},
-        detection.input_format, windows, validate_skipped=detection.scan == 'full', batches=per_window)
-    tables = {table: read[rows_output(table)] for table in TABLES}
+        detection.input_format, windows, validate_skipped=detection.scan == 'full', batches=per_window,
+        tagged_rows=per_window)
+    # The per-window detection folds every table's rows in one step, from the read's one output of them.
+    tables = read[TABLE_ROWS] if per_window else {table: read[rows_output(table)] for table in TABLES}
     row_counts = {table: read[counts_output(table)] for table in TABLES}
     dead_letters = [read[DEAD_LETTER]]
 

@@ -64,9 +64,10 @@ def in_batches(rows, rng):
     return batches
 
 
-def run_detection(transform, grouped, expected, batches=False):
-    """Runs `transform` over the windowed rows (with `batches`, (window, [row, ...]) lists of them),
-    asserting its outputs equal `expected`; returns the run's counters."""
+def run_detection(transform, grouped, expected, batches=False, tagged=False):
+    """Runs `transform` over the windowed rows (with `batches`, (window, [row, ...]) lists of them;
+    with `tagged`, all tables in one collection of (table, element)), asserting its outputs equal
+    `expected`; returns the run's counters."""
     pipeline = in_process_pipeline()
     rng = random.Random(3)
     if batches:
@@ -75,7 +76,10 @@ def run_detection(transform, grouped, expected, batches=False):
     else:
         elements = {table: [(window, row) for window, rows_by_table in grouped.items()
                             for row in rows_by_table.get(table, ())] for table in TABLES}
-    tables = {table: pipeline | 'Rows' + table >> beam.Create(elements[table]) for table in TABLES}
+    if tagged:
+        tables = pipeline | 'Rows' >> beam.Create([(table, element) for table in TABLES for element in elements[table]])
+    else:
+        tables = {table: pipeline | 'Rows' + table >> beam.Create(elements[table]) for table in TABLES}
     detected = tables | 'Detect' >> transform
     for tag in (RESULTS, RUN_COMMAND_DATA):
         assert_that(detected[tag] | 'Canonical' + tag >> beam.Map(canonical), equal_to(expected[tag]),
@@ -97,9 +101,12 @@ def check_both_groupings(grouped, semantics):
         map(len, (rows for tables in grouped.values() for rows in tables.values())))
     prefiltered = run_detection(DetectPerWindow(semantics, batches=True, relevant=True), relevant, expected,
                                 batches=True)
+    tagged = run_detection(DetectPerWindow(semantics, batches=True, relevant=True), relevant, expected,
+                           batches=True, tagged=True)
     assert per_window == per_stage
     assert batched == per_stage
     assert prefiltered == per_stage
+    assert tagged == per_stage
     assert per_window['detection']['run_command_data'] == len(expected[RUN_COMMAND_DATA])
     return per_window
 

@@ -18,8 +18,8 @@ from pipelines.rare_runcommand import counters
 from transforms.detect.windows import QueryWindows, window_label
 from transforms.read.dead_letter import DEAD_LETTER
 from transforms.read.schema import AZURE_ACTIVITY, DEVICE_EVENTS, DEVICE_FILE_EVENTS
-from transforms.read.sources import (DEAD_LETTERS_BY_FILE, INPUT_FILES, ReadTable, ReadTables, UnreadableInput,
-                                     counts_output, file_counter_name, rows_output)
+from transforms.read.sources import (DEAD_LETTERS_BY_FILE, INPUT_FILES, TABLE_ROWS, ReadTable, ReadTables,
+                                     UnreadableInput, counts_output, file_counter_name, rows_output)
 from transforms.write.run_report import build_summary
 
 DAY = 86_400_000_000
@@ -123,6 +123,33 @@ def test_batches_need_windows():
         ReadTable(DEVICE_EVENTS, 'any.jsonl', batches=True)
     with pytest.raises(ValueError, match='batches needs windows'):
         ReadTables({DEVICE_EVENTS: ('any.jsonl', None, None)}, batches=True)
+
+
+def test_tagged_rows_hold_every_tables_rows_as_its_own_output_does(tmp_path):
+    events, files = tmp_path / 'DeviceEvents.jsonl', tmp_path / 'DeviceFileEvents.jsonl'
+    times = ['1970-01-02T00:00:00.000005Z', '1970-01-01T00:00:00.000005Z', '1970-01-02T10:00:00Z']
+    events.write_text(''.join(json.dumps({'TimeGenerated': t, 'DeviceName': 'vm%d' % n}) + '\n'
+                              for n, t in enumerate(times)))
+    files.write_text(''.join(json.dumps({'TimeGenerated': t, 'FileName': 'f%d' % n}) + '\n'
+                             for n, t in enumerate(times[:2])))
+    tables = {DEVICE_EVENTS: (str(events), None, None), DEVICE_FILE_EVENTS: (str(files), None, None)}
+    windows = QueryWindows(DAY, DAY)
+    p = in_process_pipeline()
+    apart = p | 'Apart' >> ReadTables(tables, windows=windows, batches=True)
+    tagged = p | 'Tagged' >> ReadTables(tables, windows=windows, batches=True, tagged_rows=True)
+    expected = [(DEVICE_EVENTS, (DAY, 2 * DAY), 'vm0'), (DEVICE_EVENTS, (0, DAY), 'vm1'),
+                (DEVICE_EVENTS, (DAY, 2 * DAY), 'vm2'), (DEVICE_FILE_EVENTS, (DAY, 2 * DAY), 'f0'),
+                (DEVICE_FILE_EVENTS, (0, DAY), 'f1')]
+
+    def flat(table_and_batch):
+        table, (window, batch) = table_and_batch
+        return [(table, window, row.get('DeviceName') or row['FileName']) for row in batch]
+    assert_that(tagged[TABLE_ROWS] | 'FlatTagged' >> beam.FlatMap(flat), equal_to(expected), label='Tagged')
+    for table in tables:
+        assert_that(apart[rows_output(table)] | 'FlatApart' + table >> beam.Map(lambda element, t: (t, element), table)
+                    | 'Flat' + table >> beam.FlatMap(flat), equal_to([e for e in expected if e[0] == table]),
+                    label='Apart' + table)
+    p.run().wait_until_finish()
 
 
 def test_tables_read_in_one_step_give_what_each_tables_read_gives(tmp_path):

@@ -206,12 +206,14 @@ class _SplitRowsFromDeadLetters(beam.DoFn):
 
     One table's records (``(kind, value)``, `tables` of one name): rows to the main output, window
     counts to WINDOW_COUNTS. Several tables' (``(table, (kind, value))`` with `tagged`): each table's
-    rows and window counts to outputs of its own (`rows_output`, `counts_output`)."""
+    rows and window counts to outputs of its own (`rows_output`, `counts_output`); with
+    `tagged_rows`, every table's rows to the one output TABLE_ROWS as ``(table, item)``."""
 
-    def __init__(self, tables, batches=False, tagged=False):
+    def __init__(self, tables, batches=False, tagged=False, tagged_rows=False):
         self._tables = tuple(tables)
         self._batches = batches
         self._tagged = tagged
+        self._tagged_rows = tagged_rows
 
     def setup(self):
         self._counters = {table: {name: Metrics.counter(table, name)
@@ -231,6 +233,9 @@ class _SplitRowsFromDeadLetters(beam.DoFn):
             items = _rows_by_window(value) if self._batches else _each_row(value)
             if rows_tag is None:
                 yield from items
+            elif self._tagged_rows:
+                for item in items:
+                    yield beam.pvalue.TaggedOutput(TABLE_ROWS, (table, item))
             else:
                 for item in items:
                     yield beam.pvalue.TaggedOutput(rows_tag, item)
@@ -262,6 +267,10 @@ def _each_row(labelled_rows):
         else:
             for label in labels:
                 yield label, row
+
+
+# The output of `ReadTables` with `tagged_rows` that holds every table's rows, as (table, item).
+TABLE_ROWS = 'rows'
 
 
 def rows_output(table):
@@ -390,9 +399,15 @@ class ReadTables(beam.PTransform):
     range does). A table whose pattern matches no file reads as empty; one whose files cannot be
     listed raises `UnreadableInput`. `input_format`, `windows`, `validate_skipped` and `batches`: as
     for `ReadTable`, for every table.
+
+    With `tagged_rows`, every table's rows go to one output instead, TABLE_ROWS, each as ``(table,
+    item)`` (item: what `rows_output(table)` would hold): a consumer that handles the tables apart in
+    one step then needs no Flatten of the tables' outputs, which the in-process runner does not fuse
+    with its consumer (it writes the outputs into a buffer, then reads them in a stage of its own).
     """
 
-    def __init__(self, tables, input_format='auto', windows=None, validate_skipped=False, batches=False):
+    def __init__(self, tables, input_format='auto', windows=None, validate_skipped=False, batches=False,
+                 tagged_rows=False):
         super().__init__(label=None)
         if batches and windows is None:
             raise ValueError('rows are batched per query window: batches needs windows')
@@ -401,12 +416,15 @@ class ReadTables(beam.PTransform):
         self._windows = windows
         self._validate_skipped = validate_skipped
         self._batches = batches
+        self._tagged_rows = tagged_rows
 
     def expand(self, pbegin):
         sources = [_TableRecords(pattern, table, self._input_format, needles, keep, self._windows,
                                  self._validate_skipped)
                    for table, (pattern, needles, keep) in self._tables.items() if _has_files(table, pattern)]
         records = _read_records(pbegin, sources)
-        outputs = [DEAD_LETTER] + [tag for table in self._tables for tag in (rows_output(table), counts_output(table))]
+        rows = [TABLE_ROWS] if self._tagged_rows else [rows_output(table) for table in self._tables]
+        outputs = [DEAD_LETTER] + rows + [counts_output(table) for table in self._tables]
         return records | 'SplitDeadLetters' >> beam.ParDo(
-            _SplitRowsFromDeadLetters(self._tables, self._batches, tagged=True)).with_outputs(*outputs)
+            _SplitRowsFromDeadLetters(self._tables, self._batches, tagged=True,
+                                      tagged_rows=self._tagged_rows)).with_outputs(*outputs)
