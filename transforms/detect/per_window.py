@@ -21,6 +21,7 @@ in memory; `--detect_grouping stages` keeps the staged transform for windows too
 """
 
 import pickle
+import zlib
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -150,7 +151,11 @@ class WindowInputsCombineFn(beam.CombineFn):
 
 
 class WindowInputsCoder(coders.Coder):
-    """`WindowInputs` as one pickle: it holds many small objects, which pickle encodes in C in one call.
+    """`WindowInputs` as one pickle: it holds many small objects, which pickle encodes in C in one call;
+    compressed (zlib, its fastest level), since a runner moves every accumulator through its shuffle:
+    the realistic 10M set's 8.4 MB of accumulators take 1.15 MB (60 ms to compress, 28 ms to
+    decompress, in the workers), and the in-process runner spent about 160 ms of its own process
+    grouping and partitioning the uncompressed bytes between the read and the evaluation.
 
     Its size estimate (the runner's element-size metrics) counts entries instead of encoding the
     accumulator again: the SDK estimates the size of the first elements of every output, and an
@@ -158,10 +163,10 @@ class WindowInputsCoder(coders.Coder):
     """
 
     def encode(self, value):
-        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        return zlib.compress(pickle.dumps(value, pickle.HIGHEST_PROTOCOL), 1)
 
     def decode(self, encoded):
-        return pickle.loads(encoded)
+        return pickle.loads(zlib.decompress(encoded))
 
     def is_deterministic(self):
         return False
