@@ -2,8 +2,13 @@
 
 import random
 
-from transforms.detect.windows import QueryWindows
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from transforms.detect.windows import QueryWindows
+from transforms.read.window_lookup import WindowsOf, unit_us
+
+US = 1_000_000
 HOUR = 3_600_000_000
 DAY = 24 * HOUR
 
@@ -48,3 +53,25 @@ def test_a_margin_makes_a_window_read_rows_before_and_after_it():
     assert windows.windows_in_range(12 * DAY + 3 * HOUR - 1) == [(11 * DAY, 12 * DAY)]
     assert windows.windows_in_range(12 * DAY + 3 * HOUR) == []
     assert windows.windows_in_range(10 * DAY - 3 * HOUR) == [(10 * DAY, 11 * DAY)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(frequency=st.sampled_from([7, 1000, 60 * US, 3600 * US, 86400 * US]), periods=st.integers(1, 4),
+       offset=st.integers(-10 ** 12, 10 ** 12), margins=st.sampled_from([0, 1, 3]),
+       margin_unit=st.sampled_from([1, 500]), bounded=st.booleans(), seed=st.integers(0, 2 ** 32 - 1), max_spans=st.sampled_from([1, 3, 4096]))
+def test_windows_looked_up_once_per_span_are_the_windows_of_each_instant(frequency, periods, offset, margins,
+                                                                        margin_unit, bounded, seed, max_spans):
+    rnd = random.Random(seed)
+    margin = min(margins * margin_unit, 2 * frequency)  # a few windows read each instant, as in a backfill
+    start = rnd.randrange(-10 ** 12, 10 ** 12) if bounded else None
+    end = None if start is None else start + 5 * frequency * periods
+    windows = QueryWindows(frequency * periods, frequency, offset, start, end, margin)
+    windows_of = WindowsOf(windows, max_spans)
+    around = start if bounded else rnd.randrange(-10 ** 12, 10 ** 12)
+    # Instants near one another (as rows read together are) and at the boundaries of the unit's spans.
+    unit = unit_us(windows)
+    times = [around + rnd.randrange(-20 * frequency * periods, 20 * frequency * periods) for _ in range(200)]
+    times += [k * unit + delta for k in (around // unit, around // unit + 1) for delta in (-1, 0, 1)]
+    for time_us in times:
+        assert windows_of(time_us) == tuple(windows.windows_in_range(time_us)), time_us
+        assert 0 < len(windows_of) <= max_spans

@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover
 
 _MINUTE_US = 60_000_000
 _SECOND_US = 1_000_000
+_MAX_PREFIXES = 4096  # the TimeGenerated prefixes whose windows `BulkValidator.window_counts` keeps
 # The canonical export form, as transforms.read.ingest._parse_canonical accepts it, one per line.
 _CANONICAL_LINES = re.compile(
     r'(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]*)?Z\n)*')
@@ -111,6 +112,7 @@ class BulkValidator:
         self._key_columns = tuple(key_columns)
         self._prefix = _prefix(windows)
         self._decoder = self._any_key_decoder = None
+        self._windows_by_prefix = {}  # {TimeGenerated prefix: its windows} of window_counts
 
     def __getstate__(self):
         return {'windows': self._windows, 'key_columns': self._key_columns}
@@ -189,16 +191,21 @@ class BulkValidator:
     def window_counts(self, groups):
         """(outside_range, {window label: rows}) of `groups`, {canonical TimeGenerated text, or its
         prefix of `prefix_length` characters: rows}, each completed into the first instant it names
-        and parsed once; None when one is not a date (2024-02-30) or outside Kusto's range."""
+        and parsed once (the windows of up to _MAX_PREFIXES prefixes are kept from block to block);
+        None when one is not a date (2024-02-30) or outside Kusto's range."""
         suffix = self._prefix[1] if self._prefix else ''
-        windows, per_window, outside = self._windows, {}, 0
+        windows, per_window, outside, known = self._windows, {}, 0, self._windows_by_prefix
         for key, rows in groups.items():
-            micros = _parse_canonical(key + suffix)
-            if micros is None:
-                return None
-            if windows is None:
-                continue
-            labels = windows.windows_in_range(micros)
+            labels = known.get(key)
+            if labels is None:
+                micros = _parse_canonical(key + suffix)
+                if micros is None:
+                    return None
+                if windows is None:
+                    continue
+                if len(known) >= _MAX_PREFIXES:
+                    known.clear()
+                labels = known[key] = tuple(windows.windows_in_range(micros))
             if not labels:
                 outside += rows
             for label in labels:

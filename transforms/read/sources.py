@@ -33,6 +33,7 @@ from transforms.read.formats.records import TypedRows, Undecodable
 from transforms.read import progress
 from transforms.read.ingest import typed_row
 from transforms.read.schema import KEY_COLUMNS
+from transforms.read.window_lookup import WindowsOf
 
 STATS = 'stats'
 _FILE_COUNTS = ('read', 'skipped_irrelevant', 'parsed', 'outside_range')  # a STATS record's counts
@@ -143,7 +144,8 @@ class ExportSource(filebasedsource.FileBasedSource):
                       'file': file_name, 'format': fmt}
 
     def _read(self, file_name, decoder, stream, lines, counts, needles):
-        keep, windows, per_window, batch = self._keep, self._windows, counts['windows'], []
+        keep, per_window, batch = self._keep, counts['windows'], []
+        windows_of = WindowsOf(self._windows) if self._windows is not None else None
         key_columns = KEY_COLUMNS[self._table]
         try:
             for item in decoder(lines, stream=stream, table=self._table, needles=needles):
@@ -172,8 +174,8 @@ class ExportSource(filebasedsource.FileBasedSource):
                 counts['parsed'] += len(rows)
                 for row in rows:
                     labels = None
-                    if windows is not None:
-                        labels = windows.windows_in_range(row['TimeGenerated'])
+                    if windows_of is not None:
+                        labels = windows_of(row['TimeGenerated'])
                         if not labels:
                             counts['outside_range'] += 1
                             continue
