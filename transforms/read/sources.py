@@ -272,7 +272,7 @@ def _each_row(labelled_rows):
 
 
 # The output of `ReadTables` with `tagged_rows` that holds every table's rows, as (table, item).
-TABLE_ROWS = 'rows'
+TABLE_ROWS = 'rows:every_table'
 
 
 def rows_output(table):
