@@ -189,16 +189,13 @@ def test_valid_lines_are_taken_as_the_per_line_reader_takes_them(tmp_path):
 
 
 _EDIT_BYTES = list(b'{}[]",:\\-.0123456789eEtrufalsn u\x00\x1f\x7f\x80\xbf\xc3\xed\xf0\xff')
+_EDITS = st.lists(st.tuples(st.sampled_from(['flip', 'insert', 'delete']), st.integers(0, 10 ** 6),
+                            st.sampled_from(_EDIT_BYTES)), min_size=1, max_size=3)
 
 
-@settings(max_examples=400, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2 ** 32 - 1), table=st.sampled_from(TABLES),
-       edits=st.lists(st.tuples(st.sampled_from(['flip', 'insert', 'delete']), st.integers(0, 10 ** 6),
-                                st.sampled_from(_EDIT_BYTES)), min_size=1, max_size=3))
-def test_a_mutated_line_is_accepted_only_if_the_per_line_reader_reads_it_so(tmp_path_factory, seed, table, edits):
-    rnd = random.Random(seed)
-    line = bytearray(_with_key_column(table, rnd.choice([clean_line(rnd, table)] + valid_lines())))
+def _mutated(line, edits):
+    """`line` with `edits` applied ((kind, where, byte): a byte flipped, inserted or deleted), one line."""
+    line = bytearray(line)
     for kind, where, byte in edits:
         where %= len(line) + (kind == 'insert')
         if kind == 'flip' and where < len(line):
@@ -207,7 +204,16 @@ def test_a_mutated_line_is_accepted_only_if_the_per_line_reader_reads_it_so(tmp_
             line[where:where] = bytes([byte])
         elif where < len(line):
             del line[where]
-    _check_accepted_line(tmp_path_factory.mktemp('line'), table, bytes(line).replace(b'\n', b' '))
+    return bytes(line).replace(b'\n', b' ')
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2 ** 32 - 1), table=st.sampled_from(TABLES), edits=_EDITS)
+def test_a_mutated_line_is_accepted_only_if_the_per_line_reader_reads_it_so(tmp_path_factory, seed, table, edits):
+    rnd = random.Random(seed)
+    line = _with_key_column(table, rnd.choice([clean_line(rnd, table)] + valid_lines()))
+    _check_accepted_line(tmp_path_factory.mktemp('line'), table, _mutated(line, edits))
 
 
 def _scanners(table):
@@ -278,22 +284,10 @@ def test_a_line_scans_the_same_after_lines_with_its_keys(before, line, accepted)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2 ** 32 - 1), table=st.sampled_from(TABLES),
-       edits=st.lists(st.tuples(st.sampled_from(['flip', 'insert', 'delete']), st.integers(0, 10 ** 6),
-                                st.sampled_from(_EDIT_BYTES)), min_size=1, max_size=3))
+@given(seed=st.integers(0, 2 ** 32 - 1), table=st.sampled_from(TABLES), edits=_EDITS)
 def test_a_mutated_line_scans_the_same_after_the_line_it_was(seed, table, edits):
-    rnd = random.Random(seed)
-    before = clean_line(rnd, table)
-    line = bytearray(before)
-    for kind, where, byte in edits:
-        where %= len(line) + (kind == 'insert')
-        if kind == 'flip' and where < len(line):
-            line[where] = byte
-        elif kind == 'insert':
-            line[where:where] = bytes([byte])
-        elif where < len(line):
-            del line[where]
-    _check_same_after(table, before, bytes(line).replace(b'\n', b' '))
+    before = clean_line(random.Random(seed), table)
+    _check_same_after(table, before, _mutated(before, edits))
 
 
 @pytest.mark.parametrize('line', [
