@@ -36,6 +36,7 @@ import re
 
 from transforms.read.bounded_json import MAX_JSON_DEPTH
 from transforms.read.ingest import _parse_canonical
+from transforms.read.window_lookup import unit_us
 
 try:  # pragma: no cover - the fallback is tested by forcing it
     import msgspec
@@ -93,9 +94,9 @@ def _prefix(windows):
     when no whole second is (each value is then parsed)."""
     if windows is None:
         return _PREFIXES[0][:2]
-    spans = (windows.period_us, windows.frequency_us, windows.offset_us, windows.margin_us)
+    windows_unit = unit_us(windows)  # every boundary is a multiple of it, and so of each unit dividing it
     for length, completion, unit in _PREFIXES:
-        if all(span % unit == 0 for span in spans):
+        if windows_unit % unit == 0:
             return length, completion
     return None
 
