@@ -304,7 +304,7 @@ class NativeTyper:
     dynamic column's value, decoded by msgspec and typed by `to_dynamic`. Any other value, a key
     spelled with escapes, a TimeGenerated that is no datetime, or a line it cannot read makes it
     answer None. tests/test_ingest.py compares it with `typed_row` on generated and hostile lines.
-    Not picklable: built where the lines are read.
+    Built by the JSON lines reader where the lines are read (`native_typer`).
     """
 
     def __init__(self, table):
