@@ -310,6 +310,64 @@ def test_the_scanner_pickles():
     assert pickle.loads(pickle.dumps(scanner)).scan_block(block) == before
 
 
+def test_a_block_is_scanned_up_to_end_and_not_past_it():
+    # The line reader hands the scanner a block with the start of the next block's first line after
+    # `end`: the result is the one for the bytes before `end`, whatever follows them.
+    scanner = blockscan.BlockScanner(blockscan.needle_specs(_needles(DEVICE_EVENTS, False)), WINDOWS['hours'],
+                                     KEY_COLUMNS[DEVICE_EVENTS])
+    rnd = random.Random(3)
+    lines = [clean_line(rnd, DEVICE_EVENTS) for _ in range(30)] + [relevant_line(rnd, DEVICE_EVENTS)]
+    block = b''.join(line + b'\n' for line in lines)
+    whole = scanner.scan_block(block)
+    assert whole is not None and whole[0]
+    for tail in (b'{"TimeGenerated":', b'x', b'\xff\xfe', relevant_line(rnd, DEVICE_EVENTS)[:-5]):
+        assert scanner.scan_block(block + tail, len(block)) == whole
+    # a cut inside the block reads only the lines before it
+    cut = sum(len(line) + 1 for line in lines[:10])
+    assert scanner.scan_block(block, cut) == scanner.scan_block(block[:cut])
+    assert scanner.scan_block(block, cut)[2][0] == 10
+    with pytest.raises(ValueError):
+        scanner.scan_block(block, len(block) + 1)
+
+
+def test_the_line_reader_scans_each_block_in_place_and_reads_its_unfinished_line_again():
+    rnd = random.Random(4)
+    lines = [clean_line(rnd, DEVICE_EVENTS) for _ in range(300)] + [relevant_line(rnd, DEVICE_EVENTS)] * 3
+    rnd.shuffle(lines)
+    data = b''.join(line + b'\n' for line in lines) + b'{"last":"line without a newline"}'
+    specs = blockscan.needle_specs(_needles(DEVICE_EVENTS, False))
+
+    class Recording(blockscan.BlockScanner):
+        def __init__(self):
+            super().__init__(specs, WINDOWS['hours'], KEY_COLUMNS[DEVICE_EVENTS])
+            self.calls = []
+
+        def scan_block(self, block, end=None):
+            self.calls.append((len(block), end))
+            return super().scan_block(block, end)
+
+    def read_lines(rewind):
+        scanner = Recording()
+        reader = LineReader(io.BytesIO(data), 0, lambda offset: True, _needles(DEVICE_EVENTS, False),
+                            block_bytes=4096, bulk=scanner, rewind=rewind)
+        produced = [(offset, number, line) for item in reader
+                    for offset, number, line, _ in (item.lines() if hasattr(item, 'lines') else [item + (None,)])]
+        counts = {'parsed': 0, 'outside_range': 0, 'windows': {}}
+        for result in reader.bulk_counts:
+            bulk.add(result, counts)
+        return produced, reader.lines_seen, counts, scanner.calls
+
+    carried, rewound = read_lines(False), read_lines(True)
+    assert rewound[:3] == carried[:3]
+    assert rewound[1] == len(lines) + 1 and rewound[2]['parsed'] > 250
+    assert [line for _, _, line in rewound[0]][-1] == b'{"last":"line without a newline"}'
+    # with rewind, blocks reach the scanner whole, their complete lines marked by `end`
+    assert all(end is None for _, end in carried[3])
+    assert any(end is not None and end < size for size, end in rewound[3])
+    # every byte scanned once (the last line with the newline the reader adds)
+    assert sum(end if end is not None else size for size, end in rewound[3]) == len(data) + 1
+
+
 def test_needles_it_cannot_express_keep_the_python_path():
     import re  # pylint: disable=import-outside-toplevel
     assert blockscan.needle_specs(re.compile(b'runcommand')) is None

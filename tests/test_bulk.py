@@ -241,8 +241,8 @@ class _Taken:
                 self.lines += result[0]  # every line of a block taken is parsed
             return result
 
-        def scanned(scanner, block):
-            result = scan_block(scanner, block)
+        def scanned(scanner, block, end=None):
+            result = scan_block(scanner, block, end)
             if result is not None:
                 self.lines += result[2][0]
             return result

@@ -3,9 +3,10 @@
  * TimeGenerated counts of every other line (transforms/read/blockscan.py holds the Python side and
  * the contract; transforms/read/prefilter.py and transforms/read/bulk.py are the references).
  *
- * scan(block, needles, validate, key_columns, max_depth, prefix_length, max_line_bytes)
+ * scan(block, needles, validate, key_columns, max_depth, prefix_length, max_line_bytes[, end])
  *
- *   block:         bytes, whole lines, each ending with "\n".
+ *   block:         bytes, whole lines, each ending with "\n"; with `end`, its first `end` bytes are
+ *                  (what follows is not read: the start of a line the caller reads again later).
  *   needles:       tuple of (literal: bytes, folded: bool, confirm: int). A line is a candidate when a
  *                  needle starts in it: `folded` literals (given lower-cased) match ignoring ASCII
  *                  case (as the block lower-cased by bytes.lower() would), the others as they are; confirm 1 requires what follows an
@@ -688,11 +689,15 @@ error:
 static PyObject *scan(PyObject *self, PyObject *args) {
     PyObject *block, *needle_specs, *key_specs;
     int validate, max_depth;
-    Py_ssize_t prefix_length, max_line_bytes;
+    Py_ssize_t prefix_length, max_line_bytes, end = -1;
     (void)self;
-    if (!PyArg_ParseTuple(args, "SO!pO!inn", &block, &PyTuple_Type, &needle_specs, &validate, &PyTuple_Type,
-                          &key_specs, &max_depth, &prefix_length, &max_line_bytes))
+    if (!PyArg_ParseTuple(args, "SO!pO!inn|n", &block, &PyTuple_Type, &needle_specs, &validate, &PyTuple_Type,
+                          &key_specs, &max_depth, &prefix_length, &max_line_bytes, &end))
         return NULL;
+    if (end > PyBytes_GET_SIZE(block) || end < -1) {
+        PyErr_SetString(PyExc_ValueError, "end must be within the block");
+        return NULL;
+    }
     Needle needles[MAX_NEEDLES];
     Key keys[MAX_KEYS];
     Py_ssize_t needle_count = PyTuple_GET_SIZE(needle_specs), key_count = PyTuple_GET_SIZE(key_specs);
@@ -724,7 +729,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         return NULL;
     }
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(block);
-    Py_ssize_t size = PyBytes_GET_SIZE(block);
+    Py_ssize_t size = end < 0 ? PyBytes_GET_SIZE(block) : end; /* the block's first `end` bytes */
     Checks checks = {keys, (int)key_count, max_depth, NULL, 0, 0};
     Scan out;
     memset(&out, 0, sizeof(out));

@@ -100,10 +100,11 @@ class BlockScanner:
         self._validator = BulkValidator(windows, key_columns)
         self._keys = tuple(column.encode('ascii') for column in key_columns)
 
-    def scan_block(self, block):
+    def scan_block(self, block, end=None):
+        """The result for ``block[:end]`` (the whole block without `end`), read in place."""
         # A line longer than MAX_RECORD_BYTES is the line reader's (a dead letter of its own).
         scanned = _blockscan.scan(block, self._needles, True, self._keys, MAX_JSON_DEPTH,
-                                  self._validator.prefix_length, MAX_RECORD_BYTES)
+                                  self._validator.prefix_length, MAX_RECORD_BYTES, -1 if end is None else end)
         if scanned is None:
             return None
         candidates, lines, groups, plain = scanned

@@ -93,7 +93,7 @@ class LineReader:
     """
 
     def __init__(self, stream, start, claim, needles=None, block_bytes=BLOCK_BYTES, stop=None, bulk=None,
-                 stop_now=None):
+                 stop_now=None, rewind=False):
         self._stream = stream
         self._start = start
         self._claim = claim
@@ -102,6 +102,9 @@ class LineReader:
         self._stop = stop
         self._bulk = bulk if needles is not None else None
         self._stop_now = stop_now
+        # Blocks read again from their unfinished last line instead of carried into the next block:
+        # the scanner then reads each block in place (no copy of it behind the carried line).
+        self._rewind = rewind and getattr(self._bulk, 'scan_block', None) is not None
         self._first_offset = start
         self._base = None
         self._block_lines = 0
@@ -163,19 +166,20 @@ class LineReader:
             yield index, start, start + len(line)
             start += len(line) + 1
 
-    def _bulk_block(self, complete):
+    def _bulk_block(self, complete, size=None):
         """The lines of `complete` for the per-line reader, after the others were given to `bulk`:
         a list of (index, start, end), the number of lines `bulk` took (0: none), its result, and
         which of the listed lines `bulk` vouches for (one byte each; None when it says nothing).
         `bulk` counts the lines it is given (its result's first item), so that the block's
         newlines are not counted here too. A `bulk` with ``scan_block`` (`transforms.read.blockscan`)
         finds the candidate lines and validates the others in one call, and vouches for the
-        candidates it can."""
+        candidates it can. With `size`, only ``complete[:size]`` is read (the native scanner reads it in
+        place); the lines of a block the scanner hands back are then those of ``complete[:size]``."""
         scan_block = getattr(self._bulk, 'scan_block', None)
         if scan_block is not None:
-            scanned = scan_block(complete)
+            scanned = scan_block(complete) if size is None else scan_block(complete, size)
             if scanned is None or len(scanned[0]) == scanned[1]:
-                return list(self._all_lines(complete)), 0, None, None
+                return list(self._all_lines(complete if size is None else complete[:size])), 0, None, None
             candidates, self._block_lines, result, plain = scanned
             return candidates, result[0], result, plain
         matching = list(self._matching_lines(complete, count=False))
@@ -301,24 +305,35 @@ class LineReader:
             # The complete lines: the line begun before, then the block up to its last newline, in
             # one copy (slicing `buffer + block` copied them twice, each time into fresh pages).
             end = len(buffer) + block_end  # the last newline's offset from buffer_offset
-            complete = (block if not buffer and block_end + 1 == len(block)
-                        else b''.join((buffer, memoryview(block)[:block_end + 1])))
-            buffer = block[block_end + 1:]
+            size = end + 1  # complete[:size] holds the complete lines
+            if not buffer and (block_end + 1 == len(block) or self._rewind):
+                complete = block
+                if size < len(block):  # the unfinished last line starts the next block
+                    stream.seek(buffer_offset + size)
+                buffer = b''
+            else:
+                complete = b''.join((buffer, memoryview(block)[:block_end + 1]))
+                buffer = block[block_end + 1:]
             last_block = False
-            if self._stop is not None and buffer_offset + len(complete) > self._stop:
+            if self._stop is not None and buffer_offset + size > self._stop:
                 # Keep the lines that start before the range's end; the rest is the next range's.
-                cut = complete.find(b'\n', max(0, self._stop - buffer_offset - 1)) + 1
-                complete, last_block = complete[:cut], True
+                size = complete.find(b'\n', max(0, self._stop - buffer_offset - 1)) + 1
+                last_block = True
+            if size < len(complete) and not self._rewind:
+                complete = complete[:size]
             plain = None
             if self._bulk is None:
                 spans, taken = self._matching_lines(complete), 0
             else:
-                spans, taken, result, plain = self._bulk_block(complete)
+                spans, taken, result, plain = self._bulk_block(complete, size if size < len(complete) else None)
+            if plain is None and size < len(complete):
+                complete = complete[:size]  # the per-line reader's lines: the complete ones
             if plain is not None:
                 # A block the scanner took: its lines are this range's once its last line is claimed.
-                last_start = complete.rfind(b'\n', 0, len(complete) - 1) + 1
+                last_start = complete.rfind(b'\n', 0, size - 1) + 1
                 if not self._claim(buffer_offset + last_start):
-                    yield from self._after_failed_claim(complete, buffer_offset, first_line + lines_before, set())
+                    yield from self._after_failed_claim(complete[:size], buffer_offset, first_line + lines_before,
+                                                        set())
                     return
                 if spans:
                     yield ScannedLines(buffer_offset, first_line + lines_before, complete, spans, plain)
