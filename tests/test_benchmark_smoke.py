@@ -139,3 +139,14 @@ def test_beam_rows_fails_when_a_row_is_lost(monkeypatch):
     monkeypatch.setattr(beam_rows, 'batches', lambda *args: (batch[1:] for batch in real(*args)))
     with pytest.raises(Exception, match='Failed assert'):
         beam_rows.run_once(600)
+
+
+def test_the_measured_copy_is_byte_compiled_outside_its_tests_and_outputs(tmp_path):
+    for name in ('pipelines/a.py', 'pipelines/sub/b.py', 'tests/c.py', 'benchmarks/out/d.py', 'benchmarks/e.py'):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('X = 1\n')
+    bench.compile_modules(str(tmp_path))
+    compiled = sorted(str(path.relative_to(tmp_path)).split('__pycache__')[0] + path.name.split('.')[0]
+                      for path in tmp_path.rglob('*.pyc'))
+    assert compiled == ['benchmarks/e', 'pipelines/a', 'pipelines/sub/b']
