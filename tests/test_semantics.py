@@ -331,3 +331,21 @@ def test_the_pipeline_reads_the_look_ahead_past_the_end_of_a_backfill(tmp_path):
     assert (alert['QueryPeriodStart'], alert['QueryResult']['PowershellScriptCommands']) == (
         '2024-05-01T00:00:00.000000Z', ['GET-UPTIME'])
     assert run_alerts(inputs + window, tmp_path / 'sentinel') == []
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_sessions_sharing_an_authorization_text_get_the_rows_each_would_get_alone(name):
+    from transforms.detect.sessions import (  # pylint: disable=import-outside-toplevel
+        SessionSummary, succeeded_sessions, to_session)
+    semantics = Semantics.named(name)
+    vm = '/subscriptions/s-1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-%d'
+    texts = [json.dumps({'scope': vm % 1}), json.dumps({'scope': vm % 2}), json.dumps({'scope': {'id': vm % 3}}),
+             'not json', json.dumps({'action': 'x'})]
+    summaries = {('c-%d' % i, texts[i % len(texts)], 'a@b'): SessionSummary(i, i + 5, '10.0.0.%d' % i, True)
+                 for i in range(20)}
+    sessions = succeeded_sessions(summaries, semantics)
+    assert sessions == [to_session(key, summary, semantics) for key, summary in summaries.items()]
+    assert {session['VirtualMachineName'] for session in sessions} >= {'vm-1', 'vm-2'}
+    # a scope that is a JSON object is every session's own
+    objects = [session['Scope'] for session in sessions if isinstance(session['Scope'], dict)]
+    assert len(objects) == 4 and len({id(scope) for scope in objects}) == 4

@@ -88,15 +88,24 @@ class SessionCombineFn(beam.CombineFn):
         return summary
 
 
-def to_session(key, summary, semantics):
-    """The session row that the KQL projects, from its key and its summary."""
+def to_session(key, summary, semantics, scopes=None):
+    """The session row that the KQL projects, from its key and its summary. `scopes`: a dict that
+    keeps what an Authorization text gives (its scope, subscription and VM name) for the next
+    sessions with the same text, when the scope is a string (a JSON object or list is read again
+    for each session: every row gets its own)."""
     correlation_id, authorization, caller = key
-    scope = scope_of(authorization)
+    from_scope = scopes.get(authorization) if scopes is not None else None
+    if from_scope is None:
+        scope = scope_of(authorization)
+        from_scope = (scope, kql.kusto_split_at(kql.tostring_dynamic(scope), '/', 2) or '', semantics.vm_name(scope))
+        if scopes is not None and (scope is None or isinstance(scope, str)):
+            scopes[authorization] = from_scope
+    scope, subscription, vm_name = from_scope
     return {
         'StartTime': summary.start,
         'EndTime': summary.end,
-        'Subscription': kql.kusto_split_at(kql.tostring_dynamic(scope), '/', 2) or '',
-        'VirtualMachineName': semantics.vm_name(scope),
+        'Subscription': subscription,
+        'VirtualMachineName': vm_name,
         'CorrelationId': correlation_id,
         'Caller': caller,
         'CallerIpAddress': summary.max_ip,
@@ -115,7 +124,8 @@ def window_sessions(activity, semantics):
 
 def succeeded_sessions(summaries, semantics):
     """The sessions of {session key: `SessionSummary`} that succeeded."""
-    return [to_session(key, summary, semantics) for key, summary in summaries.items() if summary.succeeded]
+    scopes = {}  # sessions of one window share few Authorization texts (1,936 for 10,663 sessions measured)
+    return [to_session(key, summary, semantics, scopes) for key, summary in summaries.items() if summary.succeeded]
 
 
 class RunCommandSessions(beam.PTransform):
