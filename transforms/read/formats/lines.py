@@ -90,6 +90,11 @@ class LineReader:
     the block's last line is claimed (one claim for the block instead of one per candidate); when
     that claim fails (a dynamic split inside the block), the lines still the range's are produced
     one by one, as for a block `bulk` hands back.
+
+    With `rewind` (a stream that seeks back cheaply: an uncompressed file) and a ``bulk.scan_block``,
+    every block starts at a line start: the scanner reads the block's complete lines in place, and
+    the stream goes back to the block's unfinished last line, the start of the next block, instead
+    of that line being carried and the next block copied behind it.
     """
 
     def __init__(self, stream, start, claim, needles=None, block_bytes=BLOCK_BYTES, stop=None, bulk=None,
@@ -302,10 +307,12 @@ class LineReader:
                 lines_before += 1
                 buffer, buffer_offset, dropping = b'', buffer_offset + len(data), True
                 continue
-            # The complete lines: the line begun before, then the block up to its last newline, in
-            # one copy (slicing `buffer + block` copied them twice, each time into fresh pages).
+            # The complete lines, complete[:size]: with rewind the block itself, its unfinished last
+            # line read again as the start of the next block; otherwise the line begun before, then
+            # the block up to its last newline, in one copy (slicing `buffer + block` copied them
+            # twice, each time into fresh pages).
             end = len(buffer) + block_end  # the last newline's offset from buffer_offset
-            size = end + 1  # complete[:size] holds the complete lines
+            size = end + 1
             if not buffer and (block_end + 1 == len(block) or self._rewind):
                 complete = block
                 if size < len(block):  # the unfinished last line starts the next block
