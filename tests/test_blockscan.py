@@ -298,12 +298,17 @@ def test_hostile_lines_end_quickly_and_are_refused(line):
     assert _scan_one(line) is None
 
 
-def test_the_scanner_pickles():
+def _device_events_block(seed, clean):
+    """(a DeviceEvents scanner, a block of `clean` clean lines then one relevant line, the lines)."""
     scanner = blockscan.BlockScanner(blockscan.needle_specs(_needles(DEVICE_EVENTS, False)), WINDOWS['hours'],
                                      KEY_COLUMNS[DEVICE_EVENTS])
-    rnd = random.Random(2)
-    lines = [clean_line(rnd, DEVICE_EVENTS) for _ in range(40)] + [relevant_line(rnd, DEVICE_EVENTS)]
-    block = b''.join(line + b'\n' for line in lines)
+    rnd = random.Random(seed)
+    lines = [clean_line(rnd, DEVICE_EVENTS) for _ in range(clean)] + [relevant_line(rnd, DEVICE_EVENTS)]
+    return scanner, b''.join(line + b'\n' for line in lines), lines
+
+
+def test_the_scanner_pickles():
+    scanner, block, _ = _device_events_block(2, 40)
     before = scanner.scan_block(block)
     assert before is not None and before[0] and before[2][0] == 41 - len(before[0])
     assert before[0][-1][0] == 40  # the relevant line, the block's last: its index
@@ -313,14 +318,10 @@ def test_the_scanner_pickles():
 def test_a_block_is_scanned_up_to_end_and_not_past_it():
     # The line reader hands the scanner a block with the start of the next block's first line after
     # `end`: the result is the one for the bytes before `end`, whatever follows them.
-    scanner = blockscan.BlockScanner(blockscan.needle_specs(_needles(DEVICE_EVENTS, False)), WINDOWS['hours'],
-                                     KEY_COLUMNS[DEVICE_EVENTS])
-    rnd = random.Random(3)
-    lines = [clean_line(rnd, DEVICE_EVENTS) for _ in range(30)] + [relevant_line(rnd, DEVICE_EVENTS)]
-    block = b''.join(line + b'\n' for line in lines)
+    scanner, block, lines = _device_events_block(3, 30)
     whole = scanner.scan_block(block)
     assert whole is not None and whole[0]
-    for tail in (b'{"TimeGenerated":', b'x', b'\xff\xfe', relevant_line(rnd, DEVICE_EVENTS)[:-5]):
+    for tail in (b'{"TimeGenerated":', b'x', b'\xff\xfe', lines[-1][:-5]):
         assert scanner.scan_block(block + tail, len(block)) == whole
     # a cut inside the block reads only the lines before it
     cut = sum(len(line) + 1 for line in lines[:10])
