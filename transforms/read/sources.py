@@ -118,11 +118,11 @@ class ExportSource(filebasedsource.FileBasedSource):
                     claim = range_tracker.try_claim
                 stop = range_tracker.stop_position() if fmt in LINE_FORMATS else None
                 needles, bulk = self._line_filters(fmt)
-                # An uncompressed file is read again from a block's unfinished last line (a seek back
-                # of one line); a decompressed stream carries it instead.
+                # A file read as it is stored is read again from a block's unfinished last line (a
+                # seek back of one line); a decompressed stream carries it instead.
                 lines = LineReader(stream, start, claim, needles, block_bytes=self.block_bytes, stop=stop,
                                    bulk=bulk, stop_now=range_tracker.stop_position,
-                                   rewind=kind_of(file_name) is None and stream.seekable())
+                                   rewind=not isinstance(stream, DecompressedStream) and stream.seekable())
                 yield from self._read(file_name, FORMAT_READERS[fmt], stream, lines, counts, needles)
             except CompressedDataError as error:
                 # What was decompressed before is read; the rest of the file is this dead letter.
