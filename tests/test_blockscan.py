@@ -88,6 +88,41 @@ def test_a_scanned_block_gives_the_candidates_and_counts_of_the_python_path(tabl
         assert result[0] == count - len(spans)
 
 
+def _with_value(line, key, value):
+    """`line` (a JSON object's text) with `key` set to the JSON text `value`, as raw bytes."""
+    return line[:-1] + b',"%s":%s}' % (key, value)
+
+
+# The escape needle's bytes in the places a validated row can hold them: a \u00XX escape, an escaped
+# backslash then "u00", in a value, in a nested key, in an array; lines where they are not (other
+# escapes, "u00" without a backslash); and two lines that are no plain rows (a short \u escape, a
+# row key spelled with an escape).
+_ESCAPE_PLACES = [(b'Note', b'"a\\u0041b"', True), (b'Note', b'"C:\\\\u00ff"', True),
+                  (b'Note', b'"\\\\\\u0041"', True), (b'Note', b'{"k\\u0042":1}', True),
+                  (b'Note', b'["x","\\u00e9"]', True), (b'Note', b'"\\\\\\\\u00"', True),
+                  (b'Note', b'"\\u0100\\\\u01"', False), (b'Note', b'"u00\\\\"', False),
+                  (b'Note', b'"\\u00"', True), (b'No\\u0074e', b'1', True)]
+
+
+@pytest.mark.parametrize('table', TABLES)
+@pytest.mark.parametrize('key,value,found', _ESCAPE_PLACES)
+def test_the_escape_needle_is_found_wherever_the_prefilter_finds_it(table, key, value, found):
+    rnd = random.Random(11)
+    needles = _needles(table, False)
+    assert b'\\u00' in needles.exact  # the needle the validation finds
+    lines = [clean_line(rnd, table) for _ in range(5)]
+    lines[2] = _with_value(lines[2], key, value)
+    block = b'\n'.join(lines) + b'\n'
+    spans, count = _prefilter_candidates(needles, block)
+    assert (2 in {index for index, _, _ in spans}) is found
+    scanner = blockscan.BlockScanner(blockscan.needle_specs(needles), WINDOWS['daily'], KEY_COLUMNS[table])
+    scanned = scanner.scan_block(block)
+    if scanned is None:  # a line the scanner cannot vouch for, and no candidate: the per-line reader's block
+        assert not found
+    else:
+        assert scanned[:2] == (spans, count)
+
+
 @pytest.mark.parametrize('table', TABLES)
 def test_a_candidate_is_vouched_for_as_the_scanner_vouches_for_any_line(table):
     """The byte the scanner gives each candidate: 1 exactly when it would take the same line as one of
