@@ -20,7 +20,7 @@ import logging
 import os
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions
+from apache_beam.options.pipeline_options import DirectOptions, PortableOptions
 from apache_beam.portability.api import beam_provision_api_pb2
 
 from pipelines.usage import flags_given
@@ -77,6 +77,17 @@ def apply_default_workers(options, argv, patterns):
         direct.direct_num_workers = workers
         logging.info('%d worker processes (the input is large; --direct_num_workers sets another number)', workers)
     return workers
+
+
+def workers_share_this_process(options):
+    """Whether every SDK worker of a run of `in_process_runner(options)` is this process or forked
+    from it: always, unless the run asks for worker processes where forking is not safe (Beam then
+    starts its own worker command) or names an environment of its own."""
+    from pipelines import forked_workers  # pylint: disable=import-outside-toplevel
+    if options.view_as(PortableOptions).environment_type:
+        return False
+    return (options.view_as(DirectOptions).direct_running_mode != 'multi_processing'
+            or forked_workers.forking_is_safe())
 
 
 def in_process_runner(options):

@@ -12,6 +12,7 @@ together with the options of `pipelines.options`.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -27,9 +28,10 @@ from apache_beam.runners.runner import PipelineState
 
 from pipelines.options import IN_PROCESS_RUNNER, DetectionOptions
 from pipelines import console
-from pipelines.beam_overheads import OptionsWithViews, cache_dofn_specs, prefer_cloudpickle, skip_ipython_probe
+from pipelines.beam_overheads import (OptionsWithViews, cache_dofn_specs, prefer_cloudpickle, skip_ipython_probe,
+                                      zlib_pickles)
 from pipelines.kafka_options import KafkaOptions
-from pipelines.local_workers import apply_default_workers, in_process_runner
+from pipelines.local_workers import apply_default_workers, in_process_runner, workers_share_this_process
 from pipelines.preflight import PreflightError, check_runner_endpoints
 from pipelines.sink_options import SinkOptions, sink_settings
 from pipelines.usage import UsageError, check_arguments, check_batch_run, flags_given
@@ -219,7 +221,11 @@ def with_stream_defaults(argv):
 
 
 def run(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with contextlib.ExitStack() as scope:  # what the run changes in this process for its duration
+        return _run(list(sys.argv[1:] if argv is None else argv), scope)
+
+
+def _run(argv, scope):
     if '-h' in argv or '--help' in argv:
         print_help()
         return None
@@ -244,6 +250,8 @@ def run(argv=None):
     if in_process:
         patterns, _ = resolve_inputs(detection)
         apply_default_workers(options, argv, patterns.values())  # one process per core for large inputs
+        if workers_share_this_process(options):
+            scope.enter_context(zlib_pickles())  # before the runner forks its workers' zygote
     try:
         pipeline = beam.Pipeline(runner=in_process_runner(options) if in_process else None, options=options)
     except ValueError as error:  # a --runner Beam does not have

@@ -1,9 +1,11 @@
-"""The two Beam overheads `pipelines.beam_overheads` avoids, and that avoiding them changes nothing."""
+"""The Beam overheads `pipelines.beam_overheads` avoids, and that avoiding them changes nothing."""
 
+import base64
 import os
 import pickle
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import apache_beam as beam
@@ -145,3 +147,75 @@ def test_the_command_builds_its_pipeline_with_cloudpickle(tmp_path, monkeypatch)
     monkeypatch.setattr(beam.Pipeline, '__init__', record)
     rare_runcommand.run(['--sample', '--output_dir', str(tmp_path / 'out')])
     assert chosen == ['cloudpickle']
+
+
+def _compression(encoded):
+    """What compressed one of Beam's pickles: 'bzip2' or 'zlib'."""
+    raw = base64.b64decode(encoded)
+    if raw[:3] == b'BZh':
+        return 'bzip2'
+    zlib.decompress(raw)  # raises when it is not zlib either
+    return 'zlib'
+
+
+@pytest.mark.parametrize('library', ['cloudpickle', 'dill'])
+def test_zlib_pickles_are_written_within_the_block_and_both_forms_read(library):
+    from apache_beam.internal import pickler  # pylint: disable=import-outside-toplevel
+    value = {'source': ('AzureActivity', 0, 1 << 20), 'f': len}
+    pickler.set_library(library)
+    try:
+        before = pickler.dumps(value)
+        assert _compression(before) == 'bzip2'
+        with beam_overheads.zlib_pickles():
+            inside = pickler.dumps(value)
+            assert _compression(inside) == 'zlib'
+            assert pickler.loads(inside) == value and pickler.loads(before) == value
+            assert pickler.loads(inside.decode('ascii')) == value  # Beam passes text at times
+        assert _compression(pickler.dumps(value)) == 'bzip2'
+        with pytest.raises(ValueError), beam_overheads.zlib_pickles():
+            raise ValueError('the run failed')
+        assert _compression(pickler.dumps(value)) == 'bzip2'  # restored however the block ends
+    finally:
+        pickler.set_library(pickler.DEFAULT_PICKLE_LIB)
+
+
+@pytest.mark.parametrize('argv, forking_safe, shared', [
+    ([], False, True),  # one process (the in-process runner's default)
+    (['--direct_num_workers=2', '--direct_running_mode=multi_threading'], False, True),
+    (['--direct_num_workers=2', '--direct_running_mode=multi_processing'], True, True),  # forked workers
+    (['--direct_num_workers=2', '--direct_running_mode=multi_processing'], False, False),  # Beam's own command
+    (['--environment_type=PROCESS', '--environment_config={"command": "w"}'], True, False),
+])
+def test_the_workers_share_this_process_only_where_the_runner_forks_or_embeds_them(monkeypatch, argv, forking_safe,
+                                                                                   shared):
+    from pipelines import forked_workers, local_workers  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(forked_workers, 'forking_is_safe', lambda: forking_safe)
+    assert local_workers.workers_share_this_process(PipelineOptions(argv)) is shared
+
+
+def test_an_in_process_run_pickles_with_zlib_and_restores_bzip2(tmp_path, monkeypatch):
+    from apache_beam.internal import pickler  # pylint: disable=import-outside-toplevel
+    seen = []
+    original = beam.Pipeline.run
+
+    def record(self, *args, **kwargs):
+        seen.append(_compression(pickler.dumps(('probe',))))
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(beam.Pipeline, 'run', record)
+    rare_runcommand.run(['--sample', '--output_dir', str(tmp_path / 'out')])
+    assert seen == ['zlib']
+    assert _compression(pickler.dumps(('probe',))) == 'bzip2'
+    assert list((tmp_path / 'out').glob('alerts*.jsonl'))
+
+
+@pytest.mark.slow  # two runs of the command, each a process of its own
+def test_the_command_with_forked_workers_reads_its_zlib_pickles_and_raises_the_same_alerts(tmp_path):
+    alerts = {}
+    for name, extra in (('one', []), ('forked', ['--direct_running_mode=multi_processing',
+                                                  '--direct_num_workers=2'])):
+        out = tmp_path / name
+        subprocess.run([sys.executable, '-m', 'pipelines.rare_runcommand', '--sample', '--output_dir', str(out)]
+                       + extra, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                       text=True, check=True, timeout=300)
+        alerts[name] = sorted(line for path in out.glob('alerts*.jsonl') for line in path.read_text().splitlines())
+    assert alerts['one'] and alerts['forked'] == alerts['one']
