@@ -82,7 +82,8 @@ def apply_default_workers(options, argv, patterns):
 def workers_share_this_process(options):
     """Whether every SDK worker of a run of `in_process_runner(options)` is this process or forked
     from it: always, unless the run asks for worker processes where forking is not safe (Beam then
-    starts its own worker command) or names an environment of its own."""
+    starts its own worker command). A run that names an SDK environment itself is answered no too,
+    though the in-process runner uses its own: such a run keeps Beam's defaults."""
     from pipelines import forked_workers  # pylint: disable=import-outside-toplevel
     if options.view_as(PortableOptions).environment_type:
         return False

@@ -109,7 +109,7 @@ _ESCAPE_PLACES = [(b'Note', b'"a\\u0041b"', True), (b'Note', b'"C:\\\\u00ff"', T
 def test_the_escape_needle_is_found_wherever_the_prefilter_finds_it(table, key, value, found):
     rnd = random.Random(11)
     needles = _needles(table, False)
-    assert b'\\u00' in needles.exact  # the needle the validation finds
+    assert b'\\u00' in needles.exact  # the needle these lines hold, or not
     lines = [clean_line(rnd, table) for _ in range(5)]
     lines[2] = _with_value(lines[2], key, value)
     block = b'\n'.join(lines) + b'\n'
