@@ -205,6 +205,15 @@ start_worker_pool() {
   ! port_in_use "$BEAM_WORKER_POOL_PORT" \
     || die "port $BEAM_WORKER_POOL_PORT is taken by a process this script did not start"
   launch worker-pool "$PYTHON" -m pipelines.worker_pool "$(pool_marker)"
+  # Listening before the JVMs start: they bind ports of their own at random in the kernel's ephemeral
+  # range, which holds the pool's.
+  local deadline=$((SECONDS + FLINK_START_TIMEOUT))
+  until port_in_use "$BEAM_WORKER_POOL_PORT"; do
+    [ -d "/proc/$(cat "$FLINK_LOCAL_DIR/worker-pool.pid")" ] \
+      || die "the worker pool exited while starting (log: $log_dir/worker-pool.out)"
+    [ $SECONDS -lt $deadline ] || die "the worker pool did not listen after ${FLINK_START_TIMEOUT}s"
+    sleep 0.2
+  done
   say "started the Beam SDK worker pool (pid $(cat "$FLINK_LOCAL_DIR/worker-pool.pid"))"
 }
 
@@ -250,10 +259,10 @@ start() {
   # cluster), so that a restarted job restores from them rather than from the JobManager's memory.
   printf 'state.checkpoint-storage: filesystem\nstate.checkpoints.dir: file://%s/checkpoints\n' \
     "$FLINK_LOCAL_DIR" >> "$conf_dir/config.yaml"
+  start_worker_pool  # first: see there
   start_jobmanager
   local n
   for n in $(seq 1 "$FLINK_TASKMANAGERS"); do start_taskmanager "$n"; done
-  start_worker_pool
   wait_ready
   say "ready: Flink $FLINK_VERSION at http://localhost:$REST_PORT ($FLINK_TASKMANAGERS TaskManagers)," \
       "Beam worker pool at localhost:$BEAM_WORKER_POOL_PORT; state in $FLINK_LOCAL_DIR"
